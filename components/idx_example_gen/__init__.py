@@ -1,0 +1,1 @@
+"""ExampleGen for the IDX gz files that MNIST-style datasets ship in."""

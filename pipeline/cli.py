@@ -1,0 +1,129 @@
+"""`fmnist-pipeline`: run the pipeline locally, fetch the data, show the last run."""
+import argparse
+import dataclasses
+import datetime
+import os
+import sys
+from typing import List, Optional
+import warnings
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's C++ start-up chatter off the console
+# google-cloud libraries warn at import that Python 3.10 is old; TFX 1.16 supports no newer one.
+warnings.filterwarnings('ignore', message='You are using a non-supported Python version',
+                        category=FutureWarning)
+
+from pipeline import data  # noqa: E402  (after the environment is set)
+from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.config import default_data_dir  # noqa: E402
+from trainer.config import TrainingConfig  # noqa: E402
+from trainer.model import VARIANTS  # noqa: E402
+from trainer.preprocessing import PIXEL_SCALINGS  # noqa: E402
+
+DEFAULT_OUTPUT_ROOT = 'outputs'
+DEFAULT_EPOCHS = 10
+# A smoke run: every component on the real data, a few hundred training steps.
+QUICK_TRAIN_STEPS = 200
+QUICK_ACCURACY_THRESHOLD = 0.7
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog='fmnist-pipeline', description=__doc__)
+  commands = parser.add_subparsers(dest='command', required=True)
+
+  run = commands.add_parser('run', help='run the whole pipeline locally (LocalDagRunner)')
+  run.add_argument('--data-dir', default=default_data_dir(),
+                   help='directory with the four Fashion-MNIST IDX gz files (default: %(default)s)')
+  run.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT,
+                   help='pipeline artifacts, MLMD, logs and served models go here (default: %(default)s)')
+  run.add_argument('--epochs', type=int, default=DEFAULT_EPOCHS)
+  run.add_argument('--quick', action='store_true',
+                   help=f'smoke run: {QUICK_TRAIN_STEPS} training steps, blessing threshold '
+                        f'{QUICK_ACCURACY_THRESHOLD} (not a production model)')
+  run.add_argument('--variant', default=TrainingConfig.variant, choices=VARIANTS,
+                   help='normalization in the CNN (default: %(default)s)')
+  run.add_argument('--batch-size', type=int, default=TrainingConfig.batch_size)
+  run.add_argument('--learning-rate', type=float, default=TrainingConfig.learning_rate)
+  run.add_argument('--seed', type=int, default=TrainingConfig.seed)
+  run.add_argument('--pixel-scaling', default=PipelineConfig.pixel_scaling, choices=PIXEL_SCALINGS)
+  run.add_argument('--accuracy-threshold', type=float, default=None,
+                   help=f'eval accuracy a model needs to be pushed (default: '
+                        f'{PipelineConfig.accuracy_threshold}, --quick: {QUICK_ACCURACY_THRESHOLD})')
+  run.add_argument('--no-cache', action='store_true', help='re-run every component')
+
+  download = commands.add_parser('download', help='fetch the Fashion-MNIST files and verify them')
+  download.add_argument('--data-dir', default=os.path.expanduser('~/.keras/datasets/fashion-mnist'))
+
+  summary = commands.add_parser('summary', help="print the last run's summary")
+  summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
+  return parser
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+  training = TrainingConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
+                            learning_rate=args.learning_rate, seed=args.seed)
+  config = PipelineConfig(
+      output_root=os.path.abspath(args.output_root), data_dir=os.path.abspath(args.data_dir),
+      training=training, pixel_scaling=args.pixel_scaling, enable_cache=not args.no_cache)
+  if args.quick:
+    config = dataclasses.replace(
+        config, train_steps=QUICK_TRAIN_STEPS, accuracy_threshold=QUICK_ACCURACY_THRESHOLD,
+        training=dataclasses.replace(training, epochs=1, log_every_n_steps=50))
+  if args.accuracy_threshold is not None:
+    config = dataclasses.replace(config, accuracy_threshold=args.accuracy_threshold)
+  return config
+
+
+def _run(args: argparse.Namespace) -> int:
+  config = config_from_args(args)
+  missing = data.missing_files(config.data_dir)
+  if missing:
+    print(f'error: {config.data_dir} lacks {", ".join(missing)}.\n'
+          'Install the Debian package dataset-fashion-mnist, run `fmnist-pipeline download`, '
+          'or pass --data-dir.', file=sys.stderr)
+    return 2
+  # Imported here: TFX takes seconds to import, which `--help` and `download` need not pay.
+  from pipeline import local_runner  # pylint: disable=import-outside-toplevel
+  from pipeline.progress import console_progress  # pylint: disable=import-outside-toplevel
+
+  logs = os.path.join(config.output_root, 'logs')
+  os.makedirs(logs, exist_ok=True)
+  log_path = os.path.join(logs, datetime.datetime.now().strftime('run-%Y%m%d-%H%M%S.log'))
+  print(f'Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_root}')
+  print(f'Full log: {log_path}')
+  with console_progress(log_path) as progress:
+    try:
+      summary = local_runner.run(config)
+    except Exception as error:  # pylint: disable=broad-except
+      where = f' in {progress.current}' if progress.current else ''
+      print(f'✗ run failed{where}: {type(error).__name__}: {error}\nFull log: {log_path}',
+            file=sys.stderr)
+      return 1
+  print('\n'.join(summary.lines()))
+  return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+  from pipeline.run_summary import summarize_last_run  # pylint: disable=import-outside-toplevel
+  metadata_path = PipelineConfig(output_root=os.path.abspath(args.output_root)).metadata_path
+  summary = summarize_last_run(metadata_path) if os.path.exists(metadata_path) else None
+  if summary is None:
+    print(f'no run recorded under {args.output_root}', file=sys.stderr)
+    return 1
+  print('\n'.join(summary.lines()))
+  return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+  data.download(args.data_dir)
+  data.verify(args.data_dir)
+  print(f'Fashion-MNIST verified in {args.data_dir}')
+  return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = _parser().parse_args(argv)
+  return {'run': _run, 'download': _download, 'summary': _summary}[args.command](args)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

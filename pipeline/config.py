@@ -1,0 +1,50 @@
+"""Pipeline configuration: every value a run depends on, in one place."""
+import dataclasses
+import os
+from typing import List, Optional
+
+from trainer.config import TrainingConfig
+from trainer.preprocessing import UNIT_SCALING
+
+DEBIAN_DATA_DIR = '/usr/share/datasets/fashion-mnist'
+KERAS_CACHE_DATA_DIR = os.path.expanduser('~/.keras/datasets/fashion-mnist')
+
+
+def default_data_dir() -> str:
+  """The Debian package's directory if it is installed, else the Keras cache."""
+  return DEBIAN_DATA_DIR if os.path.isdir(DEBIAN_DATA_DIR) else KERAS_CACHE_DATA_DIR
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """What to run on which data, and where the outputs go."""
+  output_root: str
+  data_dir: str = dataclasses.field(default_factory=default_data_dir)
+  pipeline_name: str = 'fashion-mnist'
+  model_name: str = 'fashion_mnist'
+  training: TrainingConfig = TrainingConfig()
+  train_steps: Optional[int] = None  # caps the steps that training.epochs imply
+  eval_steps: Optional[int] = None  # caps the Trainer's per-epoch evaluation
+  pixel_scaling: str = UNIT_SCALING
+  eval_percent: int = 10
+  accuracy_threshold: float = 0.85
+  beam_pipeline_args: List[str] = dataclasses.field(
+      default_factory=lambda: ['--direct_running_mode=in_memory'])
+  enable_cache: bool = True
+
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.join(self.output_root, 'pipeline')
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.output_root, 'metadata.sqlite')
+
+  @property
+  def serving_root(self) -> str:
+    return os.path.join(self.output_root, 'serving')
+
+  @property
+  def serving_model_dir(self) -> str:
+    """Where Pusher writes versions: the model base path TF Serving is given."""
+    return os.path.join(self.serving_root, self.model_name)

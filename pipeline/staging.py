@@ -1,0 +1,48 @@
+"""Content-addressed copies of the files the pipeline imports, so caching follows content."""
+import hashlib
+import os
+from typing import Iterable
+
+import tensorflow as tf
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA_FILE = os.path.join(PACKAGE_ROOT, 'pipeline', 'schema', 'schema.pbtxt')
+CODE_PACKAGES = ('components', 'trainer')
+
+
+def _digest(paths: Iterable[str]) -> str:
+  sha = hashlib.sha256()
+  for path in sorted(paths):
+    sha.update(os.path.relpath(path, PACKAGE_ROOT).encode())
+    with open(path, 'rb') as source:
+      sha.update(source.read())
+  return sha.hexdigest()[:16]
+
+
+def code_fingerprint() -> str:
+  """A hash of the user code that components load by module path.
+
+  TFX caches an execution by its inputs and properties; a module path says
+  nothing about the code behind it, so this hash goes into the components'
+  custom_config and a code change re-runs them.
+  """
+  sources = []
+  for package in CODE_PACKAGES:
+    for directory, _, files in os.walk(os.path.join(PACKAGE_ROOT, package)):
+      sources.extend(os.path.join(directory, name) for name in files if name.endswith('.py'))
+  return _digest(sources)
+
+
+def stage_schema(pipeline_root: str, schema_file: str = SCHEMA_FILE) -> str:
+  """Copies the curated schema to <pipeline_root>/schema/<hash>/ and returns that directory.
+
+  The Importer caches on the URI, so a URI that changes with the content
+  means an edited schema is imported again while an unchanged one is not.
+  """
+  directory = os.path.join(pipeline_root, 'schema', _digest([schema_file]))
+  target = os.path.join(directory, os.path.basename(schema_file))
+  if not tf.io.gfile.exists(target):
+    tf.io.gfile.makedirs(directory)
+    tf.io.gfile.copy(schema_file, target + '.partial', overwrite=True)
+    tf.io.gfile.rename(target + '.partial', target, overwrite=True)
+  return directory

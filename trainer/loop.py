@@ -1,0 +1,152 @@
+"""A custom training loop in the spirit of Orbit: it knows models and datasets, not TFX.
+
+`ClassifierTask` holds the per-step math (a GradientTape training step and an
+evaluation step, replicated by a tf.distribute strategy). `fit` drives it: it
+runs steps in compiled chunks, logs and writes summaries every N steps,
+evaluates at each epoch's end, checkpoints every N steps, and resumes from the
+last checkpoint when one exists.
+"""
+import dataclasses
+import math
+from typing import Dict, Optional
+
+from absl import logging
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.metrics import ClassifierMetrics
+from trainer.metrics import Throughput
+from trainer.summaries import RunSummaries
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training diverged: the loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """When the loop stops, logs, evaluates and checkpoints (all in steps)."""
+  total_steps: int
+  steps_per_epoch: int
+  log_every_n_steps: int
+  checkpoint_every_n_steps: int
+  max_eval_steps: Optional[int] = None
+
+  def next_stop(self, step: int) -> int:
+    """The next step at which the loop must leave compiled code to do something."""
+    boundaries = [self.total_steps]
+    for every in (self.log_every_n_steps, self.checkpoint_every_n_steps, self.steps_per_epoch):
+      boundaries.append((step // every + 1) * every)
+    return min(boundaries)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  return max(1, math.ceil(num_examples / batch_size))
+
+
+class ClassifierTask:
+  """One model, its own optimizer, and the compiled steps that train and evaluate it."""
+
+  def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+               strategy: tf.distribute.Strategy):
+    self.model = model
+    self.optimizer = optimizer
+    self.strategy = strategy
+    with strategy.scope():
+      self.train_metrics = ClassifierMetrics('train')
+      self.eval_metrics = ClassifierMetrics('eval')
+
+  def _train_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+    with tf.GradientTape() as tape:
+      logits = self.model(images, training=True)
+      per_example_loss = keras.losses.sparse_categorical_crossentropy(
+          labels, tf.cast(logits, tf.float32), from_logits=True)
+      # Scaled by the global batch so that summing gradients over replicas averages them.
+      loss = tf.nn.compute_average_loss(per_example_loss)
+      if self.model.losses:
+        loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+    gradients = tape.gradient(loss, self.model.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+    self.train_metrics.update(labels, logits, tf.reduce_mean(per_example_loss))
+
+  def _eval_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+    logits = self.model(images, training=False)
+    per_example_loss = keras.losses.sparse_categorical_crossentropy(
+        labels, tf.cast(logits, tf.float32), from_logits=True)
+    self.eval_metrics.update(labels, logits, tf.reduce_mean(per_example_loss))
+
+  @tf.function
+  def train(self, iterator, num_steps: tf.Tensor) -> None:
+    """Runs `num_steps` training steps inside one tf.function call."""
+    for _ in tf.range(num_steps):
+      images, labels = next(iterator)
+      self.strategy.run(self._train_replica_step, args=(images, labels))
+
+  @tf.function
+  def _evaluate_batch(self, images, labels) -> None:
+    self.strategy.run(self._eval_replica_step, args=(images, labels))
+
+  def evaluate(self, dataset: tf.data.Dataset) -> Dict[str, float]:
+    """Metrics of the model in inference mode over the whole (finite) dataset."""
+    self.eval_metrics.reset()
+    for images, labels in self.strategy.experimental_distribute_dataset(dataset):
+      self._evaluate_batch(images, labels)
+    return self.eval_metrics.result()
+
+
+def fit(task: ClassifierTask, train_dataset: tf.data.Dataset, eval_dataset: tf.data.Dataset,
+        schedule: Schedule, checkpoints: tf.train.CheckpointManager, summaries: RunSummaries,
+        global_batch_size: int) -> Dict[str, float]:
+  """Trains until `schedule.total_steps` and returns the final eval metrics.
+
+  `train_dataset` must repeat forever and yield the same batches in the same
+  order on every call (a fixed shuffle seed): resuming skips the batches that
+  the restored checkpoint has already trained on.
+  """
+  if checkpoints.latest_checkpoint:
+    checkpoints.checkpoint.restore(checkpoints.latest_checkpoint).assert_existing_objects_matched()
+    logging.info('Resumed from %s', checkpoints.latest_checkpoint)
+  step = int(task.optimizer.iterations.numpy())
+  iterator = iter(task.strategy.experimental_distribute_dataset(train_dataset.skip(step)))
+  eval_dataset = eval_dataset.take(schedule.max_eval_steps or -1)
+  eval_result = {}
+  throughput = Throughput()
+  saved_step = step
+  while step < schedule.total_steps:
+    stop = schedule.next_stop(step)
+    with throughput.measure((stop - step) * global_batch_size):
+      task.train(iterator, tf.constant(stop - step))
+    step = stop
+    if step % schedule.log_every_n_steps == 0 or step == schedule.total_steps:
+      _log_training(task, summaries, step, schedule.total_steps, throughput.pop_rate())
+    if step % schedule.checkpoint_every_n_steps == 0:
+      checkpoints.save(checkpoint_number=step)
+      saved_step = step
+    if step % schedule.steps_per_epoch == 0 or step == schedule.total_steps:
+      eval_result = _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
+  if saved_step != step:
+    checkpoints.save(checkpoint_number=step)
+  return eval_result or _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
+
+
+def _log_training(task: ClassifierTask, summaries: RunSummaries, step: int, total_steps: int,
+                  images_per_second: float) -> None:
+  result = task.train_metrics.result()
+  if not all(math.isfinite(value) for value in result.values()):
+    raise NonFiniteLossError(f'training loss became {result["loss"]} by step {step}; '
+                             'lower the learning rate or check the inputs')
+  result['images_per_second'] = images_per_second
+  logging.info('step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s', step, total_steps,
+               result['loss'], result['accuracy'], images_per_second)
+  summaries.write('train', step, result)
+  task.train_metrics.reset()
+
+
+def _evaluate(task: ClassifierTask, eval_dataset: tf.data.Dataset, summaries: RunSummaries,
+              step: int, steps_per_epoch: int) -> Dict[str, float]:
+  result = task.evaluate(eval_dataset)
+  epoch = step / steps_per_epoch
+  logging.info('epoch %.2f  eval loss %.4f  eval accuracy %.4f', epoch, result['loss'],
+               result['accuracy'])
+  summaries.write('eval', step, {**result, 'epoch': epoch})
+  return result

@@ -1,0 +1,82 @@
+"""TFX Trainer entry point: `run_fn` adapts the Trainer's FnArgs to the training loop."""
+import os
+
+from absl import logging
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from trainer import export
+from trainer import features
+from trainer import loop
+from trainer.config import CUSTOM_CONFIG_KEY
+from trainer.config import TrainingConfig
+from trainer.devices import strategy_for_visible_devices
+from trainer.model import build_model
+from trainer.summaries import RunSummaries
+
+CHECKPOINT_DIR = 'checkpoints'
+SHUFFLE_BUFFER = 10_000
+
+
+def count_records(file_patterns) -> int:
+  """Number of records in the gzip TFRecord files, read without parsing them."""
+  files = [path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)]
+  records = tf.data.TFRecordDataset(files, compression_type='GZIP')
+  return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def _dataset(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,
+             file_patterns, batch_size: int, seed: int, training: bool) -> tf.data.Dataset:
+  dataset = fn_args.data_accessor.tf_dataset_factory(
+      file_patterns,
+      tfxio.TensorFlowDatasetOptions(
+          batch_size=batch_size, label_key=features.LABEL_KEY, shuffle=training,
+          shuffle_seed=seed, shuffle_buffer_size=SHUFFLE_BUFFER,
+          num_epochs=None if training else 1),
+      transform_output.transformed_metadata.schema)
+  return dataset.map(lambda batch, labels: (batch[features.IMAGE_KEY], labels))
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Trains the configured CNN variant and exports the serving SavedModel."""
+  config = TrainingConfig.from_custom_config(fn_args.custom_config[CUSTOM_CONFIG_KEY])
+  logging.info('Training %s', config)
+  keras.utils.set_random_seed(config.seed)
+  transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  strategy = strategy_for_visible_devices()
+  global_batch_size = config.batch_size * strategy.num_replicas_in_sync
+
+  per_epoch = loop.steps_per_epoch(count_records(fn_args.train_files), global_batch_size)
+  total_steps = config.epochs * per_epoch
+  if fn_args.train_steps:
+    total_steps = min(total_steps, fn_args.train_steps)
+  schedule = loop.Schedule(
+      total_steps=total_steps, steps_per_epoch=per_epoch,
+      log_every_n_steps=config.log_every_n_steps,
+      checkpoint_every_n_steps=config.checkpoint_every_n_steps,
+      max_eval_steps=fn_args.eval_steps or None)
+
+  with strategy.scope():
+    model = build_model(config.variant, filters=config.filters, conv_blocks=config.conv_blocks,
+                        num_classes=features.NUM_CLASSES, seed=config.seed)
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+  task = loop.ClassifierTask(model, optimizer, strategy)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+  checkpoints = tf.train.CheckpointManager(
+      checkpoint, os.path.join(fn_args.model_run_dir, CHECKPOINT_DIR), max_to_keep=2)
+  summaries = RunSummaries(fn_args.model_run_dir)
+  try:
+    eval_result = loop.fit(
+        task,
+        _dataset(fn_args, transform_output, fn_args.train_files, global_batch_size, config.seed,
+                 training=True),
+        _dataset(fn_args, transform_output, fn_args.eval_files, global_batch_size, config.seed,
+                 training=False),
+        schedule, checkpoints, summaries, global_batch_size)
+  finally:
+    summaries.close()
+  logging.info('Final eval: %s', eval_result)
+  export.save(model, transform_output, fn_args.serving_model_dir)
