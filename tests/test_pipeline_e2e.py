@@ -16,9 +16,9 @@ COMPONENTS = ('IdxExampleGen', 'schema_importer', 'StatisticsGen', 'ExampleValid
               'AnomaliesGate', 'Transform', 'Trainer', 'Evaluator', 'Pusher')
 
 
-def _run(capsys, data_dir, output_root):
+def _run(capsys, data_dir, output_root, accuracy_threshold=0.3):
   code = cli.main(['run', '--data-dir', data_dir, '--output-root', output_root, '--epochs', '1',
-                   '--batch-size', '32', '--accuracy-threshold', '0.3'])
+                   '--batch-size', '32', '--accuracy-threshold', str(accuracy_threshold)])
   captured = capsys.readouterr()
   return code, captured.out, captured.err
 
@@ -74,6 +74,18 @@ def test_second_run_with_nothing_changed_is_served_from_cache(first_run, capsys)
   code, out, err = _run(capsys, data_dir, output_root)
   assert code == 0, err
   assert _component_states(out) == {name: 'cached' for name in COMPONENTS}
+  assert _versions(output_root) == before
+
+
+def test_model_below_the_threshold_is_not_pushed_and_the_run_says_why(first_run, capsys):
+  data_dir, output_root = first_run
+  before = _versions(output_root)
+  code, out, err = _run(capsys, data_dir, output_root, accuracy_threshold=1.01)
+  assert code == 0, err
+  states = _component_states(out)
+  assert states['Trainer'] == 'cached' and states['Evaluator'] == 'ran'
+  assert 'Blessed: no, sparse_categorical_accuracy' in out and 'below the threshold 1.01' in out
+  assert 'Pushed: nothing' in out
   assert _versions(output_root) == before
 
 
