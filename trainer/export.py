@@ -8,7 +8,10 @@ import tf_keras as keras
 from trainer import features
 
 SERVING_SIGNATURE = 'serving_default'
+IMAGES_SIGNATURE = 'predict_images'
 TRANSFORM_SIGNATURE = 'transform_features'
+EXAMPLES_INPUT = 'examples'
+IMAGES_INPUT = 'images'
 PROBABILITIES = 'probabilities'
 CLASS_IDS = 'class_ids'
 CLASSES = 'classes'
@@ -30,10 +33,8 @@ class ServingModule(tf.Module):
       spec.pop(features.LABEL_KEY)
     return tf.io.parse_example(examples, spec)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Serialized tf.Examples (no label needed) to probabilities, class ids and names."""
-    transformed = self.transform_layer(self._parse(examples, with_label=False))
+  def _predict(self, raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    transformed = self.transform_layer(raw_features)
     logits = self.model(transformed[features.IMAGE_KEY], training=False)
     probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
@@ -42,6 +43,24 @@ class ServingModule(tf.Module):
         CLASS_IDS: class_ids,
         CLASSES: tf.gather(self._class_names, class_ids),
     }
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+  def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Serialized tf.Examples (no label needed) to probabilities, class ids and names."""
+    return self._predict(self._parse(examples, with_label=False))
+
+  @tf.function(input_signature=[tf.TensorSpec(
+      [None, features.IMAGE_HEIGHT, features.IMAGE_WIDTH], tf.uint8, name=IMAGES_INPUT)])
+  def serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Raw uint8 pixels [batch, 28, 28], as REST JSON clients send images, to the same outputs.
+
+    uint8 rather than float: these are the dataset's own 0..255 pixels, so a
+    value outside that range fails decoding instead of being silently scaled,
+    and [28, 28] rather than [784] keeps a JSON image readable as rows. The
+    pixels go through the same Transform graph as tf.Examples do.
+    """
+    pixels = tf.reshape(tf.cast(images, tf.int64), [-1, features.PIXELS_PER_IMAGE])
+    return self._predict({features.IMAGE_KEY: pixels})
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -54,5 +73,6 @@ def save(model: keras.Model, transform_output: tft.TFTransformOutput, export_dir
   module = ServingModule(model, transform_output)
   tf.saved_model.save(module, export_dir, signatures={
       SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+      IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
       TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
   })

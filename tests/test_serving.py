@@ -1,0 +1,194 @@
+"""The serving contract: signatures as TF Serving sees them, and the client's REST and gRPC paths."""
+import http.server
+import json
+import os
+import re
+import threading
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow.python.tools import saved_model_utils
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import metadata_io
+from tensorflow_transform.tf_metadata import schema_utils
+
+from pipeline import predict
+from tests import idx_files
+from trainer import export
+from trainer import features
+from trainer import preprocessing
+from trainer.model import build_model
+
+MODEL_NAME = 'fashion_mnist'
+
+
+@pytest.fixture(scope='module')
+def served(tmp_path_factory):
+  """A pushed-style version directory: Transform graph + a briefly trained model, exported."""
+  root = tmp_path_factory.mktemp('serving')
+  raw_spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([784], tf.int64),
+              features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
+  rows = [{features.IMAGE_KEY: np.zeros(784, np.int64), features.LABEL_KEY: 0}]
+  with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(root / 'tmp'),
+                                                     force_tf_compat_v1=False):
+    transform_fn = ((pipeline | beam.Create(rows), metadata)
+                    | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
+    _ = transform_fn | tft_beam.WriteTransformFn(str(root / 'transform'))
+  # The Transform component writes the raw schema beside the graph; the export parses with it.
+  metadata_io.write_metadata(metadata, str(root / 'transform' / tft.TFTransformOutput.RAW_METADATA_DIR))
+  model = build_model('batch', seed=0)
+  labels = np.arange(40) % 10
+  images = idx_files.learnable_images(labels, seed=0)
+  model(preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(40, -1))), training=True)
+  version_dir = str(root / MODEL_NAME / '1')
+  export.save(model, tft.TFTransformOutput(str(root / 'transform')), version_dir)
+  return model, version_dir, images
+
+
+def _expected(model, images):
+  logits = model(preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(len(images), -1))),
+                 training=False)
+  return tf.nn.softmax(logits).numpy()
+
+
+def _signature_defs(version_dir):
+  return saved_model_utils.get_meta_graph_def(version_dir, 'serve').signature_def
+
+
+def _shape(tensor_info):
+  return [dim.size for dim in tensor_info.tensor_shape.dim]
+
+
+def test_signatures_have_the_documented_names_dtypes_and_shapes(served):
+  _, version_dir, _ = served
+  signatures = _signature_defs(version_dir)
+  examples = signatures[export.SERVING_SIGNATURE].inputs[export.EXAMPLES_INPUT]
+  assert (examples.dtype, _shape(examples)) == (tf.string.as_datatype_enum, [-1])
+  images = signatures[export.IMAGES_SIGNATURE].inputs[export.IMAGES_INPUT]
+  assert (images.dtype, _shape(images)) == (tf.uint8.as_datatype_enum, [-1, 28, 28])
+  for name in (export.SERVING_SIGNATURE, export.IMAGES_SIGNATURE):
+    outputs = signatures[name].outputs
+    assert set(outputs) == {export.PROBABILITIES, export.CLASS_IDS, export.CLASSES}
+    assert (outputs[export.PROBABILITIES].dtype, _shape(outputs[export.PROBABILITIES])) == (
+        tf.float32.as_datatype_enum, [-1, 10])
+    assert (outputs[export.CLASS_IDS].dtype, _shape(outputs[export.CLASS_IDS])) == (
+        tf.int64.as_datatype_enum, [-1])
+    assert (outputs[export.CLASSES].dtype, _shape(outputs[export.CLASSES])) == (
+        tf.string.as_datatype_enum, [-1])
+  assert export.TRANSFORM_SIGNATURE in signatures
+
+
+def _run_signature(version_dir, signature_name, inputs):
+  signature = tf.saved_model.load(version_dir).signatures[signature_name]
+  return {name: value.numpy() for name, value in signature(**inputs).items()}
+
+
+def test_grpc_request_decoded_as_tf_serving_does_gives_the_model_predictions(served):
+  model, version_dir, images = served
+  request = predict.grpc_request(images, MODEL_NAME, version=1)
+  assert (request.model_spec.name, request.model_spec.version.value) == (MODEL_NAME, 1)
+  inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
+  outputs = _run_signature(version_dir, request.model_spec.signature_name, inputs)
+  np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, images), atol=1e-5)
+
+
+def _decode_rest(body, signature_input):
+  """TF Serving's JSON decoding: row 'instances' stack into one batch; columnar 'inputs' as is."""
+  if 'instances' in body:
+    return {signature_input: np.array(body['instances'])}
+  return {signature_input: np.array(body['inputs'])}
+
+
+@pytest.mark.parametrize('form', ['row', 'columnar'])
+def test_rest_body_decoded_as_tf_serving_does_gives_the_model_predictions(served, form):
+  model, version_dir, images = served
+  body = json.loads(json.dumps(predict.rest_body(images)))
+  if form == 'columnar':
+    body = {'signature_name': body['signature_name'], 'inputs': body['instances']}
+  decoded = _decode_rest(body, export.IMAGES_INPUT)
+  inputs = {export.IMAGES_INPUT: tf.constant(decoded[export.IMAGES_INPUT], tf.uint8)}
+  outputs = _run_signature(version_dir, body['signature_name'], inputs)
+  np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, images), atol=1e-5)
+
+
+class _FakeTfServing(http.server.BaseHTTPRequestHandler):
+  """Answers /v1/models/NAME[/versions/V]:predict from a loaded SavedModel, in TF Serving's format."""
+  model_dir = None
+  loaded = None
+
+  def do_POST(self):  # pylint: disable=invalid-name
+    match = re.fullmatch(r'/v1/models/([^/:]+)(?:/versions/(\d+))?:predict', self.path)
+    body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+    if not match or match.group(1) != MODEL_NAME:
+      name = match.group(1) if match else self.path
+      return self._reply(404, {'error': f'Servable not found for request: Latest({name})'})
+    signature = self.loaded.signatures[body.get('signature_name', export.SERVING_SIGNATURE)]
+    (input_name,) = signature.structured_input_signature[1]
+    spec = signature.structured_input_signature[1][input_name]
+    outputs = signature(**{input_name: tf.constant(_decode_rest(body, input_name)[input_name],
+                                                   spec.dtype)})
+    columns = {name: value.numpy().tolist() for name, value in outputs.items()}
+    columns[export.CLASSES] = [c.decode() for c in outputs[export.CLASSES].numpy()]
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    return self._reply(200, {'predictions': rows})
+
+  def _reply(self, code, payload):
+    data = json.dumps(payload).encode()
+    self.send_response(code)
+    self.send_header('Content-Type', 'application/json')
+    self.send_header('Content-Length', str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def rest_server(served):
+  _, version_dir, _ = served
+  _FakeTfServing.loaded = tf.saved_model.load(version_dir)
+  server = http.server.HTTPServer(('127.0.0.1', 0), _FakeTfServing)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  yield f'127.0.0.1:{server.server_address[1]}'
+  server.shutdown()
+  server.server_close()
+
+
+def test_rest_client_end_to_end_matches_in_process_predictions(served, rest_server):
+  model, version_dir, images = served
+  over_http = predict.predict_rest(rest_server, MODEL_NAME, images, version=1)
+  local = predict.predict_local(os.path.dirname(version_dir), images)
+  assert [p.class_id for p in over_http] == [p.class_id for p in local]
+  np.testing.assert_allclose([p.probabilities for p in over_http], _expected(model, images), atol=1e-5)
+  assert [p.class_name for p in over_http] == [features.CLASS_NAMES[p.class_id] for p in local]
+
+
+def test_rest_client_names_a_wrong_model_and_an_unreachable_server(served, rest_server):
+  _, _, images = served
+  with pytest.raises(predict.PredictError, match='HTTP 404.*Latest\\(fashion\\).*model name'):
+    predict.predict_rest(rest_server, 'fashion', images[:1])
+  with pytest.raises(predict.PredictError, match='cannot reach TF Serving at http://127.0.0.1:9/'):
+    predict.predict_rest('127.0.0.1:9', MODEL_NAME, images[:1], timeout=5)
+
+
+def test_images_of_the_wrong_size_are_refused_before_sending(tmp_path):
+  path = str(tmp_path / 'big.png')
+  tf.io.write_file(path, tf.io.encode_png(np.zeros((32, 30, 1), np.uint8)))
+  with pytest.raises(predict.PredictError, match=f'{path}: image is 30x32'):
+    predict.load_images([path])
+
+
+def test_png_and_idx_inputs_load_the_same_pixels(tmp_path):
+  pair = idx_files.write_dataset(str(tmp_path), 't10k', 3)
+  from_idx = predict.load_images([pair.images_path])
+  png = str(tmp_path / 'first.png')
+  tf.io.write_file(png, tf.io.encode_png(from_idx[0][:, :, None]))
+  np.testing.assert_array_equal(predict.load_images([png]), from_idx[:1])
+  assert predict.load_images([pair.images_path], count=2).shape == (2, 28, 28)
