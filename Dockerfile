@@ -9,3 +9,9 @@ COPY components/ components/
 COPY pipeline/ pipeline/
 COPY trainer/ trainer/
 RUN pip install --no-cache-dir -c constraints.txt .
+
+# Vertex / KFP steps name their own command (the TFX Kubeflow V2 entrypoint), so the entrypoint
+# serves the other use of this image: the Dataflow worker image (--sdk_container_image), which
+# must start Beam's boot program. The TFX image carries it from Beam's SDK image. The user stays
+# root: Beam's own worker images run boot as root, and the TFX base defines no other user.
+ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -1,10 +1,12 @@
-"""`fmnist-pipeline`: run the pipeline locally, fetch the data, show the last run."""
+"""`fmnist-pipeline`: run the pipeline locally, fetch the data, show the last run, or compile and
+submit it to Vertex AI / Kubeflow Pipelines."""
 import argparse
 import dataclasses
 import datetime
+import json
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's C++ start-up chatter off the console
@@ -15,6 +17,7 @@ warnings.filterwarnings('ignore', message='You are using a non-supported Python 
 from pipeline import data  # noqa: E402  (after the environment is set)
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.config import default_data_dir  # noqa: E402
+from pipeline.vertex_config import VertexConfigError  # noqa: E402
 from trainer.config import TrainingConfig  # noqa: E402
 from trainer.model import VARIANTS  # noqa: E402
 from trainer.preprocessing import PIXEL_SCALINGS  # noqa: E402
@@ -24,6 +27,9 @@ DEFAULT_EPOCHS = 10
 # A smoke run: every component on the real data, a few hundred training steps.
 QUICK_TRAIN_STEPS = 200
 QUICK_ACCURACY_THRESHOLD = 0.7
+DEPLOY_CONFIG_ENV = 'FMNIST_DEPLOY_CONFIG'
+IMAGE_ENV = 'FMNIST_IMAGE'
+DEFAULT_PIPELINE_JSON = 'pipeline.json'
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +61,38 @@ def _parser() -> argparse.ArgumentParser:
 
   summary = commands.add_parser('summary', help="print the last run's summary")
   summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
+
+  compile_ = commands.add_parser(
+      'compile', help='write the KFP v2 pipeline JSON for Vertex AI / Kubeflow Pipelines (offline)')
+  _add_deployment_arguments(compile_)
+
+  submit = commands.add_parser(
+      'submit', help='compile, stage the schema and start a Vertex AI PipelineJob')
+  _add_deployment_arguments(submit)
+  submit.add_argument('--parameter', action='append', default=[], type=_name_value,
+                      metavar='NAME=VALUE',
+                      help='a pipeline parameter value (repeatable)')
+  submit.add_argument('--dry-run', action='store_true',
+                      help='build and validate the job request offline, print it, submit nothing')
   return parser
+
+
+def _name_value(text: str) -> Tuple[str, str]:
+  if '=' not in text:
+    raise argparse.ArgumentTypeError(f'expected NAME=VALUE, got {text!r}')
+  name, value = text.split('=', 1)
+  return name, value
+
+
+def _add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
+  config_default = os.environ.get(DEPLOY_CONFIG_ENV)
+  parser.add_argument('--config', default=config_default, required=config_default is None,
+                      help=f'deployment config YAML, see deploy/vertex.example.yaml '
+                           f'(default: ${DEPLOY_CONFIG_ENV})')
+  parser.add_argument('--image', default=os.environ.get(IMAGE_ENV),
+                      help=f"overrides the config's image (default: ${IMAGE_ENV})")
+  parser.add_argument('--output', default=DEFAULT_PIPELINE_JSON,
+                      help='where the pipeline JSON goes (default: %(default)s)')
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -120,9 +157,45 @@ def _download(args: argparse.Namespace) -> int:
   return 0
 
 
+def _compile_for_deployment(args: argparse.Namespace):
+  """The deployment config and the path of the pipeline JSON compiled from it."""
+  # pylint: disable=import-outside-toplevel
+  from pipeline import kubeflow_v2_runner
+  from pipeline import vertex_config
+  config = vertex_config.load(args.config, image=args.image)
+  kubeflow_v2_runner.compile_pipeline(config, args.output)
+  return config, args.output
+
+
+def _compile(args: argparse.Namespace) -> int:
+  config, pipeline_json = _compile_for_deployment(args)
+  print(f'Compiled {config.pipeline_name} for image {config.image} to {pipeline_json}')
+  return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+  from pipeline import vertex_submit  # pylint: disable=import-outside-toplevel
+  parameters = dict(args.parameter)
+  config, pipeline_json = _compile_for_deployment(args)
+  if args.dry_run:
+    request = vertex_submit.dry_run(config, pipeline_json, parameters)
+    print(json.dumps(request, indent=2, sort_keys=True))
+    print(f'Dry run: the request is valid; nothing was submitted. The run would be at\n'
+          f'{request["consoleUrl"]}')
+    return 0
+  print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
+  return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
-  return {'run': _run, 'download': _download, 'summary': _summary}[args.command](args)
+  commands = {'run': _run, 'download': _download, 'summary': _summary, 'compile': _compile,
+              'submit': _submit}
+  try:
+    return commands[args.command](args)
+  except VertexConfigError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':

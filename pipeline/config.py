@@ -31,6 +31,7 @@ class PipelineConfig:
   beam_pipeline_args: List[str] = dataclasses.field(
       default_factory=lambda: ['--direct_running_mode=in_memory'])
   enable_cache: bool = True
+  serving_root_override: Optional[str] = None  # deployments push to a bucket of their own
 
   @property
   def pipeline_root(self) -> str:
@@ -42,7 +43,7 @@ class PipelineConfig:
 
   @property
   def serving_root(self) -> str:
-    return os.path.join(self.output_root, 'serving')
+    return self.serving_root_override or os.path.join(self.output_root, 'serving')
 
   @property
   def serving_model_dir(self) -> str:

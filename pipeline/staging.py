@@ -33,13 +33,19 @@ def code_fingerprint() -> str:
   return _digest(sources)
 
 
-def stage_schema(pipeline_root: str, schema_file: str = SCHEMA_FILE) -> str:
-  """Copies the curated schema to <pipeline_root>/schema/<hash>/ and returns that directory.
+def schema_directory(pipeline_root: str, schema_file: str = SCHEMA_FILE) -> str:
+  """<pipeline_root>/schema/<hash>/: where stage_schema puts the schema, computed without I/O.
 
   The Importer caches on the URI, so a URI that changes with the content
   means an edited schema is imported again while an unchanged one is not.
+  Compiling for a gs:// root needs only this path; `submit` does the copy.
   """
-  directory = os.path.join(pipeline_root, 'schema', _digest([schema_file]))
+  return os.path.join(pipeline_root, 'schema', _digest([schema_file]))
+
+
+def stage_schema(pipeline_root: str, schema_file: str = SCHEMA_FILE) -> str:
+  """Copies the curated schema to schema_directory(pipeline_root) and returns that directory."""
+  directory = schema_directory(pipeline_root, schema_file)
   target = os.path.join(directory, os.path.basename(schema_file))
   if not tf.io.gfile.exists(target):
     tf.io.gfile.makedirs(directory)

@@ -18,6 +18,8 @@ class TrainingConfig:
   conv_blocks: int = 1
   log_every_n_steps: int = 100
   checkpoint_every_n_steps: int = 500
+  # float16 compute with float32 variables and a float32 loss; pays off on GPUs with tensor cores.
+  mixed_precision: bool = False
 
   @classmethod
   def from_custom_config(cls, custom_config: Optional[Dict[str, Any]]) -> 'TrainingConfig':

@@ -52,6 +52,9 @@ class ClassifierTask:
     self.model = model
     self.optimizer = optimizer
     self.strategy = strategy
+    # Mixed precision: the loss is scaled up before the float16 backward pass and the gradients
+    # scaled back down before they are applied.
+    self.scales_loss = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
     with strategy.scope():
       self.train_metrics = ClassifierMetrics('train')
       self.eval_metrics = ClassifierMetrics('eval')
@@ -65,7 +68,11 @@ class ClassifierTask:
       loss = tf.nn.compute_average_loss(per_example_loss)
       if self.model.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+      if self.scales_loss:
+        loss = self.optimizer.get_scaled_loss(loss)
     gradients = tape.gradient(loss, self.model.trainable_variables)
+    if self.scales_loss:
+      gradients = self.optimizer.get_unscaled_gradients(gradients)
     self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
     self.train_metrics.update(labels, logits, tf.reduce_mean(per_example_loss))
 

@@ -20,6 +20,7 @@ from trainer.summaries import RunSummaries
 CHECKPOINT_DIR = 'checkpoints'
 SHUFFLE_BUFFER = 10_000
 PARSE_BATCH = 256
+MIXED_PRECISION_POLICY = 'mixed_float16'
 
 
 def count_records(file_patterns) -> int:
@@ -47,6 +48,31 @@ def _dataset(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOu
   return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def build_model_and_optimizer(config: TrainingConfig, strategy: tf.distribute.Strategy):
+  """The CNN and its optimizer, both under `strategy`, in mixed precision if configured.
+
+  Mixed precision: layers compute in float16 while every variable, the
+  normalization statistics among them, stays float32; the loop casts the
+  logits to float32 before the loss, and the loss-scaling optimizer keeps
+  small float16 gradients from flushing to zero.
+  """
+  previous_policy = keras.mixed_precision.global_policy()
+  if config.mixed_precision:
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
+  try:
+    with strategy.scope():
+      model = build_model(config.variant, filters=config.filters, conv_blocks=config.conv_blocks,
+                          num_classes=features.NUM_CLASSES, seed=config.seed)
+      optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+      if config.mixed_precision:
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+  finally:
+    # Layers keep the policy they were built with; the rest of the process (LocalDagRunner runs
+    # Evaluator in this one) must not inherit float16.
+    keras.mixed_precision.set_global_policy(previous_policy)
+  return model, optimizer
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the configured CNN variant and exports the serving SavedModel."""
   config = TrainingConfig.from_custom_config(fn_args.custom_config[CUSTOM_CONFIG_KEY])
@@ -66,10 +92,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       checkpoint_every_n_steps=config.checkpoint_every_n_steps,
       max_eval_steps=fn_args.eval_steps or None)
 
-  with strategy.scope():
-    model = build_model(config.variant, filters=config.filters, conv_blocks=config.conv_blocks,
-                        num_classes=features.NUM_CLASSES, seed=config.seed)
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+  model, optimizer = build_model_and_optimizer(config, strategy)
   task = loop.ClassifierTask(model, optimizer, strategy)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   checkpoints = tf.train.CheckpointManager(
