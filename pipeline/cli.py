@@ -14,7 +14,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's C++ star
 warnings.filterwarnings('ignore', message='You are using a non-supported Python version',
                         category=FutureWarning)
 
-from pipeline import data  # noqa: E402  (after the environment is set)
+from components.idx_example_gen.idx import IdxFormatError  # noqa: E402  (after the environment is set)
+from pipeline import data  # noqa: E402
+from pipeline import predict  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.config import default_data_dir  # noqa: E402
 from pipeline.vertex_config import VertexConfigError  # noqa: E402
@@ -61,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
 
   summary = commands.add_parser('summary', help="print the last run's summary")
   summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
+
+  predict_ = commands.add_parser(
+      'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process')
+  predict.add_arguments(predict_)
 
   compile_ = commands.add_parser(
       'compile', help='write the KFP v2 pipeline JSON for Vertex AI / Kubeflow Pipelines (offline)')
@@ -187,10 +193,21 @@ def _submit(args: argparse.Namespace) -> int:
   return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+  try:
+    predictions = predict.run(args)
+  except (predict.PredictError, IdxFormatError) as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 1
+  for number, prediction in enumerate(predictions):
+    print(f'{number:>4}  {prediction.line()}')
+  return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
   commands = {'run': _run, 'download': _download, 'summary': _summary, 'compile': _compile,
-              'submit': _submit}
+              'submit': _submit, 'predict': _predict}
   try:
     return commands[args.command](args)
   except VertexConfigError as error:

@@ -16,6 +16,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
 from tensorflow_transform.tf_metadata import schema_utils
 
+from pipeline import cli
 from pipeline import predict
 from tests import idx_files
 from trainer import export
@@ -192,3 +193,14 @@ def test_png_and_idx_inputs_load_the_same_pixels(tmp_path):
   tf.io.write_file(png, tf.io.encode_png(from_idx[0][:, :, None]))
   np.testing.assert_array_equal(predict.load_images([png]), from_idx[:1])
   assert predict.load_images([pair.images_path], count=2).shape == (2, 28, 28)
+
+
+def test_predict_command_prints_class_names_and_probabilities(served, capsys, tmp_path):
+  _, version_dir, images = served
+  pair = idx_files.write_dataset(str(tmp_path), 't10k', 4)
+  assert cli.main(['predict', pair.images_path, '--count', '3', '--local', os.path.dirname(version_dir)]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 3
+  assert all(any(name in line for name in features.CLASS_NAMES) for line in lines)
+  assert cli.main(['predict', str(tmp_path / 'missing.gz'), '--local', version_dir]) == 1
+  assert 'missing.gz: file not found' in capsys.readouterr().err
