@@ -52,9 +52,13 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--filters", type=int, default=32)
     parser.add_argument("--conv-blocks", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra- and inter-op threads (0: TensorFlow's default, all cores)")
     parser.add_argument("--jit-compile", action="store_true",
                         help="XLA-compile the training steps (often slower on CPU)")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     variants = list(dict.fromkeys(["none", *args.variants]))
     images = tf.random.stateless_uniform([args.batch_size, 28, 28, 1], seed=[1, 2])
@@ -75,7 +79,7 @@ def main():
 
     print(f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
           f"jit_compile={args.jit_compile}, filters={args.filters}, "
-          f"conv_blocks={args.conv_blocks}")
+          f"conv_blocks={args.conv_blocks}, threads={args.threads or 'default'}")
     print(f"| {'variant':<12}| {'images/s':>9} | {'vs none':>7} | {'vs Keras':>8} |")
     print(f"|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 10}|")
     for variant in variants:

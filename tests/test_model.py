@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import trainer  # noqa: F401
-from trainer.model import VARIANTS, build_model
+from trainer.model import VARIANTS, build_model, uninitialized_layers
 
 OUR_VARIANTS = ("batch", "layer", "weight")
 
@@ -87,6 +87,16 @@ def test_batch_of_one_and_constant_input_stay_finite(variant):
             assert np.all(np.isfinite(tf.convert_to_tensor(gradient).numpy()))
         assert np.all(np.isfinite(model(images, training=False).numpy()))
     assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
+
+
+def test_weight_variant_initializes_on_its_first_training_step_only():
+    model = build_model("weight", filters=8, seed=6)
+    assert uninitialized_layers(model) == ["block1_conv", "logits"]
+    model(_images(4, 10), training=False)
+    assert uninitialized_layers(model) == ["block1_conv", "logits"]
+    train_step, _ = _train_step_fn(model)
+    train_step(_images(16, 11), _labels(16, 11))
+    assert uninitialized_layers(model) == []
 
 
 def _state(model):

@@ -53,6 +53,7 @@ _VARIANT_BUILDERS = {
     "weight": (_weight_norm_conv, _weight_norm_dense),
     "keras_batch": (_conv_then(lambda name: keras.layers.BatchNormalization(name=name), False),
                     _dense),
+    # Keras normalizes over (H, W, C) too but learns gamma/beta per element.
     "keras_layer": (_conv_then(
         lambda name: keras.layers.LayerNormalization(axis=[1, 2, 3], name=name), True), _dense),
 }
@@ -90,3 +91,14 @@ def build_model(variant: str, *, filters: int = 32, conv_blocks: int = 1,
     x = keras.layers.Flatten(name="flatten")(x)
     logits = classifier(num_classes, layer_seed(conv_blocks), "logits")(x)
     return keras.Model(images, logits, name=f"cnn_{variant}")
+
+
+def uninitialized_layers(model: keras.Model) -> list[str]:
+    """Names of layers whose data-dependent initialization has not run yet.
+
+    Training loops need not act on this: the first model(x, training=True)
+    call initializes them. It is for logging and assertions after that step.
+    """
+    return [layer.name for layer in model.layers
+            if isinstance(layer, (norm_layers.WeightNormConv2D, norm_layers.WeightNormDense))
+            and not bool(layer.initialized.read_value())]

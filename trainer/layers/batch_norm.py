@@ -20,6 +20,9 @@ from typing import Callable
 
 import tensorflow as tf
 import tf_keras as keras
+# Private, but the only way to see jit_compile while tracing; tf_keras'
+# BatchNormalization relies on it too.
+from tensorflow.python.ops.control_flow_ops import get_enclosing_xla_context
 
 ChannelSum = Callable[[tf.Tensor], tf.Tensor]
 
@@ -34,18 +37,46 @@ def statistics_dtype(dtype) -> tf.DType:
     return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
+def sum_of_squares(x, axes):
+    """sum(x^2) over axes, without a full-size temporary for x^2."""
+    if get_enclosing_xla_context() is not None:
+        # XLA has no EuclideanNorm kernel, and fuses the square into the sum.
+        return tf.reduce_sum(tf.square(x), axes)
+    return tf.square(tf.math.reduce_euclidean_norm(x, axes))
+
+
 def normalize(x, mean, variance, gamma, beta, epsilon):
     """y = gamma * (x - mean) / sqrt(variance + epsilon) + beta."""
     # Folding everything into one per-channel scale and offset leaves two
     # elementwise passes over x instead of four.
     scale = gamma * tf.math.rsqrt(variance + epsilon)
     offset = beta - mean * scale
-    return x * tf.cast(scale, x.dtype) + tf.cast(offset, x.dtype)
+    return tf.nn.bias_add(x * tf.cast(scale, x.dtype), tf.cast(offset, x.dtype))
 
 
-def moving_average(moving, batch_value, momentum):
-    """moving' = moving - (1 - momentum) * (moving - batch_value)."""
-    return moving - (1.0 - momentum) * (moving - batch_value)
+def moving_average_decrement(moving, batch_value, momentum):
+    """delta = (1 - momentum) * (moving - batch_value); moving - delta = momentum * moving + (1 - momentum) * batch_value."""
+    return (1.0 - momentum) * (moving - batch_value)
+
+
+# E[x^2] - mean^2 keeps about -log10(eps * (1 + mean^2 / var)) digits; past
+# this ratio (~4 of ~7 float32 digits left) the two-pass formula takes over.
+_ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE = 100.0
+
+
+def _batch_variance(x, mean, count, axes, channel_sum: ChannelSum):
+    """var_B = E[(x - mean)^2], one-pass as E[x^2] - mean^2 when that is accurate."""
+    def two_pass():
+        return channel_sum(tf.reduce_sum(tf.math.squared_difference(x, mean), axes)) / count
+
+    if channel_sum is not _local_sum:
+        return two_pass()  # all-reduces may not sit inside tf.cond under MirroredStrategy
+    # On CPU the cost is dominated by full-size temporaries (each a fresh
+    # allocation); the one-pass form needs none, the two-pass form one.
+    one_pass = tf.maximum(sum_of_squares(x, axes) / count - tf.square(mean), 0.0)
+    ill_conditioned = tf.reduce_any(
+        tf.square(mean) > _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE * one_pass)
+    return tf.cond(ill_conditioned, two_pass, lambda: one_pass)
 
 
 def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _local_sum):
@@ -59,20 +90,13 @@ def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _loca
 
     @tf.custom_gradient
     def forward(x, gamma, beta):
-        # On CPU the cost is dominated by full-size temporaries (each one is a
-        # fresh allocation), so the moments come from one-pass reductions that
-        # allocate nothing: var = E[x^2] - mean^2 with E[x^2] from the
-        # Euclidean norm. Its relative error, ~eps_f32 * (1 + mean^2 / var),
-        # is harmless for conv activations; float64 callers get float64.
         x_stats = tf.cast(x, stats_dtype)
         count = channel_sum(tf.cast(tf.size(x) // tf.shape(x)[-1], stats_dtype))
         mean = channel_sum(tf.reduce_sum(x_stats, reduction_axes)) / count
-        mean_of_squares = channel_sum(tf.square(
-            tf.math.reduce_euclidean_norm(x_stats, reduction_axes))) / count
-        variance = tf.maximum(mean_of_squares - tf.square(mean), 0.0)
+        variance = _batch_variance(x_stats, mean, count, reduction_axes, channel_sum)
         inv_std = tf.math.rsqrt(variance + epsilon)
         scale = gamma * inv_std
-        y = x_stats * scale + (beta - mean * scale)
+        y = tf.nn.bias_add(x_stats * scale, beta - mean * scale)
 
         def backward(dy, dmean, dvariance):
             dy_stats = tf.cast(dy, stats_dtype)
@@ -93,7 +117,11 @@ def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _loca
                 channel_sum(2.0 * dvariance) - scale * inv_std * inv_std * sum_dy_centered
             ) / count
             constant = (channel_sum(dmean) - scale * sum_dy) / count - x_coefficient * mean
-            dx = dy_stats * scale + (x_stats * x_coefficient + constant)
+            # Scaling dy only after both sums have consumed it lets the runtime
+            # reuse dy's buffer instead of allocating (the costly part on CPU).
+            with tf.control_dependencies([local_sum_dy, local_sum_dy_centered]):
+                scaled_dy = dy_stats * scale
+            dx = tf.nn.bias_add(x_stats * x_coefficient, constant) + scaled_dy
             return tf.cast(dx, x.dtype), local_sum_dy_centered * inv_std, local_sum_dy
 
         return (tf.cast(y, x.dtype), mean, variance), backward
@@ -117,17 +145,16 @@ class BatchNormalization(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        param_dtype = statistics_dtype(self.dtype)
-        self.gamma = self.add_weight(
-            name="gamma", shape=[channels], dtype=param_dtype, initializer="ones")
-        self.beta = self.add_weight(
-            name="beta", shape=[channels], dtype=param_dtype, initializer="zeros")
+        # No autocasting under a mixed policy: call must read float32 values.
+        param_kwargs = dict(shape=[channels], dtype=statistics_dtype(self.dtype),
+                            experimental_autocast=False)
+        self.gamma = self.add_weight(name="gamma", initializer="ones", **param_kwargs)
+        self.beta = self.add_weight(name="beta", initializer="zeros", **param_kwargs)
         # ON_READ + MEAN: replicas update their own copies without cross-device
         # traffic, and readers outside the replica context see the average.
         moving_kwargs = dict(
-            shape=[channels], dtype=param_dtype, trainable=False,
-            synchronization=tf.VariableSynchronization.ON_READ,
-            aggregation=tf.VariableAggregation.MEAN)
+            trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.MEAN, **param_kwargs)
         self.moving_mean = self.add_weight(
             name="moving_mean", initializer="zeros", **moving_kwargs)
         self.moving_variance = self.add_weight(
@@ -148,9 +175,10 @@ class BatchNormalization(keras.layers.Layer):
                              self.gamma, self.beta, self.epsilon)
         outputs, mean, variance = batch_norm_training(
             inputs, self.gamma, self.beta, self.epsilon, self._channel_sum())
-        self.moving_mean.assign(moving_average(self.moving_mean, mean, self.momentum))
-        self.moving_variance.assign(
-            moving_average(self.moving_variance, variance, self.momentum))
+        self.moving_mean.assign_sub(
+            moving_average_decrement(self.moving_mean, mean, self.momentum))
+        self.moving_variance.assign_sub(
+            moving_average_decrement(self.moving_variance, variance, self.momentum))
         return outputs
 
     def compute_output_shape(self, input_shape):

@@ -43,11 +43,11 @@ class LayerNormalization(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        param_dtype = statistics_dtype(self.dtype)
-        self.gamma = self.add_weight(
-            name="gamma", shape=[channels], dtype=param_dtype, initializer="ones")
-        self.beta = self.add_weight(
-            name="beta", shape=[channels], dtype=param_dtype, initializer="zeros")
+        # No autocasting under a mixed policy: call must read float32 values.
+        param_kwargs = dict(shape=[channels], dtype=statistics_dtype(self.dtype),
+                            experimental_autocast=False)
+        self.gamma = self.add_weight(name="gamma", initializer="ones", **param_kwargs)
+        self.beta = self.add_weight(name="beta", initializer="zeros", **param_kwargs)
         self._axes = normalization_axes(len(input_shape), self.channels_only)
         super().build(input_shape)
 

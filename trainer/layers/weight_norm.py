@@ -49,18 +49,24 @@ class _WeightNormalized(keras.layers.Layer):
         self.init_epsilon = init_epsilon
 
     def _linear(self, inputs, kernel):
-        raise NotImplementedError  # the abstract hook each subclass defines
+        """inputs (x) kernel for the subclass's linear map (convolution or matmul)."""
+        raise NotImplementedError
 
     def _build_weight_norm(self, kernel_shape):
         units = kernel_shape[-1]
+        # Under a mixed policy the kernel's norm and the initial statistics
+        # stay in float32; _linear casts the finished kernel instead.
         # MEAN aggregation lets the data-dependent init assign these from a
         # replica context; ONLY_FIRST_REPLICA does the same for the flag.
         self.v = self.add_weight(name="v", shape=kernel_shape,
-                                 initializer=self.kernel_initializer)
+                                 initializer=self.kernel_initializer,
+                                 experimental_autocast=False)
         self.g = self.add_weight(name="g", shape=[units], initializer="ones",
-                                 aggregation=tf.VariableAggregation.MEAN)
+                                 aggregation=tf.VariableAggregation.MEAN,
+                                 experimental_autocast=False)
         self.bias = self.add_weight(name="bias", shape=[units], initializer="zeros",
-                                    aggregation=tf.VariableAggregation.MEAN)
+                                    aggregation=tf.VariableAggregation.MEAN,
+                                    experimental_autocast=False)
         self.initialized = self.add_weight(
             name="initialized", shape=[], dtype=tf.bool, initializer="zeros",
             trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -72,7 +78,8 @@ class _WeightNormalized(keras.layers.Layer):
 
     def _initial_values(self, inputs):
         unit_kernel = weight_norm_kernel(self.v, tf.ones_like(self.g))
-        return data_dependent_init(self._linear(inputs, unit_kernel), self.init_epsilon)
+        pre_activations = tf.cast(self._linear(inputs, unit_kernel), self.g.dtype)
+        return data_dependent_init(pre_activations, self.init_epsilon)
 
     def _initialize_from(self, inputs):
         initial_g, initial_bias = self._initial_values(inputs)
@@ -102,7 +109,8 @@ class _WeightNormalized(keras.layers.Layer):
     def call(self, inputs, training=None):
         if training:
             self._initialize_once(inputs)
-        return tf.nn.bias_add(self._linear(inputs, self.kernel), self.bias)
+        outputs = self._linear(inputs, self.kernel)
+        return tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
 
     def get_config(self):
         return {**super().get_config(),
@@ -131,11 +139,6 @@ class WeightNormConv2D(_WeightNormalized):
         return tf.nn.conv2d(inputs, tf.cast(kernel, inputs.dtype), self.strides,
                             self.padding.upper())
 
-    def compute_output_shape(self, input_shape):
-        return keras.layers.Conv2D(
-            self.filters, self.kernel_size, self.strides, self.padding
-        ).compute_output_shape(input_shape)
-
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
@@ -156,9 +159,6 @@ class WeightNormDense(_WeightNormalized):
 
     def _linear(self, inputs, kernel):
         return tf.matmul(inputs, tf.cast(kernel, inputs.dtype))
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)[:-1].concatenate([self.units])
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
