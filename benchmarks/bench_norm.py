@@ -8,6 +8,7 @@ built-in counterpart.
 
     PYTHONPATH=. python benchmarks/bench_norm.py --batch-size 64 --rounds 7
 """
+
 import argparse
 import statistics
 import time
@@ -22,73 +23,82 @@ KERAS_COUNTERPART = {"batch": "keras_batch", "layer": "keras_layer"}
 
 
 def make_train_step(model, jit_compile):
-    optimizer = keras.optimizers.Adam()
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  optimizer = keras.optimizers.Adam()
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    @tf.function(jit_compile=jit_compile)
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(labels, model(images, training=True))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
+  @tf.function(jit_compile=jit_compile)
+  def train_step(images, labels):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(labels, model(images, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss
 
-    return train_step
+  return train_step
 
 
 def time_steps(train_step, images, labels, steps):
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = train_step(images, labels)
-    loss.numpy()  # steps run asynchronously; wait for the last one
-    return steps * images.shape[0] / (time.perf_counter() - start)
+  start = time.perf_counter()
+  for _ in range(steps):
+    loss = train_step(images, labels)
+  loss.numpy()  # steps run asynchronously; wait for the last one
+  return steps * images.shape[0] / (time.perf_counter() - start)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=40, help="steps per timed round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--filters", type=int, default=32)
-    parser.add_argument("--conv-blocks", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra- and inter-op threads (0: TensorFlow's default, all cores)")
-    parser.add_argument("--jit-compile", action="store_true",
-                        help="XLA-compile the training steps (often slower on CPU)")
-    args = parser.parse_args()
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--steps", type=int, default=40, help="steps per timed round")
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+  parser.add_argument("--filters", type=int, default=32)
+  parser.add_argument("--conv-blocks", type=int, default=1)
+  parser.add_argument(
+    "--threads",
+    type=int,
+    default=0,
+    help="intra- and inter-op threads (0: TensorFlow's default, all cores)",
+  )
+  parser.add_argument(
+    "--jit-compile",
+    action="store_true",
+    help="XLA-compile the training steps (often slower on CPU)",
+  )
+  args = parser.parse_args()
+  tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+  tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-    variants = list(dict.fromkeys(["none", *args.variants]))
-    images = tf.random.stateless_uniform([args.batch_size, 28, 28, 1], seed=[1, 2])
-    labels = tf.random.stateless_uniform(
-        [args.batch_size], seed=[3, 4], maxval=10, dtype=tf.int32)
+  variants = list(dict.fromkeys(["none", *args.variants]))
+  images = tf.random.stateless_uniform([args.batch_size, 28, 28, 1], seed=[1, 2])
+  labels = tf.random.stateless_uniform([args.batch_size], seed=[3, 4], maxval=10, dtype=tf.int32)
 
-    steps = {}
+  steps = {}
+  for variant in variants:
+    model = build_model(variant, filters=args.filters, conv_blocks=args.conv_blocks, seed=0)
+    steps[variant] = make_train_step(model, args.jit_compile)
+    time_steps(steps[variant], images, labels, 5)  # trace, compile, warm caches
+
+  rates = {variant: [] for variant in variants}
+  for _ in range(args.rounds):
     for variant in variants:
-        model = build_model(variant, filters=args.filters, conv_blocks=args.conv_blocks, seed=0)
-        steps[variant] = make_train_step(model, args.jit_compile)
-        time_steps(steps[variant], images, labels, 5)  # trace, compile, warm caches
+      rates[variant].append(time_steps(steps[variant], images, labels, args.steps))
+  median = {variant: statistics.median(r) for variant, r in rates.items()}
 
-    rates = {variant: [] for variant in variants}
-    for _ in range(args.rounds):
-        for variant in variants:
-            rates[variant].append(time_steps(steps[variant], images, labels, args.steps))
-    median = {variant: statistics.median(r) for variant, r in rates.items()}
-
-    print(f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
-          f"jit_compile={args.jit_compile}, filters={args.filters}, "
-          f"conv_blocks={args.conv_blocks}, threads={args.threads or 'default'}")
-    print(f"| {'variant':<12}| {'images/s':>9} | {'vs none':>7} | {'vs Keras':>8} |")
-    print(f"|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 10}|")
-    for variant in variants:
-        counterpart = KERAS_COUNTERPART.get(variant)
-        vs_keras = (f"{median[variant] / median[counterpart]:.2f}x"
-                    if counterpart in median else "")
-        print(f"| {variant:<12}| {median[variant]:>9.0f} | "
-              f"{median[variant] / median['none']:>6.2f}x | {vs_keras:>8} |")
+  print(
+    f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
+    f"jit_compile={args.jit_compile}, filters={args.filters}, "
+    f"conv_blocks={args.conv_blocks}, threads={args.threads or 'default'}"
+  )
+  print(f"| {'variant':<12}| {'images/s':>9} | {'vs none':>7} | {'vs Keras':>8} |")
+  print(f"|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 10}|")
+  for variant in variants:
+    counterpart = KERAS_COUNTERPART.get(variant)
+    vs_keras = f"{median[variant] / median[counterpart]:.2f}x" if counterpart in median else ""
+    print(
+      f"| {variant:<12}| {median[variant]:>9.0f} | "
+      f"{median[variant] / median['none']:>6.2f}x | {vs_keras:>8} |"
+    )
 
 
 if __name__ == "__main__":
-    main()
+  main()

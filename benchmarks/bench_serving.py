@@ -6,6 +6,7 @@ direct call, since absolute numbers on a shared machine drift.
 
   .venv/bin/python benchmarks/bench_serving.py [outputs/serving/fashion_mnist]
 """
+
 import sys
 import time
 
@@ -41,9 +42,11 @@ def main(model_dir: str) -> None:
     pixels = tf.constant(images)
     scaled = preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(batch, -1)))
     direct = _latencies_ms(lambda: model_call(scaled))
-    rows = [('model called directly', direct),
-            ('serving_default (examples)', _latencies_ms(lambda: serve_examples(examples=examples))),
-            ('predict_images (uint8)', _latencies_ms(lambda: serve_images(images=pixels)))]
+    rows = [
+      ('model called directly', direct),
+      ('serving_default (examples)', _latencies_ms(lambda: serve_examples(examples=examples))),
+      ('predict_images (uint8)', _latencies_ms(lambda: serve_images(images=pixels))),
+    ]
     for name, (p50, p99) in rows:
       print(f'{batch:>5}  {name:<26} {p50:8.2f} {p99:8.2f} {p50 / direct[0]:12.2f}')
 

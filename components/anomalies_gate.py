@@ -4,6 +4,7 @@ ExampleValidator records anomalies but lets the run go on. This gate sits
 between it and Transform, so a bad dataset never reaches training while the
 anomalies artifact stays published for inspection.
 """
+
 import os
 from typing import List
 
@@ -37,13 +38,15 @@ def raise_on_anomalies(anomalies: tfx.types.standard_artifacts.ExampleAnomalies)
   problems = describe_anomalies(anomalies)
   if problems:
     raise DataAnomaliesError(
-        'the examples do not match the schema (pipeline/schema/schema.pbtxt):\n  '
-        + '\n  '.join(problems) + f'\nFull report: {anomalies.uri}')
+      'the examples do not match the schema (pipeline/schema/schema.pbtxt):\n  '
+      + '\n  '.join(problems)
+      + f'\nFull report: {anomalies.uri}'
+    )
 
 
 @tfx.dsl.components.component
 def AnomaliesGate(
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies]
+  anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
 ) -> None:
   """Fails the run, before Transform, when ExampleValidator found anomalies."""
   raise_on_anomalies(anomalies)

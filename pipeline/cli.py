@@ -1,5 +1,6 @@
 """`fmnist-pipeline`: run the pipeline locally, fetch the data, show the last run, or compile and
 submit it to Vertex AI / Kubeflow Pipelines."""
+
 import argparse
 import dataclasses
 import datetime
@@ -9,10 +10,13 @@ import sys
 from typing import List, Optional, Tuple
 import warnings
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's C++ start-up chatter off the console
+os.environ.setdefault(
+  'TF_CPP_MIN_LOG_LEVEL', '2'
+)  # keep TensorFlow's C++ start-up chatter off the console
 # google-cloud libraries warn at import that Python 3.10 is old; TFX 1.16 supports no newer one.
-warnings.filterwarnings('ignore', message='You are using a non-supported Python version',
-                        category=FutureWarning)
+warnings.filterwarnings(
+  'ignore', message='You are using a non-supported Python version', category=FutureWarning
+)
 
 from components.idx_example_gen.idx import IdxFormatError  # noqa: E402  (after the environment is set)
 from pipeline import data  # noqa: E402
@@ -39,23 +43,40 @@ def _parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest='command', required=True)
 
   run = commands.add_parser('run', help='run the whole pipeline locally (LocalDagRunner)')
-  run.add_argument('--data-dir', default=default_data_dir(),
-                   help='directory with the four Fashion-MNIST IDX gz files (default: %(default)s)')
-  run.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT,
-                   help='pipeline artifacts, MLMD, logs and served models go here (default: %(default)s)')
+  run.add_argument(
+    '--data-dir',
+    default=default_data_dir(),
+    help='directory with the four Fashion-MNIST IDX gz files (default: %(default)s)',
+  )
+  run.add_argument(
+    '--output-root',
+    default=DEFAULT_OUTPUT_ROOT,
+    help='pipeline artifacts, MLMD, logs and served models go here (default: %(default)s)',
+  )
   run.add_argument('--epochs', type=int, default=DEFAULT_EPOCHS)
-  run.add_argument('--quick', action='store_true',
-                   help=f'smoke run: {QUICK_TRAIN_STEPS} training steps, blessing threshold '
-                        f'{QUICK_ACCURACY_THRESHOLD} (not a production model)')
-  run.add_argument('--variant', default=TrainingConfig.variant, choices=VARIANTS,
-                   help='normalization in the CNN (default: %(default)s)')
+  run.add_argument(
+    '--quick',
+    action='store_true',
+    help=f'smoke run: {QUICK_TRAIN_STEPS} training steps, blessing threshold '
+    f'{QUICK_ACCURACY_THRESHOLD} (not a production model)',
+  )
+  run.add_argument(
+    '--variant',
+    default=TrainingConfig.variant,
+    choices=VARIANTS,
+    help='normalization in the CNN (default: %(default)s)',
+  )
   run.add_argument('--batch-size', type=int, default=TrainingConfig.batch_size)
   run.add_argument('--learning-rate', type=float, default=TrainingConfig.learning_rate)
   run.add_argument('--seed', type=int, default=TrainingConfig.seed)
   run.add_argument('--pixel-scaling', default=PipelineConfig.pixel_scaling, choices=PIXEL_SCALINGS)
-  run.add_argument('--accuracy-threshold', type=float, default=None,
-                   help=f'eval accuracy a model needs to be pushed (default: '
-                        f'{PipelineConfig.accuracy_threshold}, --quick: {QUICK_ACCURACY_THRESHOLD})')
+  run.add_argument(
+    '--accuracy-threshold',
+    type=float,
+    default=None,
+    help=f'eval accuracy a model needs to be pushed (default: '
+    f'{PipelineConfig.accuracy_threshold}, --quick: {QUICK_ACCURACY_THRESHOLD})',
+  )
   run.add_argument('--no-cache', action='store_true', help='re-run every component')
 
   download = commands.add_parser('download', help='fetch the Fashion-MNIST files and verify them')
@@ -65,21 +86,32 @@ def _parser() -> argparse.ArgumentParser:
   summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
 
   predict_ = commands.add_parser(
-      'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process')
+    'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process'
+  )
   predict.add_arguments(predict_)
 
   compile_ = commands.add_parser(
-      'compile', help='write the KFP v2 pipeline JSON for Vertex AI / Kubeflow Pipelines (offline)')
+    'compile', help='write the KFP v2 pipeline JSON for Vertex AI / Kubeflow Pipelines (offline)'
+  )
   _add_deployment_arguments(compile_)
 
   submit = commands.add_parser(
-      'submit', help='compile, stage the schema and start a Vertex AI PipelineJob')
+    'submit', help='compile, stage the schema and start a Vertex AI PipelineJob'
+  )
   _add_deployment_arguments(submit)
-  submit.add_argument('--parameter', action='append', default=[], type=_name_value,
-                      metavar='NAME=VALUE',
-                      help='a pipeline parameter value (repeatable)')
-  submit.add_argument('--dry-run', action='store_true',
-                      help='build and validate the job request offline, print it, submit nothing')
+  submit.add_argument(
+    '--parameter',
+    action='append',
+    default=[],
+    type=_name_value,
+    metavar='NAME=VALUE',
+    help='a pipeline parameter value (repeatable)',
+  )
+  submit.add_argument(
+    '--dry-run',
+    action='store_true',
+    help='build and validate the job request offline, print it, submit nothing',
+  )
   return parser
 
 
@@ -92,25 +124,46 @@ def _name_value(text: str) -> Tuple[str, str]:
 
 def _add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
   config_default = os.environ.get(DEPLOY_CONFIG_ENV)
-  parser.add_argument('--config', default=config_default, required=config_default is None,
-                      help=f'deployment config YAML, see deploy/vertex.example.yaml '
-                           f'(default: ${DEPLOY_CONFIG_ENV})')
-  parser.add_argument('--image', default=os.environ.get(IMAGE_ENV),
-                      help=f"overrides the config's image (default: ${IMAGE_ENV})")
-  parser.add_argument('--output', default=DEFAULT_PIPELINE_JSON,
-                      help='where the pipeline JSON goes (default: %(default)s)')
+  parser.add_argument(
+    '--config',
+    default=config_default,
+    required=config_default is None,
+    help=f'deployment config YAML, see deploy/vertex.example.yaml (default: ${DEPLOY_CONFIG_ENV})',
+  )
+  parser.add_argument(
+    '--image',
+    default=os.environ.get(IMAGE_ENV),
+    help=f"overrides the config's image (default: ${IMAGE_ENV})",
+  )
+  parser.add_argument(
+    '--output',
+    default=DEFAULT_PIPELINE_JSON,
+    help='where the pipeline JSON goes (default: %(default)s)',
+  )
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-  training = TrainingConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, seed=args.seed)
+  training = TrainingConfig(
+    variant=args.variant,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    learning_rate=args.learning_rate,
+    seed=args.seed,
+  )
   config = PipelineConfig(
-      output_root=os.path.abspath(args.output_root), data_dir=os.path.abspath(args.data_dir),
-      training=training, pixel_scaling=args.pixel_scaling, enable_cache=not args.no_cache)
+    output_root=os.path.abspath(args.output_root),
+    data_dir=os.path.abspath(args.data_dir),
+    training=training,
+    pixel_scaling=args.pixel_scaling,
+    enable_cache=not args.no_cache,
+  )
   if args.quick:
     config = dataclasses.replace(
-        config, train_steps=QUICK_TRAIN_STEPS, accuracy_threshold=QUICK_ACCURACY_THRESHOLD,
-        training=dataclasses.replace(training, epochs=1, log_every_n_steps=50))
+      config,
+      train_steps=QUICK_TRAIN_STEPS,
+      accuracy_threshold=QUICK_ACCURACY_THRESHOLD,
+      training=dataclasses.replace(training, epochs=1, log_every_n_steps=50),
+    )
   if args.accuracy_threshold is not None:
     config = dataclasses.replace(config, accuracy_threshold=args.accuracy_threshold)
   return config
@@ -120,9 +173,12 @@ def _run(args: argparse.Namespace) -> int:
   config = config_from_args(args)
   missing = data.missing_files(config.data_dir)
   if missing:
-    print(f'error: {config.data_dir} lacks {", ".join(missing)}.\n'
-          'Install the Debian package dataset-fashion-mnist, run `fmnist-pipeline download`, '
-          'or pass --data-dir.', file=sys.stderr)
+    print(
+      f'error: {config.data_dir} lacks {", ".join(missing)}.\n'
+      'Install the Debian package dataset-fashion-mnist, run `fmnist-pipeline download`, '
+      'or pass --data-dir.',
+      file=sys.stderr,
+    )
     return 2
   # Imported here: TFX takes seconds to import, which `--help` and `download` need not pay.
   from pipeline import local_runner  # pylint: disable=import-outside-toplevel
@@ -138,8 +194,10 @@ def _run(args: argparse.Namespace) -> int:
       summary = local_runner.run(config)
     except Exception as error:  # pylint: disable=broad-except
       where = f' in {progress.current}' if progress.current else ''
-      print(f'✗ run failed{where}: {type(error).__name__}: {error}\nFull log: {log_path}',
-            file=sys.stderr)
+      print(
+        f'✗ run failed{where}: {type(error).__name__}: {error}\nFull log: {log_path}',
+        file=sys.stderr,
+      )
       return 1
   print('\n'.join(summary.lines()))
   return 0
@@ -147,6 +205,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
   from pipeline.run_summary import summarize_last_run  # pylint: disable=import-outside-toplevel
+
   metadata_path = PipelineConfig(output_root=os.path.abspath(args.output_root)).metadata_path
   summary = summarize_last_run(metadata_path) if os.path.exists(metadata_path) else None
   if summary is None:
@@ -168,6 +227,7 @@ def _compile_for_deployment(args: argparse.Namespace):
   # pylint: disable=import-outside-toplevel
   from pipeline import kubeflow_v2_runner
   from pipeline import vertex_config
+
   config = vertex_config.load(args.config, image=args.image)
   kubeflow_v2_runner.compile_pipeline(config, args.output)
   return config, args.output
@@ -181,13 +241,16 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
   from pipeline import vertex_submit  # pylint: disable=import-outside-toplevel
+
   parameters = dict(args.parameter)
   config, pipeline_json = _compile_for_deployment(args)
   if args.dry_run:
     request = vertex_submit.dry_run(config, pipeline_json, parameters)
     print(json.dumps(request, indent=2, sort_keys=True))
-    print(f'Dry run: the request is valid; nothing was submitted. The run would be at\n'
-          f'{request["consoleUrl"]}')
+    print(
+      f'Dry run: the request is valid; nothing was submitted. The run would be at\n'
+      f'{request["consoleUrl"]}'
+    )
     return 0
   print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
   return 0
@@ -206,8 +269,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
-  commands = {'run': _run, 'download': _download, 'summary': _summary, 'compile': _compile,
-              'submit': _submit, 'predict': _predict}
+  commands = {
+    'run': _run,
+    'download': _download,
+    'summary': _summary,
+    'compile': _compile,
+    'submit': _submit,
+    'predict': _predict,
+  }
   try:
     return commands[args.command](args)
   except VertexConfigError as error:

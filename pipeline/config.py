@@ -1,4 +1,5 @@
 """Pipeline configuration: every value a run depends on, in one place."""
+
 import dataclasses
 import os
 from typing import List, Optional
@@ -18,6 +19,7 @@ def default_data_dir() -> str:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """What to run on which data, and where the outputs go."""
+
   output_root: str
   data_dir: str = dataclasses.field(default_factory=default_data_dir)
   pipeline_name: str = 'fashion-mnist'
@@ -29,7 +31,8 @@ class PipelineConfig:
   eval_percent: int = 10
   accuracy_threshold: float = 0.85
   beam_pipeline_args: List[str] = dataclasses.field(
-      default_factory=lambda: ['--direct_running_mode=in_memory'])
+    default_factory=lambda: ['--direct_running_mode=in_memory']
+  )
   enable_cache: bool = True
   serving_root_override: Optional[str] = None  # deployments push to a bucket of their own
 

@@ -1,4 +1,5 @@
 """Fetching the Fashion-MNIST files and checking they are the real ones."""
+
 import gzip
 import hashlib
 import os
@@ -12,10 +13,10 @@ BASE_URL = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/'
 # SHA-256 of each file's *uncompressed* IDX content: mirrors recompress the
 # gzip streams (Debian's package does), which changes the .gz bytes but not the data.
 IDX_SHA256: Dict[str, str] = {
-    'train-images-idx3-ubyte.gz': 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
-    'train-labels-idx1-ubyte.gz': 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
-    't10k-images-idx3-ubyte.gz': '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
-    't10k-labels-idx1-ubyte.gz': '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
+  'train-images-idx3-ubyte.gz': 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
+  'train-labels-idx1-ubyte.gz': 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
+  't10k-images-idx3-ubyte.gz': '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
+  't10k-labels-idx1-ubyte.gz': '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
 }
 
 
@@ -50,8 +51,9 @@ def _urlopen_bytes(url: str) -> bytes:
     return response.read()
 
 
-def download(data_dir: str, base_url: str = BASE_URL,
-             fetch: Callable[[str], bytes] = _urlopen_bytes) -> None:
+def download(
+  data_dir: str, base_url: str = BASE_URL, fetch: Callable[[str], bytes] = _urlopen_bytes
+) -> None:
   """Fetches any missing file into `data_dir`, verified before it takes its final name."""
   tf.io.gfile.makedirs(data_dir)
   for name in missing_files(data_dir):
@@ -61,5 +63,7 @@ def download(data_dir: str, base_url: str = BASE_URL,
     actual = idx_sha256(partial)
     if actual != IDX_SHA256[name]:
       tf.io.gfile.remove(partial)
-      raise DataFileError(f'{base_url + name}: content SHA-256 {actual}, expected {IDX_SHA256[name]}')
+      raise DataFileError(
+        f'{base_url + name}: content SHA-256 {actual}, expected {IDX_SHA256[name]}'
+      )
     tf.io.gfile.rename(partial, os.path.join(data_dir, name), overwrite=True)

@@ -5,6 +5,7 @@ VertexConfig differs. Compiling does no I/O on the gs:// roots, so it needs no
 credentials: the schema's gs:// location is computed from its content hash
 and `fmnist-pipeline submit` copies it there (staging.stage_schema).
 """
+
 import os
 from typing import Any, Dict, Optional
 
@@ -46,12 +47,14 @@ def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
   """Writes the pipeline JSON to `output_path` and returns it as a dict."""
   pipeline_config = config.pipeline_config()
   pipeline = create_pipeline(
-      pipeline_config,
-      schema_uri=staging.schema_directory(pipeline_config.pipeline_root),
-      code_fingerprint=staging.code_fingerprint())
+    pipeline_config,
+    schema_uri=staging.schema_directory(pipeline_config.pipeline_root),
+    code_fingerprint=staging.code_fingerprint(),
+  )
   request_trainer_resources(pipeline, config.trainer)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image),
-      output_dir=os.path.dirname(os.path.abspath(output_path)),
-      output_filename=os.path.basename(output_path))
+    config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image),
+    output_dir=os.path.dirname(os.path.abspath(output_path)),
+    output_filename=os.path.basename(output_path),
+  )
   return runner.run(pipeline)

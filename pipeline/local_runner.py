@@ -1,4 +1,5 @@
 """Runs the pipeline on this machine with LocalDagRunner, MLMD in SQLite under the output root."""
+
 import contextlib
 import fcntl
 import os
@@ -34,7 +35,7 @@ def exclusive_output_root(output_root: str) -> Iterator[None]:
       fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as error:
       raise OutputRootBusyError(
-          f'{output_root} is in use by another run; wait for it or pick another --output-root'
+        f'{output_root} is in use by another run; wait for it or pick another --output-root'
       ) from error
     yield
 
@@ -43,10 +44,12 @@ def run(config: PipelineConfig) -> Optional[RunSummary]:
   """Runs the whole pipeline and returns what it did."""
   with exclusive_output_root(config.output_root):
     pipeline = create_pipeline(
-        config,
-        schema_uri=staging.stage_schema(config.pipeline_root),
-        code_fingerprint=staging.code_fingerprint(),
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path))
+      config,
+      schema_uri=staging.stage_schema(config.pipeline_root),
+      code_fingerprint=staging.code_fingerprint(),
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path
+      ),
+    )
     tfx.orchestration.LocalDagRunner().run(pipeline)
   return summarize_last_run(config.metadata_path)

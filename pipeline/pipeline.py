@@ -1,4 +1,5 @@
 """The pipeline DAG, built from a PipelineConfig; every runner uses this one definition."""
+
 from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -24,100 +25,124 @@ ACCURACY_METRIC = 'sparse_categorical_accuracy'
 def eval_config(accuracy_threshold: float) -> tfma.EvalConfig:
   """TFMA on the eval split: accuracy and loss, overall and per label; accuracy gates blessing."""
   return tfma.EvalConfig(
-      model_specs=[
-          tfma.ModelSpec(
-              signature_name=export.SERVING_SIGNATURE,
-              preprocessing_function_names=[export.TRANSFORM_SIGNATURE],
-              label_key=features.LABEL_KEY,
-              prediction_key=export.PROBABILITIES)
-      ],
-      slicing_specs=[
-          tfma.SlicingSpec(),
-          tfma.SlicingSpec(feature_keys=[features.LABEL_KEY]),
-      ],
-      metrics_specs=[
-          tfma.MetricsSpec(metrics=[
-              tfma.MetricConfig(class_name='ExampleCount'),
-              tfma.MetricConfig(
-                  class_name='SparseCategoricalAccuracy',
-                  # Overall only: a hard class (Shirt) sits well below the overall accuracy.
-                  per_slice_thresholds=[
-                      tfma.PerSliceMetricThreshold(
-                          slicing_specs=[tfma.SlicingSpec()],
-                          threshold=tfma.MetricThreshold(
-                              value_threshold=tfma.GenericValueThreshold(
-                                  lower_bound={'value': accuracy_threshold})))
-                  ]),
-              tfma.MetricConfig(class_name='SparseCategoricalCrossentropy'),
-          ])
-      ])
+    model_specs=[
+      tfma.ModelSpec(
+        signature_name=export.SERVING_SIGNATURE,
+        preprocessing_function_names=[export.TRANSFORM_SIGNATURE],
+        label_key=features.LABEL_KEY,
+        prediction_key=export.PROBABILITIES,
+      )
+    ],
+    slicing_specs=[
+      tfma.SlicingSpec(),
+      tfma.SlicingSpec(feature_keys=[features.LABEL_KEY]),
+    ],
+    metrics_specs=[
+      tfma.MetricsSpec(
+        metrics=[
+          tfma.MetricConfig(class_name='ExampleCount'),
+          tfma.MetricConfig(
+            class_name='SparseCategoricalAccuracy',
+            # Overall only: a hard class (Shirt) sits well below the overall accuracy.
+            per_slice_thresholds=[
+              tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=tfma.MetricThreshold(
+                  value_threshold=tfma.GenericValueThreshold(
+                    lower_bound={'value': accuracy_threshold}
+                  )
+                ),
+              )
+            ],
+          ),
+          tfma.MetricConfig(class_name='SparseCategoricalCrossentropy'),
+        ]
+      )
+    ],
+  )
 
 
-def create_pipeline(config: PipelineConfig, schema_uri: str, code_fingerprint: str,
-                    metadata_connection_config: Optional[
-                        metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
+def create_pipeline(
+  config: PipelineConfig,
+  schema_uri: str,
+  code_fingerprint: str,
+  metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+) -> tfx.dsl.Pipeline:
   """ExampleGen → statistics, schema, validation gate → Transform → Trainer → Evaluator → Pusher."""
   example_gen = IdxExampleGen(
-      input_base=config.data_dir,
-      input_config=fashion_mnist_input_config(),
-      custom_config={
-          idx_executor.EVAL_PERCENT_KEY: config.eval_percent,
-          CODE_FINGERPRINT_KEY: code_fingerprint,
-      })
+    input_base=config.data_dir,
+    input_config=fashion_mnist_input_config(),
+    custom_config={
+      idx_executor.EVAL_PERCENT_KEY: config.eval_percent,
+      CODE_FINGERPRINT_KEY: code_fingerprint,
+    },
+  )
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_importer = tfx.dsl.Importer(
-      source_uri=schema_uri, artifact_type=tfx.types.standard_artifacts.Schema).with_id(
-          'schema_importer')
+    source_uri=schema_uri, artifact_type=tfx.types.standard_artifacts.Schema
+  ).with_id('schema_importer')
   example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'],
-      schema=schema_importer.outputs['result'])
+    statistics=statistics_gen.outputs['statistics'], schema=schema_importer.outputs['result']
+  )
   anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
 
   transform = tfx.components.Transform(
-      examples=example_gen.outputs['examples'],
-      schema=schema_importer.outputs['result'],
-      preprocessing_fn=PREPROCESSING_FN,
-      splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=['train', 'eval']),
-      custom_config={
-          PIXEL_SCALING_KEY: config.pixel_scaling,
-          CODE_FINGERPRINT_KEY: code_fingerprint,
-      })
+    examples=example_gen.outputs['examples'],
+    schema=schema_importer.outputs['result'],
+    preprocessing_fn=PREPROCESSING_FN,
+    splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=['train', 'eval']),
+    custom_config={
+      PIXEL_SCALING_KEY: config.pixel_scaling,
+      CODE_FINGERPRINT_KEY: code_fingerprint,
+    },
+  )
   # Transform reads the examples directly; this edge makes it wait for the gate to pass.
   transform.add_upstream_node(anomalies_gate)
 
   trainer = tfx.components.Trainer(
-      run_fn=RUN_FN,
-      examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'],
-      schema=schema_importer.outputs['result'],
-      train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-      custom_config={
-          training_config.CUSTOM_CONFIG_KEY: config.training.as_custom_config(),
-          CODE_FINGERPRINT_KEY: code_fingerprint,
-      })
+    run_fn=RUN_FN,
+    examples=transform.outputs['transformed_examples'],
+    transform_graph=transform.outputs['transform_graph'],
+    schema=schema_importer.outputs['result'],
+    train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+    eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+    custom_config={
+      training_config.CUSTOM_CONFIG_KEY: config.training.as_custom_config(),
+      CODE_FINGERPRINT_KEY: code_fingerprint,
+    },
+  )
 
   evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
-      model=trainer.outputs['model'],
-      example_splits=['eval'],
-      eval_config=eval_config(config.accuracy_threshold))
+    examples=example_gen.outputs['examples'],
+    model=trainer.outputs['model'],
+    example_splits=['eval'],
+    eval_config=eval_config(config.accuracy_threshold),
+  )
 
   pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.serving_model_dir)))
+    model=trainer.outputs['model'],
+    model_blessing=evaluator.outputs['blessing'],
+    push_destination=tfx.proto.PushDestination(
+      filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)
+    ),
+  )
 
   components: List = [
-      example_gen, statistics_gen, schema_importer, example_validator, anomalies_gate, transform,
-      trainer, evaluator, pusher,
+    example_gen,
+    statistics_gen,
+    schema_importer,
+    example_validator,
+    anomalies_gate,
+    transform,
+    trainer,
+    evaluator,
+    pusher,
   ]
   return tfx.dsl.Pipeline(
-      pipeline_name=config.pipeline_name,
-      pipeline_root=config.pipeline_root,
-      components=components,
-      enable_cache=config.enable_cache,
-      metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=config.beam_pipeline_args)
+    pipeline_name=config.pipeline_name,
+    pipeline_root=config.pipeline_root,
+    components=components,
+    enable_cache=config.enable_cache,
+    metadata_connection_config=metadata_connection_config,
+    beam_pipeline_args=config.beam_pipeline_args,
+  )

@@ -4,6 +4,7 @@ REST sends raw uint8 pixels to the `predict_images` signature in TF Serving's
 row ("instances") format; gRPC sends serialized tf.Examples to
 `serving_default`, as TFX and TFMA do. Both return the same outputs.
 """
+
 import dataclasses
 import json
 import os
@@ -42,8 +43,10 @@ def load_png(path: str) -> np.ndarray:
   except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
     raise PredictError(f'{path}: not a readable PNG ({error.message})') from error
   if image.shape[:2] != (features.IMAGE_HEIGHT, features.IMAGE_WIDTH):
-    raise PredictError(f'{path}: image is {image.shape[1]}x{image.shape[0]}, the model takes '
-                       f'{features.IMAGE_WIDTH}x{features.IMAGE_HEIGHT} grayscale')
+    raise PredictError(
+      f'{path}: image is {image.shape[1]}x{image.shape[0]}, the model takes '
+      f'{features.IMAGE_WIDTH}x{features.IMAGE_HEIGHT} grayscale'
+    )
   return image[:, :, 0]
 
 
@@ -66,11 +69,14 @@ def serialized_examples(images: np.ndarray) -> List[bytes]:
 
 
 def to_predictions(outputs: Dict[str, np.ndarray]) -> List[Prediction]:
-  return [Prediction(int(class_id), features.CLASS_NAMES[int(class_id)], [float(p) for p in probs])
-          for class_id, probs in zip(outputs[export.CLASS_IDS], outputs[export.PROBABILITIES])]
+  return [
+    Prediction(int(class_id), features.CLASS_NAMES[int(class_id)], [float(p) for p in probs])
+    for class_id, probs in zip(outputs[export.CLASS_IDS], outputs[export.PROBABILITIES])
+  ]
 
 
 # --- REST ---------------------------------------------------------------------------------
+
 
 def rest_url(server: str, model_name: str, version: Optional[int] = None) -> str:
   base = server if '://' in server else f'http://{server}'
@@ -85,15 +91,25 @@ def rest_body(images: np.ndarray) -> Dict:
 
 def parse_rest_response(body: Dict) -> List[Prediction]:
   rows = body['predictions']
-  return to_predictions({name: np.array([row[name] for row in rows])
-                         for name in (export.CLASS_IDS, export.PROBABILITIES)})
+  return to_predictions(
+    {
+      name: np.array([row[name] for row in rows])
+      for name in (export.CLASS_IDS, export.PROBABILITIES)
+    }
+  )
 
 
-def predict_rest(server: str, model_name: str, images: np.ndarray, version: Optional[int] = None,
-                 timeout: float = 30.0) -> List[Prediction]:
+def predict_rest(
+  server: str,
+  model_name: str,
+  images: np.ndarray,
+  version: Optional[int] = None,
+  timeout: float = 30.0,
+) -> List[Prediction]:
   url = rest_url(server, model_name, version)
-  request = urllib.request.Request(url, data=json.dumps(rest_body(images)).encode(),
-                                   headers={'Content-Type': 'application/json'})
+  request = urllib.request.Request(
+    url, data=json.dumps(rest_body(images)).encode(), headers={'Content-Type': 'application/json'}
+  )
   try:
     with urllib.request.urlopen(request, timeout=timeout) as response:
       return parse_rest_response(json.load(response))
@@ -106,33 +122,48 @@ def predict_rest(server: str, model_name: str, images: np.ndarray, version: Opti
     hint = ' (is the model name right?)' if error.code == 404 else ''
     raise PredictError(f'{url}: HTTP {error.code}: {detail}{hint}') from error
   except (urllib.error.URLError, OSError) as error:
-    raise PredictError(f'cannot reach TF Serving at {url}: {getattr(error, "reason", error)}') from error
+    raise PredictError(
+      f'cannot reach TF Serving at {url}: {getattr(error, "reason", error)}'
+    ) from error
 
 
 # --- gRPC ---------------------------------------------------------------------------------
 
+
 def grpc_request(images: np.ndarray, model_name: str, version: Optional[int] = None):
   """A PredictRequest for `serving_default` carrying serialized tf.Examples."""
   from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = export.SERVING_SIGNATURE
   if version:
     request.model_spec.version.value = version
   request.inputs[export.EXAMPLES_INPUT].CopyFrom(
-      tf.make_tensor_proto(serialized_examples(images), dtype=tf.string))
+    tf.make_tensor_proto(serialized_examples(images), dtype=tf.string)
+  )
   return request
 
 
 def parse_grpc_response(response) -> List[Prediction]:
-  return to_predictions({name: tf.make_ndarray(response.outputs[name])
-                         for name in (export.CLASS_IDS, export.PROBABILITIES)})
+  return to_predictions(
+    {
+      name: tf.make_ndarray(response.outputs[name])
+      for name in (export.CLASS_IDS, export.PROBABILITIES)
+    }
+  )
 
 
-def predict_grpc(server: str, model_name: str, images: np.ndarray, version: Optional[int] = None,
-                 timeout: float = 30.0) -> List[Prediction]:
+def predict_grpc(
+  server: str,
+  model_name: str,
+  images: np.ndarray,
+  version: Optional[int] = None,
+  timeout: float = 30.0,
+) -> List[Prediction]:
   import grpc  # pylint: disable=import-outside-toplevel
   from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+
   with grpc.insecure_channel(server) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     try:
@@ -146,11 +177,14 @@ def predict_grpc(server: str, model_name: str, images: np.ndarray, version: Opti
 
 # --- in-process ---------------------------------------------------------------------------
 
+
 def latest_version_dir(model_dir: str) -> str:
   """`model_dir` itself if it is a SavedModel, else its highest numbered version, as TF Serving picks."""
   if tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     return model_dir
-  versions = [name.rstrip('/') for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()]
+  versions = [
+    name.rstrip('/') for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()
+  ]
   if not versions:
     raise PredictError(f'{model_dir}: no SavedModel and no numbered version directories')
   return os.path.join(model_dir, max(versions, key=int))
@@ -165,6 +199,7 @@ def predict_local(model_dir: str, images: np.ndarray) -> List[Prediction]:
 
 # --- command line -------------------------------------------------------------------------
 
+
 def add_arguments(parser) -> None:
   """The `fmnist-pipeline predict` options."""
   parser.add_argument('images', nargs='+', help='IDX images files (.gz) and/or 28x28 PNG files')
@@ -172,8 +207,11 @@ def add_arguments(parser) -> None:
   where = parser.add_mutually_exclusive_group(required=True)
   where.add_argument('--rest', metavar='HOST:PORT', help="TF Serving's REST endpoint (port 8501)")
   where.add_argument('--grpc', metavar='HOST:PORT', help="TF Serving's gRPC endpoint (port 8500)")
-  where.add_argument('--local', metavar='DIR',
-                     help='a pushed model directory (or one version of it), run in this process')
+  where.add_argument(
+    '--local',
+    metavar='DIR',
+    help='a pushed model directory (or one version of it), run in this process',
+  )
   parser.add_argument('--model-name', default='fashion_mnist')
   parser.add_argument('--model-version', type=int, default=None, help='default: the latest')
 

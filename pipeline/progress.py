@@ -3,6 +3,7 @@
 TFX, Beam and TensorFlow log thousands of lines per run. The full log goes to
 a file; the console shows what a person watching the run wants to see.
 """
+
 import contextlib
 import logging
 import os

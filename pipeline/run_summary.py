@@ -1,4 +1,5 @@
 """What the last run did, read back from ML Metadata: components, evaluation, push."""
+
 import dataclasses
 from typing import List, Optional
 
@@ -9,10 +10,10 @@ import tensorflow_model_analysis as tfma
 from pipeline.pipeline import ACCURACY_METRIC
 
 _STATES = {
-    metadata_store_pb2.Execution.COMPLETE: 'ran',
-    metadata_store_pb2.Execution.CACHED: 'cached',
-    metadata_store_pb2.Execution.FAILED: 'failed',
-    metadata_store_pb2.Execution.RUNNING: 'running',
+  metadata_store_pb2.Execution.COMPLETE: 'ran',
+  metadata_store_pb2.Execution.CACHED: 'cached',
+  metadata_store_pb2.Execution.FAILED: 'failed',
+  metadata_store_pb2.Execution.RUNNING: 'running',
 }
 
 
@@ -40,8 +41,11 @@ class RunSummary:
     if self.eval_accuracy is not None:
       out.append(f'Eval accuracy (TFMA, eval split): {self.eval_accuracy:.4f}')
     if self.blessed is not None:
-      out.append('Blessed: yes' if self.blessed else
-                 'Blessed: no, ' + '; '.join(self.blessing_failures or ['see the Evaluator output']))
+      out.append(
+        'Blessed: yes'
+        if self.blessed
+        else 'Blessed: no, ' + '; '.join(self.blessing_failures or ['see the Evaluator output'])
+      )
     out.append(f'Pushed to: {self.pushed_to}' if self.pushed_to else 'Pushed: nothing')
     return out
 
@@ -54,9 +58,11 @@ def threshold_failures(evaluation_uri: str) -> List[str]:
     for failure in per_slice.failures:
       bound = failure.metric_threshold.value_threshold
       failures.append(
-          f'{failure.metric_key.name} {failure.metric_value.double_value.value:.4f} '
-          f'is below the threshold {bound.lower_bound.value}'
-          if bound.HasField('lower_bound') else failure.message or str(failure.metric_key.name))
+        f'{failure.metric_key.name} {failure.metric_value.double_value.value:.4f} '
+        f'is below the threshold {bound.lower_bound.value}'
+        if bound.HasField('lower_bound')
+        else failure.message or str(failure.metric_key.name)
+      )
   return failures
 
 
@@ -77,18 +83,24 @@ def summarize_last_run(metadata_path: str) -> Optional[RunSummary]:
   if not runs:
     return None
   run = max(runs, key=lambda context: context.create_time_since_epoch)
-  executions = sorted(store.get_executions_by_context(run.id),
-                      key=lambda execution: execution.create_time_since_epoch)
+  executions = sorted(
+    store.get_executions_by_context(run.id), key=lambda execution: execution.create_time_since_epoch
+  )
   summary = RunSummary(run_id=run.name, components=[])
   outputs = {}
   for execution in executions:
     node_id = _node_id(store, execution.id)
-    summary.components.append(ComponentRun(
-        node_id, _STATES.get(execution.last_known_state, 'unknown'),
-        (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000))
+    summary.components.append(
+      ComponentRun(
+        node_id,
+        _STATES.get(execution.last_known_state, 'unknown'),
+        (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000,
+      )
+    )
     events = store.get_events_by_execution_ids([execution.id])
-    artifact_ids = [event.artifact_id for event in events
-                    if event.type == metadata_store_pb2.Event.OUTPUT]
+    artifact_ids = [
+      event.artifact_id for event in events if event.type == metadata_store_pb2.Event.OUTPUT
+    ]
     for artifact in store.get_artifacts_by_id(artifact_ids):
       outputs[store.get_artifact_types_by_id([artifact.type_id])[0].name] = artifact
   if 'ModelEvaluation' in outputs:

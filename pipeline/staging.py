@@ -1,4 +1,5 @@
 """Content-addressed copies of the files the pipeline imports, so caching follows content."""
+
 import hashlib
 import os
 from typing import Iterable

@@ -3,6 +3,7 @@
 Everything environment-specific lives here; the DAG (pipeline.pipeline) is the
 one LocalDagRunner runs. `deploy/vertex.example.yaml` documents every key.
 """
+
 import dataclasses
 import os
 import typing
@@ -13,6 +14,7 @@ import yaml
 from pipeline.config import PipelineConfig
 from trainer.config import TrainingConfig
 
+
 class VertexConfigError(ValueError):
   """The deployment config file is missing a field or has a bad one."""
 
@@ -20,6 +22,7 @@ class VertexConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DataflowConfig:
   """Runs the Beam steps (ExampleGen, StatisticsGen, Transform, Evaluator) on Dataflow."""
+
   temp_location: str  # gs:// staging and temp files of the Dataflow jobs
   region: Optional[str] = None  # defaults to the pipeline's region
   machine_type: str = 'n1-standard-4'
@@ -30,6 +33,7 @@ class DataflowConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainerResources:
   """What each Trainer step's container gets; Vertex picks a machine that has it."""
+
   accelerator_type: Optional[str] = None  # e.g. NVIDIA_TESLA_T4, NVIDIA_L4
   accelerator_count: int = 0
   cpu_limit: Optional[float] = None  # vCPUs
@@ -39,6 +43,7 @@ class TrainerResources:
 @dataclasses.dataclass(frozen=True)
 class VertexConfig:
   """One deployment: a GCP project and region, its bucket paths, the image and the resources."""
+
   project: str
   region: str
   image: str  # the project's image (Dockerfile), e.g. us-docker.pkg.dev/P/repo/fmnist:TAG
@@ -58,26 +63,31 @@ class VertexConfig:
   def pipeline_config(self) -> PipelineConfig:
     """The PipelineConfig create_pipeline takes; without Dataflow, Beam runs as it does locally."""
     config = PipelineConfig(
-        output_root=self.output_root, data_dir=self.data_dir, pipeline_name=self.pipeline_name,
-        training=self.training, train_steps=self.train_steps,
-        accuracy_threshold=self.accuracy_threshold, enable_cache=self.enable_caching,
-        serving_root_override=self.serving_root)
+      output_root=self.output_root,
+      data_dir=self.data_dir,
+      pipeline_name=self.pipeline_name,
+      training=self.training,
+      train_steps=self.train_steps,
+      accuracy_threshold=self.accuracy_threshold,
+      enable_cache=self.enable_caching,
+      serving_root_override=self.serving_root,
+    )
     if self.dataflow is None:
       return config
     return dataclasses.replace(config, beam_pipeline_args=self.dataflow_beam_args())
 
   def dataflow_beam_args(self) -> List[str]:
     return [
-        '--runner=DataflowRunner',
-        f'--project={self.project}',
-        f'--region={self.dataflow.region or self.region}',
-        f'--temp_location={self.dataflow.temp_location}',
-        f'--machine_type={self.dataflow.machine_type}',
-        f'--max_num_workers={self.dataflow.max_num_workers}',
-        f'--disk_size_gb={self.dataflow.disk_size_gb}',
-        # Workers run the same image, so the IDX executor and preprocessing_fn import there too.
-        f'--sdk_container_image={self.image}',
-        '--experiments=use_runner_v2',
+      '--runner=DataflowRunner',
+      f'--project={self.project}',
+      f'--region={self.dataflow.region or self.region}',
+      f'--temp_location={self.dataflow.temp_location}',
+      f'--machine_type={self.dataflow.machine_type}',
+      f'--max_num_workers={self.dataflow.max_num_workers}',
+      f'--disk_size_gb={self.dataflow.disk_size_gb}',
+      # Workers run the same image, so the IDX executor and preprocessing_fn import there too.
+      f'--sdk_container_image={self.image}',
+      '--experiments=use_runner_v2',
     ]
 
 
@@ -89,7 +99,8 @@ def _build(cls: type, values: Any, where: str) -> Any:
   unknown = sorted(set(values) - set(fields))
   if unknown:
     raise VertexConfigError(
-        f'unknown key {where + "." if where else ""}{unknown[0]}; known: {sorted(fields)}')
+      f'unknown key {where + "." if where else ""}{unknown[0]}; known: {sorted(fields)}'
+    )
   hints = typing.get_type_hints(cls)
   built = {}
   for name, value in values.items():
@@ -104,12 +115,17 @@ def _build(cls: type, values: Any, where: str) -> Any:
       if not (kind is float and isinstance(value, int) and not isinstance(value, bool)):
         raise VertexConfigError(f'{path} must be {kind.__name__}, got {value!r}')
     built[name] = value
-  missing = sorted(name for name, field in fields.items() if name not in built
-                   and field.default is dataclasses.MISSING
-                   and field.default_factory is dataclasses.MISSING)
+  missing = sorted(
+    name
+    for name, field in fields.items()
+    if name not in built
+    and field.default is dataclasses.MISSING
+    and field.default_factory is dataclasses.MISSING
+  )
   if missing:
     raise VertexConfigError(
-        f'missing key {where + "." if where else ""}{missing[0]} (required: {missing})')
+      f'missing key {where + "." if where else ""}{missing[0]} (required: {missing})'
+    )
   try:
     return cls(**built)
   except (TypeError, ValueError) as error:
@@ -120,11 +136,13 @@ def _validate(config: VertexConfig) -> VertexConfig:
   trainer = config.trainer
   if bool(trainer.accelerator_type) != (trainer.accelerator_count > 0):
     raise VertexConfigError(
-        'trainer.accelerator_type and trainer.accelerator_count go together: '
-        f'got type {trainer.accelerator_type!r}, count {trainer.accelerator_count}')
+      'trainer.accelerator_type and trainer.accelerator_count go together: '
+      f'got type {trainer.accelerator_type!r}, count {trainer.accelerator_count}'
+    )
   if config.dataflow and not config.dataflow.temp_location.startswith('gs://'):
     raise VertexConfigError(
-        f'dataflow.temp_location must be a gs:// URI, got {config.dataflow.temp_location!r}')
+      f'dataflow.temp_location must be a gs:// URI, got {config.dataflow.temp_location!r}'
+    )
   return config
 
 

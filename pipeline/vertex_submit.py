@@ -1,4 +1,5 @@
 """Creates a Vertex AI PipelineJob from the compiled pipeline JSON."""
+
 from typing import Any, Dict, Optional
 
 from google.auth import credentials as auth_credentials
@@ -10,21 +11,36 @@ from pipeline.vertex_config import VertexConfigError
 
 
 def console_url(config: VertexConfig, job_id: str) -> str:
-  return (f'https://console.cloud.google.com/vertex-ai/locations/{config.region}/pipelines/runs/'
-          f'{job_id}?project={config.project}')
+  return (
+    f'https://console.cloud.google.com/vertex-ai/locations/{config.region}/pipelines/runs/'
+    f'{job_id}?project={config.project}'
+  )
 
 
-def build_job(config: VertexConfig, pipeline_json: str, parameters: Dict[str, Any],
-              credentials: Optional[auth_credentials.Credentials] = None) -> aiplatform.PipelineJob:
+def build_job(
+  config: VertexConfig,
+  pipeline_json: str,
+  parameters: Dict[str, Any],
+  credentials: Optional[auth_credentials.Credentials] = None,
+) -> aiplatform.PipelineJob:
   """The PipelineJob request; aiplatform checks the JSON, parameters and labels here, offline."""
   pipeline_root = config.pipeline_config().pipeline_root
   if not pipeline_root.startswith('gs://'):
-    raise VertexConfigError(f'output_root must be a gs:// URI for Vertex AI, got {config.output_root!r}')
+    raise VertexConfigError(
+      f'output_root must be a gs:// URI for Vertex AI, got {config.output_root!r}'
+    )
   try:
     return aiplatform.PipelineJob(
-        display_name=config.pipeline_name, template_path=pipeline_json, pipeline_root=pipeline_root,
-        parameter_values=parameters, enable_caching=config.enable_caching, labels=config.labels,
-        project=config.project, location=config.region, credentials=credentials)
+      display_name=config.pipeline_name,
+      template_path=pipeline_json,
+      pipeline_root=pipeline_root,
+      parameter_values=parameters,
+      enable_caching=config.enable_caching,
+      labels=config.labels,
+      project=config.project,
+      location=config.region,
+      credentials=credentials,
+    )
   except ValueError as error:  # an unknown parameter, a bad label or job id
     raise VertexConfigError(f'Vertex AI rejects the job request: {error}') from error
 
@@ -39,12 +55,16 @@ def submit(config: VertexConfig, pipeline_json: str, parameters: Dict[str, Any])
 
 def dry_run(config: VertexConfig, pipeline_json: str, parameters: Dict[str, Any]) -> Dict[str, Any]:
   """The request `submit` would send, built with anonymous credentials and no network."""
-  job = build_job(config, pipeline_json, parameters,
-                  credentials=auth_credentials.AnonymousCredentials())
+  job = build_job(
+    config, pipeline_json, parameters, credentials=auth_credentials.AnonymousCredentials()
+  )
   request = job.to_dict()
   request.pop('pipelineSpec')  # the compiled JSON itself; printing it would bury the rest
   if config.service_account:
     request['serviceAccount'] = config.service_account
-  return {'jobId': job.job_id, 'consoleUrl': console_url(config, job.job_id),
-          'schemaStagedTo': staging.schema_directory(config.pipeline_config().pipeline_root),
-          'pipelineJob': request}
+  return {
+    'jobId': job.job_id,
+    'consoleUrl': console_url(config, job.job_id),
+    'schemaStagedTo': staging.schema_directory(config.pipeline_config().pipeline_root),
+    'pipelineJob': request,
+  }

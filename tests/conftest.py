@@ -3,6 +3,7 @@
 The device split must happen before any TensorFlow op initializes the runtime,
 hence a pytest_configure hook rather than a fixture.
 """
+
 import pytest
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -10,19 +11,18 @@ import tensorflow as tf
 
 
 def pytest_configure(config):
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    try:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    except RuntimeError:
-        pass  # runtime already initialized elsewhere; two_cpu_strategy then skips
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  try:
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+  except RuntimeError:
+    pass  # runtime already initialized elsewhere; two_cpu_strategy then skips
 
 
 @pytest.fixture(scope="session")
 def two_cpu_strategy():
-    """One strategy for the whole session: separate MirroredStrategy objects in
-    one process reuse collective instance keys and abort each other's all-reduces."""
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs two logical CPU devices")
-    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+  """One strategy for the whole session: separate MirroredStrategy objects in
+  one process reuse collective instance keys and abort each other's all-reduces."""
+  devices = tf.config.list_logical_devices("CPU")
+  if len(devices) < 2:
+    pytest.skip("needs two logical CPU devices")
+  return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])

@@ -1,4 +1,5 @@
 """Writes small IDX gz datasets for tests, well-formed or deliberately broken."""
+
 import gzip
 import os
 import struct
@@ -26,12 +27,18 @@ def learnable_images(labels: np.ndarray, seed: int) -> np.ndarray:
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 60, size=(len(labels), 28, 28))
   for image, label in zip(images, labels):
-    image[2 + 2 * label: 4 + 2 * label, :] = 255
+    image[2 + 2 * label : 4 + 2 * label, :] = 255
   return images.astype(np.uint8)
 
 
-def write_dataset(directory: str, prefix: str, count: int, seed: int = 0,
-                  images: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None) -> idx.IdxPair:
+def write_dataset(
+  directory: str,
+  prefix: str,
+  count: int,
+  seed: int = 0,
+  images: Optional[np.ndarray] = None,
+  labels: Optional[np.ndarray] = None,
+) -> idx.IdxPair:
   """Writes `<prefix>-images-idx3-ubyte.gz` and `<prefix>-labels-idx1-ubyte.gz`."""
   os.makedirs(directory, exist_ok=True)
   if labels is None:
@@ -39,10 +46,14 @@ def write_dataset(directory: str, prefix: str, count: int, seed: int = 0,
   if images is None:
     images = learnable_images(labels, seed)
   return idx.IdxPair(
-      write_gz(os.path.join(directory, f'{prefix}-images-idx3-ubyte.gz'),
-               idx_bytes(images, idx.IMAGES_MAGIC)),
-      write_gz(os.path.join(directory, f'{prefix}-labels-idx1-ubyte.gz'),
-               idx_bytes(np.asarray(labels), idx.LABELS_MAGIC)))
+    write_gz(
+      os.path.join(directory, f'{prefix}-images-idx3-ubyte.gz'), idx_bytes(images, idx.IMAGES_MAGIC)
+    ),
+    write_gz(
+      os.path.join(directory, f'{prefix}-labels-idx1-ubyte.gz'),
+      idx_bytes(np.asarray(labels), idx.LABELS_MAGIC),
+    ),
+  )
 
 
 def write_fashion_mnist_like(directory: str, train_count: int = 300, test_count: int = 100) -> str:

@@ -1,4 +1,5 @@
 """Locating, downloading and verifying the data; CLI errors a newcomer can act on."""
+
 import gzip
 import hashlib
 import os
@@ -15,15 +16,20 @@ def _gz(payload: bytes) -> bytes:
   return gzip.compress(payload)
 
 
-@pytest.mark.skipif(not os.path.isdir(DEBIAN_DATA_DIR), reason='dataset-fashion-mnist not installed')
+@pytest.mark.skipif(
+  not os.path.isdir(DEBIAN_DATA_DIR), reason='dataset-fashion-mnist not installed'
+)
 def test_debian_package_files_are_fashion_mnist():
   data.verify(DEBIAN_DATA_DIR)
 
 
 def test_download_verifies_content_and_leaves_nothing_on_mismatch(tmp_path, monkeypatch):
   contents = {name: f'idx content of {name}'.encode() for name in data.IDX_SHA256}
-  monkeypatch.setattr(data, 'IDX_SHA256', {
-      name: hashlib.sha256(content).hexdigest() for name, content in contents.items()})
+  monkeypatch.setattr(
+    data,
+    'IDX_SHA256',
+    {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()},
+  )
   fetched = []
 
   def fake_fetch(url):
@@ -37,8 +43,11 @@ def test_download_verifies_content_and_leaves_nothing_on_mismatch(tmp_path, monk
   assert 't10k-images-idx3-ubyte.gz' not in os.listdir(tmp_path)
 
   fetched.clear()
-  data.download(str(tmp_path), base_url='https://example.invalid/',
-                fetch=lambda url: _gz(contents[url.rsplit('/', 1)[1]]))
+  data.download(
+    str(tmp_path),
+    base_url='https://example.invalid/',
+    fetch=lambda url: _gz(contents[url.rsplit('/', 1)[1]]),
+  )
   data.verify(str(tmp_path))
   # A second download fetches nothing: every file is already there.
   data.download(str(tmp_path), fetch=fake_fetch)
@@ -57,15 +66,20 @@ def test_verify_names_missing_and_wrong_files(tmp_path):
 def test_run_without_data_says_how_to_get_it(tmp_path, capsys):
   assert cli.main(['run', '--data-dir', str(tmp_path), '--output-root', str(tmp_path / 'out')]) == 2
   err = capsys.readouterr().err
-  assert str(tmp_path) in err and 'dataset-fashion-mnist' in err and 'fmnist-pipeline download' in err
+  assert (
+    str(tmp_path) in err and 'dataset-fashion-mnist' in err and 'fmnist-pipeline download' in err
+  )
 
 
 def test_quick_profile_caps_steps_and_flags_override_it():
   config = cli.config_from_args(cli._parser().parse_args(['run', '--quick', '--epochs', '5']))
   assert config.train_steps == cli.QUICK_TRAIN_STEPS and config.training.epochs == 1
   assert config.accuracy_threshold == cli.QUICK_ACCURACY_THRESHOLD
-  config = cli.config_from_args(cli._parser().parse_args(
-      ['run', '--variant', 'none', '--accuracy-threshold', '0.5', '--learning-rate', '0.01']))
+  config = cli.config_from_args(
+    cli._parser().parse_args(
+      ['run', '--variant', 'none', '--accuracy-threshold', '0.5', '--learning-rate', '0.01']
+    )
+  )
   assert config.train_steps is None and config.training.epochs == cli.DEFAULT_EPOCHS
   assert (config.training.variant, config.training.learning_rate) == ('none', 0.01)
   assert config.accuracy_threshold == 0.5

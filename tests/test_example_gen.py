@@ -1,4 +1,5 @@
 """IdxExampleGen's executor: splits, holdout determinism and the example encoding."""
+
 import os
 import tempfile
 
@@ -30,16 +31,20 @@ def test_holdout_is_about_the_requested_share_and_fixed_per_index():
 def test_example_encoding_keeps_every_pixel_as_int64():
   image = np.arange(784, dtype=np.uint16).reshape(28, 28) % 256
   example = tf.train.Example.FromString(executor.to_example(image.astype(np.uint8), 7))
-  assert list(example.features.feature[features.IMAGE_KEY].int64_list.value) == image.ravel().tolist()
+  assert (
+    list(example.features.feature[features.IMAGE_KEY].int64_list.value) == image.ravel().tolist()
+  )
   assert list(example.features.feature[features.LABEL_KEY].int64_list.value) == [7]
 
 
 def _generate(data_dir, custom_config=None, out_dir=None):
   exec_properties = {
-      standard_component_specs.INPUT_BASE_KEY: data_dir,
-      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(fashion_mnist_input_config()),
-      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output()),
-      standard_component_specs.CUSTOM_CONFIG_KEY: json_utils.dumps(custom_config or {}),
+    standard_component_specs.INPUT_BASE_KEY: data_dir,
+    standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+      fashion_mnist_input_config()
+    ),
+    standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output()),
+    standard_component_specs.CUSTOM_CONFIG_KEY: json_utils.dumps(custom_config or {}),
   }
   out_dir = out_dir or tempfile.mkdtemp()
   with beam.Pipeline() as pipeline:
@@ -47,15 +52,22 @@ def _generate(data_dir, custom_config=None, out_dir=None):
     for name, records in splits.items():
       records | f'Write[{name}]' >> beam.io.WriteToTFRecord(os.path.join(out_dir, name))
   return {
-      name: [tf.train.Example.FromString(record.numpy()) for record in
-             tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(out_dir, name) + '*'))]
-      for name in splits
+    name: [
+      tf.train.Example.FromString(record.numpy())
+      for record in tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(out_dir, name) + '*'))
+    ]
+    for name in splits
   }
 
 
 def _labels_and_first_pixels(examples):
-  return sorted((e.features.feature['label'].int64_list.value[0],
-                 tuple(e.features.feature['image'].int64_list.value[:64])) for e in examples)
+  return sorted(
+    (
+      e.features.feature['label'].int64_list.value[0],
+      tuple(e.features.feature['image'].int64_list.value[:64]),
+    )
+    for e in examples
+  )
 
 
 def test_train_and_eval_partition_the_training_file_and_test_is_t10k(tmp_path):
@@ -68,10 +80,13 @@ def test_train_and_eval_partition_the_training_file_and_test_is_t10k(tmp_path):
   assert len(splits['train']) == 200 - expected_eval
   images, labels = idx.read_pair(idx.find_pair(data_dir, 'train-*-ubyte.gz'))
   everything = [executor.to_example(image, label) for image, label in zip(images, labels)]
-  assert (_labels_and_first_pixels(splits['train'] + splits['eval'])
-          == _labels_and_first_pixels([tf.train.Example.FromString(e) for e in everything]))
+  assert _labels_and_first_pixels(splits['train'] + splits['eval']) == _labels_and_first_pixels(
+    [tf.train.Example.FromString(e) for e in everything]
+  )
   assert _generate(data_dir)['eval'] and (
-      _labels_and_first_pixels(_generate(data_dir)['eval']) == _labels_and_first_pixels(splits['eval']))
+    _labels_and_first_pixels(_generate(data_dir)['eval'])
+    == _labels_and_first_pixels(splits['eval'])
+  )
 
 
 def test_eval_percent_comes_from_custom_config(tmp_path):

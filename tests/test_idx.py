@@ -1,4 +1,5 @@
 """The IDX reader: good files read back exactly, every kind of bad file names itself."""
+
 import gzip
 import os
 
@@ -36,18 +37,30 @@ def _raw(path) -> bytes:
     return source.read()
 
 
-@pytest.mark.parametrize('corrupt, problem', [
-    (lambda p: _rewrite(p.images_path, b'\x00\x00\x08\x01' + _raw(p.images_path)[4:]), 'magic number'),
+@pytest.mark.parametrize(
+  'corrupt, problem',
+  [
+    (
+      lambda p: _rewrite(p.images_path, b'\x00\x00\x08\x01' + _raw(p.images_path)[4:]),
+      'magic number',
+    ),
     (lambda p: _rewrite(p.images_path, _raw(p.images_path)[:-5]), 'file holds'),
     (lambda p: _rewrite(p.images_path, b'', compress=False), 'empty'),
     (lambda p: _rewrite(p.images_path, _raw(p.images_path), compress=False), 'not a gzip'),
-    (lambda p: _rewrite(p.images_path, open(p.images_path, 'rb').read()[:200], compress=False),
-     'truncated'),
+    (
+      lambda p: _rewrite(p.images_path, open(p.images_path, 'rb').read()[:200], compress=False),
+      'truncated',
+    ),
     (lambda p: os.remove(p.images_path), 'not found'),
-    (lambda p: _rewrite(p.images_path, idx_files.idx_bytes(np.zeros((12, 28, 27)), idx.IMAGES_MAGIC)),
-     '28x27'),
+    (
+      lambda p: _rewrite(
+        p.images_path, idx_files.idx_bytes(np.zeros((12, 28, 27)), idx.IMAGES_MAGIC)
+      ),
+      '28x27',
+    ),
     (lambda p: _rewrite(p.images_path, b'\x00\x00\x08'), 'header'),
-])
+  ],
+)
 def test_bad_images_file_fails_naming_it(pair, corrupt, problem):
   corrupt(pair)
   with pytest.raises(idx.IdxFormatError, match=problem) as error:

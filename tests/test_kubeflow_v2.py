@@ -1,5 +1,6 @@
 """The Kubeflow V2 / Vertex AI deployment, offline: the compiled spec, the job request, and one
 compiled task run through TFX's container entrypoint the way the step's container runs it."""
+
 import json
 import os
 import subprocess
@@ -24,15 +25,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = 'us-docker.pkg.dev/proj/fmnist/pipeline:test'
 BEAM_COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
 VERTEX = {
-    'project': 'proj', 'region': 'europe-west4', 'image': IMAGE,
-    'output_root': 'gs://bucket/fmnist', 'data_dir': 'gs://bucket/data',
-    'serving_root': 'gs://bucket/serving', 'service_account': 'runner@proj.iam.gserviceaccount.com',
-    'labels': {'team': 'vision'},
-    'training': {'epochs': 3, 'mixed_precision': True},
-    'trainer': {'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 2, 'cpu_limit': 8,
-                'memory_limit_gb': 30},
-    'dataflow': {'temp_location': 'gs://bucket/tmp', 'machine_type': 'n1-highmem-4',
-                 'max_num_workers': 7},
+  'project': 'proj',
+  'region': 'europe-west4',
+  'image': IMAGE,
+  'output_root': 'gs://bucket/fmnist',
+  'data_dir': 'gs://bucket/data',
+  'serving_root': 'gs://bucket/serving',
+  'service_account': 'runner@proj.iam.gserviceaccount.com',
+  'labels': {'team': 'vision'},
+  'training': {'epochs': 3, 'mixed_precision': True},
+  'trainer': {
+    'accelerator_type': 'NVIDIA_TESLA_T4',
+    'accelerator_count': 2,
+    'cpu_limit': 8,
+    'memory_limit_gb': 30,
+  },
+  'dataflow': {
+    'temp_location': 'gs://bucket/tmp',
+    'machine_type': 'n1-highmem-4',
+    'max_num_workers': 7,
+  },
 }
 
 
@@ -58,7 +70,8 @@ def compiled(vertex_config_path, tmp_path_factory):
 
 def _executor(spec, task):
   label = spec['components'][spec['root']['dag']['tasks'][task]['componentRef']['name']][
-      'executorLabel']
+    'executorLabel'
+  ]
   return spec['deploymentSpec']['executors'][label]
 
 
@@ -78,12 +91,14 @@ def test_every_container_step_runs_the_configured_image_and_entrypoint(compiled)
     executor = _executor(compiled, task)
     if task == 'schema_importer':
       assert executor['importer']['artifactUri']['constantValue']['stringValue'] == (
-          staging.schema_directory('gs://bucket/fmnist/pipeline'))
+        staging.schema_directory('gs://bucket/fmnist/pipeline')
+      )
       continue
     container = executor['container']
     assert container['image'] == IMAGE, task
     assert container['command'][-1] == (
-        'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor')
+      'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor'
+    )
     # The executor class must import in the image, which installs these same packages.
     executor_class = container['args'][container['args'].index('--executor_class_path') + 1]
     import_utils.import_class_by_path(executor_class)
@@ -91,8 +106,11 @@ def test_every_container_step_runs_the_configured_image_and_entrypoint(compiled)
 
 def test_trainer_requests_the_configured_gpus_and_machine(compiled):
   resources = _executor(compiled, 'Trainer')['container']['resources']
-  assert resources == {'accelerator': {'type': 'NVIDIA_TESLA_T4', 'count': '2'},
-                       'cpuLimit': 8.0, 'memoryLimit': 30.0}
+  assert resources == {
+    'accelerator': {'type': 'NVIDIA_TESLA_T4', 'count': '2'},
+    'cpuLimit': 8.0,
+    'memoryLimit': 30.0,
+  }
   for task in set(COMPONENTS) - {'Trainer', 'schema_importer'}:
     assert 'resources' not in _executor(compiled, task)['container'], task
 
@@ -100,9 +118,15 @@ def test_trainer_requests_the_configured_gpus_and_machine(compiled):
 def test_beam_steps_run_on_dataflow_in_the_same_image(compiled):
   for task in BEAM_COMPONENTS:
     args = _executor(compiled, task)['container']['args']
-    for expected in ('--runner=DataflowRunner', '--project=proj', '--region=europe-west4',
-                     '--temp_location=gs://bucket/tmp', '--machine_type=n1-highmem-4',
-                     '--max_num_workers=7', f'--sdk_container_image={IMAGE}'):
+    for expected in (
+      '--runner=DataflowRunner',
+      '--project=proj',
+      '--region=europe-west4',
+      '--temp_location=gs://bucket/tmp',
+      '--machine_type=n1-highmem-4',
+      '--max_num_workers=7',
+      f'--sdk_container_image={IMAGE}',
+    ):
       assert expected in args, (task, expected)
 
 
@@ -115,7 +139,8 @@ def test_module_paths_and_custom_config_travel_in_the_spec(compiled):
   assert trainer_config['code_fingerprint'] == staging.code_fingerprint()
   assert _parameter(compiled, 'IdxExampleGen', 'input_base') == 'gs://bucket/data'
   assert json.loads(_parameter(compiled, 'Pusher', 'push_destination')) == {
-      'filesystem': {'base_directory': 'gs://bucket/serving/fashion_mnist'}}
+    'filesystem': {'base_directory': 'gs://bucket/serving/fashion_mnist'}
+  }
 
 
 def test_without_dataflow_the_beam_steps_run_in_their_container(tmp_path):
@@ -123,12 +148,21 @@ def test_without_dataflow_the_beam_steps_run_in_their_container(tmp_path):
   assert config.pipeline_config().beam_pipeline_args == ['--direct_running_mode=in_memory']
 
 
-@pytest.mark.parametrize('change, message', [
-    ({'trainer': {'accelerator_count': 1}}, 'trainer.accelerator_type and trainer.accelerator_count'),
-    ({'dataflow': {'temp_location': 'gs://b/t', 'max_workers': 3}}, 'unknown key dataflow.max_workers'),
+@pytest.mark.parametrize(
+  'change, message',
+  [
+    (
+      {'trainer': {'accelerator_count': 1}},
+      'trainer.accelerator_type and trainer.accelerator_count',
+    ),
+    (
+      {'dataflow': {'temp_location': 'gs://b/t', 'max_workers': 3}},
+      'unknown key dataflow.max_workers',
+    ),
     ({'training': {'epochs': 'ten'}}, "training.epochs must be int, got 'ten'"),
     ({'project': None}, 'project must be str'),
-])
+  ],
+)
 def test_config_errors_name_the_field(tmp_path, capsys, change, message):
   path = _write_config(str(tmp_path), {**VERTEX, **change})
   assert cli.main(['compile', '--config', path, '--output', str(tmp_path / 'p.json')]) == 2
@@ -136,25 +170,41 @@ def test_config_errors_name_the_field(tmp_path, capsys, change, message):
 
 
 def test_submit_dry_run_builds_the_job_request_offline(vertex_config_path, tmp_path, capsys):
-  code = cli.main(['submit', '--config', vertex_config_path, '--output', str(tmp_path / 'p.json'),
-                   '--dry-run'])
+  code = cli.main(
+    ['submit', '--config', vertex_config_path, '--output', str(tmp_path / 'p.json'), '--dry-run']
+  )
   out = capsys.readouterr().out
   assert code == 0
-  request = json.loads(out[:out.rindex('}') + 1])
+  request = json.loads(out[: out.rindex('}') + 1])
   job = request['pipelineJob']
   assert job['runtimeConfig']['gcsOutputDirectory'] == 'gs://bucket/fmnist/pipeline'
   assert job['labels'] == {'team': 'vision'}
   assert job['serviceAccount'] == 'runner@proj.iam.gserviceaccount.com'
-  assert all(task['cachingOptions'].get('enableCache') for task in
-             json.load(open(tmp_path / 'p.json'))['pipelineSpec']['root']['dag']['tasks'].values())
+  assert all(
+    task['cachingOptions'].get('enableCache')
+    for task in json.load(open(tmp_path / 'p.json'))['pipelineSpec']['root']['dag'][
+      'tasks'
+    ].values()
+  )
   assert request['consoleUrl'] in out and request['consoleUrl'].startswith(
-      'https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/')
+    'https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/'
+  )
   assert not os.path.exists(request['schemaStagedTo'])  # nothing was written
 
 
 def test_submit_rejects_an_unknown_parameter(vertex_config_path, tmp_path, capsys):
-  code = cli.main(['submit', '--config', vertex_config_path, '--output', str(tmp_path / 'p.json'),
-                   '--dry-run', '--parameter', 'epochs=3'])
+  code = cli.main(
+    [
+      'submit',
+      '--config',
+      vertex_config_path,
+      '--output',
+      str(tmp_path / 'p.json'),
+      '--dry-run',
+      '--parameter',
+      'epochs=3',
+    ]
+  )
   assert code == 2
   assert 'The pipeline parameter epochs is not found' in capsys.readouterr().err
 
@@ -168,24 +218,41 @@ def _executor_input(spec, task, upstream, task_root):
   component = spec['components'][task_spec['componentRef']['name']]
   inputs = task_spec.get('inputs', {})
   return {
-      'inputs': {
-          'parameters': {name: value['runtimeValue']['constantValue']
-                         for name, value in inputs.get('parameters', {}).items()},
-          # The executor output carries uri and properties; Vertex adds the type from the spec.
-          'artifacts': {
-              name: {'artifacts': [{
-                  **upstream[source['taskOutputArtifact']['producerTask']][
-                      source['taskOutputArtifact']['outputArtifactKey']],
-                  'type': component['inputDefinitions']['artifacts'][name]['artifactType']}]}
-              for name, source in inputs.get('artifacts', {}).items()},
+    'inputs': {
+      'parameters': {
+        name: value['runtimeValue']['constantValue']
+        for name, value in inputs.get('parameters', {}).items()
       },
-      'outputs': {
-          'artifacts': {
-              name: {'artifacts': [{'name': f'{task}-{name}', 'type': output['artifactType'],
-                                    'uri': os.path.join(task_root, name)}]}
-              for name, output in component['outputDefinitions']['artifacts'].items()},
-          'outputFile': os.path.join(task_root, 'executor_output.json'),
+      # The executor output carries uri and properties; Vertex adds the type from the spec.
+      'artifacts': {
+        name: {
+          'artifacts': [
+            {
+              **upstream[source['taskOutputArtifact']['producerTask']][
+                source['taskOutputArtifact']['outputArtifactKey']
+              ],
+              'type': component['inputDefinitions']['artifacts'][name]['artifactType'],
+            }
+          ]
+        }
+        for name, source in inputs.get('artifacts', {}).items()
       },
+    },
+    'outputs': {
+      'artifacts': {
+        name: {
+          'artifacts': [
+            {
+              'name': f'{task}-{name}',
+              'type': output['artifactType'],
+              'uri': os.path.join(task_root, name),
+            }
+          ]
+        }
+        for name, output in component['outputDefinitions']['artifacts'].items()
+      },
+      'outputFile': os.path.join(task_root, 'executor_output.json'),
+    },
   }
 
 
@@ -199,8 +266,9 @@ def _run_in_container(spec, task, upstream, work_dir):
   for step in filter(None, steps):
     command = [sys.executable if part == 'python' else part for part in step['command']]
     args = [invocation if arg == '{{$}}' else arg for arg in step['args']]
-    result = subprocess.run(command + args, cwd=work_dir, env=environment, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+      command + args, cwd=work_dir, env=environment, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f'{task}: {result.stderr[-3000:]}'
   with open(os.path.join(task_root, 'executor_output.json')) as source:
     artifacts = json.load(source)['artifacts']
@@ -213,11 +281,18 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
   These three carry the module paths (IDX executor, preprocessing_fn, run_fn) and the JSON
   custom_config that a serialization slip would break only inside the container.
   """
-  data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'data'), train_count=120,
-                                                test_count=20)
-  local = {**VERTEX, 'output_root': str(tmp_path / 'out'), 'data_dir': data_dir,
-           'serving_root': None, 'dataflow': None, 'train_steps': 4,
-           'training': {'batch_size': 16, 'mixed_precision': False}}
+  data_dir = idx_files.write_fashion_mnist_like(
+    str(tmp_path / 'data'), train_count=120, test_count=20
+  )
+  local = {
+    **VERTEX,
+    'output_root': str(tmp_path / 'out'),
+    'data_dir': data_dir,
+    'serving_root': None,
+    'dataflow': None,
+    'train_steps': 4,
+    'training': {'batch_size': 16, 'mixed_precision': False},
+  }
   config = vertex_config.load(_write_config(str(tmp_path), local))
   spec = compile_pipeline(config, str(tmp_path / 'pipeline.json'))['pipelineSpec']
   schema_uri = staging.stage_schema(config.pipeline_config().pipeline_root)

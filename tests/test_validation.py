@@ -1,4 +1,5 @@
 """The curated schema and the gate: anomalies are found, named, and stop the run."""
+
 import os
 
 import numpy as np
@@ -45,14 +46,18 @@ def test_clean_data_passes_the_gate(tmp_path):
   anomalies_gate.raise_on_anomalies(_anomalies_artifact(tmp_path, GOOD))
 
 
-@pytest.mark.parametrize('bad_record, feature, problem', [
+@pytest.mark.parametrize(
+  'bad_record, feature, problem',
+  [
     (_example([256] * 784, 1), 'image', 'range'),
     (_example([-1] * 784, 1), 'image', 'range'),
     (_example([3] * 783, 1), 'image', 'shape'),
     (_example([3] * 784, 10), 'label', 'range'),
-])
-def test_each_schema_violation_stops_the_gate_naming_the_feature(tmp_path, bad_record, feature,
-                                                                 problem):
+  ],
+)
+def test_each_schema_violation_stops_the_gate_naming_the_feature(
+  tmp_path, bad_record, feature, problem
+):
   artifact = _anomalies_artifact(tmp_path, GOOD + [bad_record])
   with pytest.raises(anomalies_gate.DataAnomaliesError, match=f'train: {feature}: ') as error:
     anomalies_gate.raise_on_anomalies(artifact)

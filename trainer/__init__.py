@@ -1,4 +1,5 @@
 """Model code: normalization layers, the CNN, and the training loop."""
+
 import os
 
 # TFT 1.16 sets this on import anyway; setting it first makes tf.keras the same tf_keras everywhere.

@@ -1,4 +1,5 @@
 """Training hyperparameters, read from the Trainer's custom_config."""
+
 import dataclasses
 from typing import Any, Dict, Optional
 
@@ -9,6 +10,7 @@ CUSTOM_CONFIG_KEY = 'training'
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
   """Everything a training run depends on besides the data."""
+
   variant: str = 'batch'
   epochs: int = 1
   batch_size: int = 64

@@ -1,4 +1,5 @@
 """Where training runs: the distribution strategy for the devices this process sees."""
+
 import tensorflow as tf
 
 

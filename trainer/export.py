@@ -1,4 +1,5 @@
 """The serving SavedModel: Transform graph + model, behind signatures TF Serving and TFMA call."""
+
 from typing import Dict
 
 import tensorflow as tf
@@ -39,9 +40,9 @@ class ServingModule(tf.Module):
     probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
     return {
-        PROBABILITIES: probabilities,
-        CLASS_IDS: class_ids,
-        CLASSES: tf.gather(self._class_names, class_ids),
+      PROBABILITIES: probabilities,
+      CLASS_IDS: class_ids,
+      CLASSES: tf.gather(self._class_names, class_ids),
     }
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
@@ -49,8 +50,13 @@ class ServingModule(tf.Module):
     """Serialized tf.Examples (no label needed) to probabilities, class ids and names."""
     return self._predict(self._parse(examples, with_label=False))
 
-  @tf.function(input_signature=[tf.TensorSpec(
-      [None, features.IMAGE_HEIGHT, features.IMAGE_WIDTH], tf.uint8, name=IMAGES_INPUT)])
+  @tf.function(
+    input_signature=[
+      tf.TensorSpec(
+        [None, features.IMAGE_HEIGHT, features.IMAGE_WIDTH], tf.uint8, name=IMAGES_INPUT
+      )
+    ]
+  )
   def serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Raw uint8 pixels [batch, 28, 28], as REST JSON clients send images, to the same outputs.
 
@@ -71,8 +77,12 @@ class ServingModule(tf.Module):
 def save(model: keras.Model, transform_output: tft.TFTransformOutput, export_dir: str) -> None:
   """Writes the SavedModel that Evaluator reads and Pusher ships to TF Serving."""
   module = ServingModule(model, transform_output)
-  tf.saved_model.save(module, export_dir, signatures={
+  tf.saved_model.save(
+    module,
+    export_dir,
+    signatures={
       SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
       IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
       TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
-  })
+    },
+  )

@@ -8,5 +8,15 @@ IMAGE_CHANNELS = 1
 PIXELS_PER_IMAGE = IMAGE_HEIGHT * IMAGE_WIDTH * IMAGE_CHANNELS
 MAX_PIXEL_VALUE = 255
 NUM_CLASSES = 10
-CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
-               'Sneaker', 'Bag', 'Ankle boot')
+CLASS_NAMES = (
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+)

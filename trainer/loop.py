@@ -6,6 +6,7 @@ runs steps in compiled chunks, logs and writes summaries every N steps,
 evaluates at each epoch's end, checkpoints every N steps, and resumes from the
 last checkpoint when one exists.
 """
+
 import dataclasses
 import math
 from typing import Dict, Optional
@@ -26,6 +27,7 @@ class NonFiniteLossError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Schedule:
   """When the loop stops, logs, evaluates and checkpoints (all in steps)."""
+
   total_steps: int
   steps_per_epoch: int
   log_every_n_steps: int
@@ -47,8 +49,12 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 class ClassifierTask:
   """One model, its own optimizer, and the compiled steps that train and evaluate it."""
 
-  def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               strategy: tf.distribute.Strategy):
+  def __init__(
+    self,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    strategy: tf.distribute.Strategy,
+  ):
     self.model = model
     self.optimizer = optimizer
     self.strategy = strategy
@@ -63,7 +69,8 @@ class ClassifierTask:
     with tf.GradientTape() as tape:
       logits = self.model(images, training=True)
       per_example_loss = keras.losses.sparse_categorical_crossentropy(
-          labels, tf.cast(logits, tf.float32), from_logits=True)
+        labels, tf.cast(logits, tf.float32), from_logits=True
+      )
       # Scaled by the global batch so that summing gradients over replicas averages them.
       loss = tf.nn.compute_average_loss(per_example_loss)
       if self.model.losses:
@@ -79,7 +86,8 @@ class ClassifierTask:
   def _eval_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
     logits = self.model(images, training=False)
     per_example_loss = keras.losses.sparse_categorical_crossentropy(
-        labels, tf.cast(logits, tf.float32), from_logits=True)
+      labels, tf.cast(logits, tf.float32), from_logits=True
+    )
     self.eval_metrics.update(labels, logits, tf.reduce_mean(per_example_loss))
 
   @tf.function
@@ -101,9 +109,15 @@ class ClassifierTask:
     return self.eval_metrics.result()
 
 
-def fit(task: ClassifierTask, train_dataset: tf.data.Dataset, eval_dataset: tf.data.Dataset,
-        schedule: Schedule, checkpoints: tf.train.CheckpointManager, summaries: RunSummaries,
-        global_batch_size: int) -> Dict[str, float]:
+def fit(
+  task: ClassifierTask,
+  train_dataset: tf.data.Dataset,
+  eval_dataset: tf.data.Dataset,
+  schedule: Schedule,
+  checkpoints: tf.train.CheckpointManager,
+  summaries: RunSummaries,
+  global_batch_size: int,
+) -> Dict[str, float]:
   """Trains until `schedule.total_steps` and returns the final eval metrics.
 
   `train_dataset` must repeat forever and yield the same batches in the same
@@ -136,24 +150,43 @@ def fit(task: ClassifierTask, train_dataset: tf.data.Dataset, eval_dataset: tf.d
   return eval_result or _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
 
 
-def _log_training(task: ClassifierTask, summaries: RunSummaries, step: int, total_steps: int,
-                  images_per_second: float) -> None:
+def _log_training(
+  task: ClassifierTask,
+  summaries: RunSummaries,
+  step: int,
+  total_steps: int,
+  images_per_second: float,
+) -> None:
   result = task.train_metrics.result()
   if not all(math.isfinite(value) for value in result.values()):
-    raise NonFiniteLossError(f'training loss became {result["loss"]} by step {step}; '
-                             'lower the learning rate or check the inputs')
+    raise NonFiniteLossError(
+      f'training loss became {result["loss"]} by step {step}; '
+      'lower the learning rate or check the inputs'
+    )
   result['images_per_second'] = images_per_second
-  logging.info('step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s', step, total_steps,
-               result['loss'], result['accuracy'], images_per_second)
+  logging.info(
+    'step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s',
+    step,
+    total_steps,
+    result['loss'],
+    result['accuracy'],
+    images_per_second,
+  )
   summaries.write('train', step, result)
   task.train_metrics.reset()
 
 
-def _evaluate(task: ClassifierTask, eval_dataset: tf.data.Dataset, summaries: RunSummaries,
-              step: int, steps_per_epoch: int) -> Dict[str, float]:
+def _evaluate(
+  task: ClassifierTask,
+  eval_dataset: tf.data.Dataset,
+  summaries: RunSummaries,
+  step: int,
+  steps_per_epoch: int,
+) -> Dict[str, float]:
   result = task.evaluate(eval_dataset)
   epoch = step / steps_per_epoch
-  logging.info('epoch %.2f  eval loss %.4f  eval accuracy %.4f', epoch, result['loss'],
-               result['accuracy'])
+  logging.info(
+    'epoch %.2f  eval loss %.4f  eval accuracy %.4f', epoch, result['loss'], result['accuracy']
+  )
   summaries.write('eval', step, {**result, 'epoch': epoch})
   return result

@@ -1,4 +1,5 @@
 """Streaming metrics of a classifier, and a throughput meter."""
+
 import contextlib
 import time
 from typing import Dict, Iterator

@@ -1,4 +1,5 @@
 """The notebook's CNN with a choice of normalization, returning logits."""
+
 from typing import Callable
 
 import tensorflow as tf
@@ -10,36 +11,44 @@ IMAGE_SHAPE = (28, 28, 1)
 
 
 def _conv(filters, seed, use_bias, name):
-    return keras.layers.Conv2D(
-        filters, 3, padding="same", use_bias=use_bias, name=name,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+  return keras.layers.Conv2D(
+    filters,
+    3,
+    padding="same",
+    use_bias=use_bias,
+    name=name,
+    kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+  )
 
 
 def _dense(units, seed, name):
-    return keras.layers.Dense(
-        units, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+  return keras.layers.Dense(
+    units, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed)
+  )
 
 
 def _plain_conv(x, filters, seed, name):
-    return _conv(filters, seed, True, f"{name}_conv")(x)
+  return _conv(filters, seed, True, f"{name}_conv")(x)
 
 
 def _weight_norm_conv(x, filters, seed, name):
-    return norm_layers.WeightNormConv2D(
-        filters, 3, name=f"{name}_conv",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+  return norm_layers.WeightNormConv2D(
+    filters, 3, name=f"{name}_conv", kernel_initializer=keras.initializers.GlorotUniform(seed=seed)
+  )(x)
 
 
 def _weight_norm_dense(units, seed, name):
-    return norm_layers.WeightNormDense(
-        units, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+  return norm_layers.WeightNormDense(
+    units, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed)
+  )
 
 
 def _conv_then(norm_factory: Callable[[str], keras.layers.Layer], use_bias: bool):
-    def block(x, filters, seed, name):
-        x = _conv(filters, seed, use_bias, f"{name}_conv")(x)
-        return norm_factory(f"{name}_norm")(x)
-    return block
+  def block(x, filters, seed, name):
+    x = _conv(filters, seed, use_bias, f"{name}_conv")(x)
+    return norm_factory(f"{name}_norm")(x)
+
+  return block
 
 
 # Each variant maps to (conv block builder, classifier builder). A bias right
@@ -47,58 +56,71 @@ def _conv_then(norm_factory: Callable[[str], keras.layers.Layer], use_bias: bool
 # convolutions go without one. Weight normalization reparameterizes the conv
 # and the classifier themselves instead of adding a layer.
 _VARIANT_BUILDERS = {
-    "none": (_plain_conv, _dense),
-    "batch": (_conv_then(lambda name: norm_layers.BatchNormalization(name=name), False), _dense),
-    "layer": (_conv_then(lambda name: norm_layers.LayerNormalization(name=name), True), _dense),
-    "weight": (_weight_norm_conv, _weight_norm_dense),
-    "keras_batch": (_conv_then(lambda name: keras.layers.BatchNormalization(name=name), False),
-                    _dense),
-    # Keras normalizes over (H, W, C) too but learns gamma/beta per element.
-    "keras_layer": (_conv_then(
-        lambda name: keras.layers.LayerNormalization(axis=[1, 2, 3], name=name), True), _dense),
+  "none": (_plain_conv, _dense),
+  "batch": (_conv_then(lambda name: norm_layers.BatchNormalization(name=name), False), _dense),
+  "layer": (_conv_then(lambda name: norm_layers.LayerNormalization(name=name), True), _dense),
+  "weight": (_weight_norm_conv, _weight_norm_dense),
+  "keras_batch": (
+    _conv_then(lambda name: keras.layers.BatchNormalization(name=name), False),
+    _dense,
+  ),
+  # Keras normalizes over (H, W, C) too but learns gamma/beta per element.
+  "keras_layer": (
+    _conv_then(lambda name: keras.layers.LayerNormalization(axis=[1, 2, 3], name=name), True),
+    _dense,
+  ),
 }
 
 VARIANTS = tuple(_VARIANT_BUILDERS)
 
 
-def build_model(variant: str, *, filters: int = 32, conv_blocks: int = 1,
-                num_classes: int = 10, seed: int | None = None) -> keras.Model:
-    """conv(3x3, same) -> norm -> ReLU -> 2x2 max-pool, repeated conv_blocks times
-    with doubling filters, then flatten -> dense logits.
+def build_model(
+  variant: str,
+  *,
+  filters: int = 32,
+  conv_blocks: int = 1,
+  num_classes: int = 10,
+  seed: int | None = None,
+) -> keras.Model:
+  """conv(3x3, same) -> norm -> ReLU -> 2x2 max-pool, repeated conv_blocks times
+  with doubling filters, then flatten -> dense logits.
 
-    Input: float32 [batch, 28, 28, 1] in [0, 1]. Output: logits [batch, num_classes].
-    Variants: "none", our "batch" / "layer" / "weight" normalization, and the
-    Keras built-ins "keras_batch" / "keras_layer" as references. Every variant
-    trains with plain model(x, training=True) calls; "weight" initializes
-    itself from its first training batch.
-    """
-    if variant not in _VARIANT_BUILDERS:
-        raise ValueError(f"Unknown normalization variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    if conv_blocks < 1:
-        raise ValueError(f"conv_blocks must be >= 1, got {conv_blocks}")
-    conv_block, classifier = _VARIANT_BUILDERS[variant]
+  Input: float32 [batch, 28, 28, 1] in [0, 1]. Output: logits [batch, num_classes].
+  Variants: "none", our "batch" / "layer" / "weight" normalization, and the
+  Keras built-ins "keras_batch" / "keras_layer" as references. Every variant
+  trains with plain model(x, training=True) calls; "weight" initializes
+  itself from its first training batch.
+  """
+  if variant not in _VARIANT_BUILDERS:
+    raise ValueError(f"Unknown normalization variant {variant!r}; valid: {', '.join(VARIANTS)}")
+  if conv_blocks < 1:
+    raise ValueError(f"conv_blocks must be >= 1, got {conv_blocks}")
+  conv_block, classifier = _VARIANT_BUILDERS[variant]
 
-    def layer_seed(index):
-        return None if seed is None else seed + index
+  def layer_seed(index):
+    return None if seed is None else seed + index
 
-    images = keras.Input(shape=IMAGE_SHAPE, dtype=tf.float32, name="images")
-    x = images
-    for block in range(conv_blocks):
-        name = f"block{block + 1}"
-        x = conv_block(x, filters * 2 ** block, layer_seed(block), name)
-        x = keras.layers.ReLU(name=f"{name}_relu")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = classifier(num_classes, layer_seed(conv_blocks), "logits")(x)
-    return keras.Model(images, logits, name=f"cnn_{variant}")
+  images = keras.Input(shape=IMAGE_SHAPE, dtype=tf.float32, name="images")
+  x = images
+  for block in range(conv_blocks):
+    name = f"block{block + 1}"
+    x = conv_block(x, filters * 2**block, layer_seed(block), name)
+    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+  x = keras.layers.Flatten(name="flatten")(x)
+  logits = classifier(num_classes, layer_seed(conv_blocks), "logits")(x)
+  return keras.Model(images, logits, name=f"cnn_{variant}")
 
 
 def uninitialized_layers(model: keras.Model) -> list[str]:
-    """Names of layers whose data-dependent initialization has not run yet.
+  """Names of layers whose data-dependent initialization has not run yet.
 
-    Training loops need not act on this: the first model(x, training=True)
-    call initializes them. It is for logging and assertions after that step.
-    """
-    return [layer.name for layer in model.layers
-            if isinstance(layer, (norm_layers.WeightNormConv2D, norm_layers.WeightNormDense))
-            and not bool(layer.initialized.read_value())]
+  Training loops need not act on this: the first model(x, training=True)
+  call initializes them. It is for logging and assertions after that step.
+  """
+  return [
+    layer.name
+    for layer in model.layers
+    if isinstance(layer, (norm_layers.WeightNormConv2D, norm_layers.WeightNormDense))
+    and not bool(layer.initialized.read_value())
+  ]

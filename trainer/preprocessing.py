@@ -1,4 +1,5 @@
 """Transform's preprocessing_fn: pixel scaling inside the graph, so serving gets the same."""
+
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
@@ -20,11 +21,13 @@ def scale_to_unit(pixels: tf.Tensor) -> tf.Tensor:
 def as_images(pixels: tf.Tensor) -> tf.Tensor:
   """[batch, 784] to the model's [batch, 28, 28, 1]."""
   return tf.reshape(
-      pixels, [-1, features.IMAGE_HEIGHT, features.IMAGE_WIDTH, features.IMAGE_CHANNELS])
+    pixels, [-1, features.IMAGE_HEIGHT, features.IMAGE_WIDTH, features.IMAGE_CHANNELS]
+  )
 
 
-def preprocessing_fn(inputs: Dict[str, tf.Tensor],
-                     custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
+def preprocessing_fn(
+  inputs: Dict[str, tf.Tensor], custom_config: Optional[Dict[str, Any]] = None
+) -> Dict[str, tf.Tensor]:
   """Scales `image` to float32 [batch, 28, 28, 1] and passes `label` through.
 
   custom_config['pixel_scaling'] picks the scaling: 'unit' (x / 255, the default)
@@ -39,6 +42,6 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
   else:
     raise ValueError(f'{PIXEL_SCALING_KEY}={scaling!r}; expected one of {PIXEL_SCALINGS}')
   return {
-      features.IMAGE_KEY: as_images(scaled),
-      features.LABEL_KEY: inputs[features.LABEL_KEY],
+    features.IMAGE_KEY: as_images(scaled),
+    features.LABEL_KEY: inputs[features.LABEL_KEY],
   }

@@ -1,4 +1,5 @@
 """Where a run's numbers go: TensorBoard event files and a JSON history for reports."""
+
 import json
 import os
 from typing import Dict, List

@@ -1,4 +1,5 @@
 """TFX Trainer entry point: `run_fn` adapts the Trainer's FnArgs to the training loop."""
+
 import os
 
 from absl import logging
@@ -30,18 +31,26 @@ def count_records(file_patterns) -> int:
   return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
-def _dataset(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,
-             file_patterns, batch_size: int, seed: int, training: bool) -> tf.data.Dataset:
+def _dataset(
+  fn_args: tfx.components.FnArgs,
+  transform_output: tft.TFTransformOutput,
+  file_patterns,
+  batch_size: int,
+  seed: int,
+  training: bool,
+) -> tf.data.Dataset:
   """Batches of (images, labels); for training, shuffled by `seed` and repeated forever.
 
   Parsed examples are cached in memory (Fashion-MNIST's 54k training images
   are 170 MB as float32), so epochs after the first skip the tf.Example parsing.
   """
   parsed = fn_args.data_accessor.tf_dataset_factory(
-      file_patterns,
-      tfxio.TensorFlowDatasetOptions(batch_size=PARSE_BATCH, label_key=features.LABEL_KEY,
-                                     shuffle=False, num_epochs=1),
-      transform_output.transformed_metadata.schema)
+    file_patterns,
+    tfxio.TensorFlowDatasetOptions(
+      batch_size=PARSE_BATCH, label_key=features.LABEL_KEY, shuffle=False, num_epochs=1
+    ),
+    transform_output.transformed_metadata.schema,
+  )
   examples = parsed.map(lambda batch, labels: (batch[features.IMAGE_KEY], labels)).unbatch().cache()
   if training:
     examples = examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
@@ -61,8 +70,13 @@ def build_model_and_optimizer(config: TrainingConfig, strategy: tf.distribute.St
     keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
   try:
     with strategy.scope():
-      model = build_model(config.variant, filters=config.filters, conv_blocks=config.conv_blocks,
-                          num_classes=features.NUM_CLASSES, seed=config.seed)
+      model = build_model(
+        config.variant,
+        filters=config.filters,
+        conv_blocks=config.conv_blocks,
+        num_classes=features.NUM_CLASSES,
+        seed=config.seed,
+      )
       optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
       if config.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -87,25 +101,44 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   if fn_args.train_steps:
     total_steps = min(total_steps, fn_args.train_steps)
   schedule = loop.Schedule(
-      total_steps=total_steps, steps_per_epoch=per_epoch,
-      log_every_n_steps=config.log_every_n_steps,
-      checkpoint_every_n_steps=config.checkpoint_every_n_steps,
-      max_eval_steps=fn_args.eval_steps or None)
+    total_steps=total_steps,
+    steps_per_epoch=per_epoch,
+    log_every_n_steps=config.log_every_n_steps,
+    checkpoint_every_n_steps=config.checkpoint_every_n_steps,
+    max_eval_steps=fn_args.eval_steps or None,
+  )
 
   model, optimizer = build_model_and_optimizer(config, strategy)
   task = loop.ClassifierTask(model, optimizer, strategy)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   checkpoints = tf.train.CheckpointManager(
-      checkpoint, os.path.join(fn_args.model_run_dir, CHECKPOINT_DIR), max_to_keep=2)
+    checkpoint, os.path.join(fn_args.model_run_dir, CHECKPOINT_DIR), max_to_keep=2
+  )
   summaries = RunSummaries(fn_args.model_run_dir)
   try:
     eval_result = loop.fit(
-        task,
-        _dataset(fn_args, transform_output, fn_args.train_files, global_batch_size, config.seed,
-                 training=True),
-        _dataset(fn_args, transform_output, fn_args.eval_files, global_batch_size, config.seed,
-                 training=False),
-        schedule, checkpoints, summaries, global_batch_size)
+      task,
+      _dataset(
+        fn_args,
+        transform_output,
+        fn_args.train_files,
+        global_batch_size,
+        config.seed,
+        training=True,
+      ),
+      _dataset(
+        fn_args,
+        transform_output,
+        fn_args.eval_files,
+        global_batch_size,
+        config.seed,
+        training=False,
+      ),
+      schedule,
+      checkpoints,
+      summaries,
+      global_batch_size,
+    )
   finally:
     summaries.close()
   logging.info('Final eval: %s', eval_result)

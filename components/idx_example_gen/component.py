@@ -1,4 +1,5 @@
 """IdxExampleGen: FileBasedExampleGen with the IDX executor."""
+
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
@@ -14,8 +15,10 @@ class IdxExampleGen(FileBasedExampleGen):
 
 def fashion_mnist_input_config() -> example_gen_pb2.Input:
   """train and eval both come from the 60k training files; test is the 10k t10k pair."""
-  return example_gen_pb2.Input(splits=[
+  return example_gen_pb2.Input(
+    splits=[
       example_gen_pb2.Input.Split(name='train', pattern='train-*-ubyte.gz'),
       example_gen_pb2.Input.Split(name=executor.DEFAULT_HOLDOUT_SPLIT, pattern='train-*-ubyte.gz'),
       example_gen_pb2.Input.Split(name='test', pattern='t10k-*-ubyte.gz'),
-  ])
+    ]
+  )

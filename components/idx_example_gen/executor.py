@@ -6,6 +6,7 @@ index sends `eval_percent` of them to the holdout split and the rest to the
 other. The hash depends on nothing but the index, so the split is identical on
 every run and on every runner (DirectRunner, Dataflow).
 """
+
 import hashlib
 from typing import Any, Dict, Iterable, List, Tuple
 
@@ -63,17 +64,28 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     raise NotImplementedError(
-        'IDX splits share input files, so this executor overrides GenerateExamplesByBeam instead.')
+      'IDX splits share input files, so this executor overrides GenerateExamplesByBeam instead.'
+    )
 
-  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                             exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+  def GenerateExamplesByBeam(
+    self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+  ) -> Dict[str, beam.pvalue.PCollection]:
     input_config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+    proto_utils.json_to_proto(
+      exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+    )
     output_config = example_gen_pb2.Output()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+    proto_utils.json_to_proto(
+      exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
+    )
     if output_config.split_config.splits:
-      raise ValueError('IdxExampleGen splits by input_config; leave output_config.split_config empty.')
-    custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or 'null') or {}
+      raise ValueError(
+        'IdxExampleGen splits by input_config; leave output_config.split_config empty.'
+      )
+    custom_config = (
+      json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or 'null')
+      or {}
+    )
     holdout_split = custom_config.get(HOLDOUT_SPLIT_KEY, DEFAULT_HOLDOUT_SPLIT)
     eval_percent = int(custom_config.get(EVAL_PERCENT_KEY, DEFAULT_EVAL_PERCENT))
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
@@ -86,19 +98,23 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     for pattern, split_names in splits_by_pattern.items():
       # Checked here, on the launcher, so a wrong directory fails before any worker starts.
       pair = idx.find_pair(input_base, pattern)
-      indexed = (pipeline
-                 | f'Locate[{pattern}]' >> beam.Create([pair])
-                 | f'Read[{pattern}]' >> beam.FlatMap(_read_examples)
-                 | f'Spread[{pattern}]' >> beam.Reshuffle())
+      indexed = (
+        pipeline
+        | f'Locate[{pattern}]' >> beam.Create([pair])
+        | f'Read[{pattern}]' >> beam.FlatMap(_read_examples)
+        | f'Spread[{pattern}]' >> beam.Reshuffle()
+      )
       if len(split_names) == 1:
         result[split_names[0]] = indexed | f'Drop index[{pattern}]' >> beam.Values()
         continue
       if len(split_names) != 2 or holdout_split not in split_names:
         raise ValueError(
-            f'splits {split_names} share pattern {pattern!r}; only two can, one of them {holdout_split!r}')
+          f'splits {split_names} share pattern {pattern!r}; only two can, one of them {holdout_split!r}'
+        )
       kept_split = next(name for name in split_names if name != holdout_split)
       kept, held_out = indexed | f'Holdout[{pattern}]' >> beam.Partition(
-          _holdout_partition, 2, eval_percent)
+        _holdout_partition, 2, eval_percent
+      )
       result[kept_split] = kept | f'Drop index[{kept_split}]' >> beam.Values()
       result[holdout_split] = held_out | f'Drop index[{holdout_split}]' >> beam.Values()
 

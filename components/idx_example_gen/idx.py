@@ -4,6 +4,7 @@ An IDX file is a big-endian header — magic number, then one uint32 per
 dimension — followed by the uint8 payload. Every check names the file, so a
 bad input stops the run with an error a user can act on.
 """
+
 import dataclasses
 import gzip
 import struct
@@ -33,6 +34,7 @@ class IdxFormatError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class IdxPair:
   """The images file and the labels file of one split."""
+
   images_path: str
   labels_path: str
 
@@ -57,7 +59,9 @@ def _parse(path: str, data: bytes, magic: int) -> Tuple[Tuple[int, ...], np.ndar
   ndim = magic & 0xFF
   header_size = 4 + 4 * ndim
   if len(data) < header_size:
-    raise IdxFormatError(path, f'{len(data)} bytes is shorter than the {header_size}-byte IDX header')
+    raise IdxFormatError(
+      path, f'{len(data)} bytes is shorter than the {header_size}-byte IDX header'
+    )
   (found_magic,) = struct.unpack('>I', data[:4])
   if found_magic != magic:
     raise IdxFormatError(path, f'magic number {found_magic:#010x}, expected {magic:#010x}')
@@ -66,7 +70,8 @@ def _parse(path: str, data: bytes, magic: int) -> Tuple[Tuple[int, ...], np.ndar
   payload = np.frombuffer(data, dtype=np.uint8, offset=header_size)
   if payload.size != expected:
     raise IdxFormatError(
-        path, f'header promises {expected} bytes of data for dims {dims}, file holds {payload.size}')
+      path, f'header promises {expected} bytes of data for dims {dims}, file holds {payload.size}'
+    )
   return dims, payload
 
 
@@ -74,7 +79,9 @@ def read_images(path: str) -> np.ndarray:
   """Reads an IDX3 images file into uint8 [count, 28, 28]."""
   dims, payload = _parse(path, _read_gzip(path), IMAGES_MAGIC)
   if dims[1:] != IMAGE_SHAPE:
-    raise IdxFormatError(path, f'images are {dims[1]}x{dims[2]}, expected {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}')
+    raise IdxFormatError(
+      path, f'images are {dims[1]}x{dims[2]}, expected {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}'
+    )
   return payload.reshape(dims)
 
 
@@ -83,7 +90,9 @@ def read_labels(path: str) -> np.ndarray:
   _, labels = _parse(path, _read_gzip(path), LABELS_MAGIC)
   if labels.size and labels.max() >= NUM_CLASSES:
     bad = int(np.argmax(labels >= NUM_CLASSES))
-    raise IdxFormatError(path, f'label {labels[bad]} at index {bad} is outside 0..{NUM_CLASSES - 1}')
+    raise IdxFormatError(
+      path, f'label {labels[bad]} at index {bad} is outside 0..{NUM_CLASSES - 1}'
+    )
   return labels
 
 
@@ -93,8 +102,8 @@ def read_pair(pair: IdxPair) -> Tuple[np.ndarray, np.ndarray]:
   labels = read_labels(pair.labels_path)
   if len(images) != len(labels):
     raise IdxFormatError(
-        pair.images_path,
-        f'{len(images)} images but {pair.labels_path} holds {len(labels)} labels')
+      pair.images_path, f'{len(images)} images but {pair.labels_path} holds {len(labels)} labels'
+    )
   if not len(images):
     raise IdxFormatError(pair.images_path, 'holds no images')
   return images, labels
@@ -107,6 +116,7 @@ def find_pair(directory: str, pattern: str) -> IdxPair:
   labels = [path for path in matched if '-labels-' in path.rsplit('/', 1)[-1]]
   if len(images) != 1 or len(labels) != 1:
     raise IdxFormatError(
-        f'{directory}/{pattern}',
-        f'expected one *-images-* and one *-labels-* file, found {matched or "none"}')
+      f'{directory}/{pattern}',
+      f'expected one *-images-* and one *-labels-* file, found {matched or "none"}',
+    )
   return IdxPair(images[0], labels[0])

@@ -16,10 +16,12 @@ the replica context). With synchronized=True the per-channel sums behind the
 mean, the variance and the backward pass are all-reduced, so every replica
 normalizes with the statistics of the global batch.
 """
+
 from typing import Callable
 
 import tensorflow as tf
 import tf_keras as keras
+
 # Private, but the only way to see jit_compile while tracing; tf_keras'
 # BatchNormalization relies on it too.
 from tensorflow.python.ops.control_flow_ops import get_enclosing_xla_context
@@ -28,35 +30,35 @@ ChannelSum = Callable[[tf.Tensor], tf.Tensor]
 
 
 def _local_sum(per_channel: tf.Tensor) -> tf.Tensor:
-    return per_channel
+  return per_channel
 
 
 def statistics_dtype(dtype) -> tf.DType:
-    """dtype_stats = float32 if dtype is a 16-bit float else dtype."""
-    dtype = tf.as_dtype(dtype)
-    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+  """dtype_stats = float32 if dtype is a 16-bit float else dtype."""
+  dtype = tf.as_dtype(dtype)
+  return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
 def sum_of_squares(x, axes):
-    """sum(x^2) over axes, without a full-size temporary for x^2."""
-    if get_enclosing_xla_context() is not None:
-        # XLA has no EuclideanNorm kernel, and fuses the square into the sum.
-        return tf.reduce_sum(tf.square(x), axes)
-    return tf.square(tf.math.reduce_euclidean_norm(x, axes))
+  """sum(x^2) over axes, without a full-size temporary for x^2."""
+  if get_enclosing_xla_context() is not None:
+    # XLA has no EuclideanNorm kernel, and fuses the square into the sum.
+    return tf.reduce_sum(tf.square(x), axes)
+  return tf.square(tf.math.reduce_euclidean_norm(x, axes))
 
 
 def normalize(x, mean, variance, gamma, beta, epsilon):
-    """y = gamma * (x - mean) / sqrt(variance + epsilon) + beta."""
-    # Folding everything into one per-channel scale and offset leaves two
-    # elementwise passes over x instead of four.
-    scale = gamma * tf.math.rsqrt(variance + epsilon)
-    offset = beta - mean * scale
-    return tf.nn.bias_add(x * tf.cast(scale, x.dtype), tf.cast(offset, x.dtype))
+  """y = gamma * (x - mean) / sqrt(variance + epsilon) + beta."""
+  # Folding everything into one per-channel scale and offset leaves two
+  # elementwise passes over x instead of four.
+  scale = gamma * tf.math.rsqrt(variance + epsilon)
+  offset = beta - mean * scale
+  return tf.nn.bias_add(x * tf.cast(scale, x.dtype), tf.cast(offset, x.dtype))
 
 
 def moving_average_decrement(moving, batch_value, momentum):
-    """delta = (1 - momentum) * (moving - batch_value); moving - delta = momentum * moving + (1 - momentum) * batch_value."""
-    return (1.0 - momentum) * (moving - batch_value)
+  """delta = (1 - momentum) * (moving - batch_value); moving - delta = momentum * moving + (1 - momentum) * batch_value."""
+  return (1.0 - momentum) * (moving - batch_value)
 
 
 # E[x^2] - mean^2 keeps about -log10(eps * (1 + mean^2 / var)) digits; past
@@ -65,125 +67,139 @@ _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE = 100.0
 
 
 def _batch_variance(x, mean, count, axes, channel_sum: ChannelSum):
-    """var_B = E[(x - mean)^2], one-pass as E[x^2] - mean^2 when that is accurate."""
-    def two_pass():
-        return channel_sum(tf.reduce_sum(tf.math.squared_difference(x, mean), axes)) / count
+  """var_B = E[(x - mean)^2], one-pass as E[x^2] - mean^2 when that is accurate."""
 
-    if channel_sum is not _local_sum:
-        return two_pass()  # all-reduces may not sit inside tf.cond under MirroredStrategy
-    # On CPU the cost is dominated by full-size temporaries (each a fresh
-    # allocation); the one-pass form needs none, the two-pass form one.
-    one_pass = tf.maximum(sum_of_squares(x, axes) / count - tf.square(mean), 0.0)
-    ill_conditioned = tf.reduce_any(
-        tf.square(mean) > _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE * one_pass)
-    return tf.cond(ill_conditioned, two_pass, lambda: one_pass)
+  def two_pass():
+    return channel_sum(tf.reduce_sum(tf.math.squared_difference(x, mean), axes)) / count
+
+  if channel_sum is not _local_sum:
+    return two_pass()  # all-reduces may not sit inside tf.cond under MirroredStrategy
+  # On CPU the cost is dominated by full-size temporaries (each a fresh
+  # allocation); the one-pass form needs none, the two-pass form one.
+  one_pass = tf.maximum(sum_of_squares(x, axes) / count - tf.square(mean), 0.0)
+  ill_conditioned = tf.reduce_any(
+    tf.square(mean) > _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE * one_pass
+  )
+  return tf.cond(ill_conditioned, two_pass, lambda: one_pass)
 
 
 def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _local_sum):
-    """(y, mu_B, var_B) with y = gamma * (x - mu_B) / sqrt(var_B + epsilon) + beta over all axes but the last.
+  """(y, mu_B, var_B) with y = gamma * (x - mu_B) / sqrt(var_B + epsilon) + beta over all axes but the last.
 
-    channel_sum totals a per-channel sum over the replicas that share the
-    statistics; the default keeps them local.
-    """
-    reduction_axes = list(range(x.shape.rank - 1))
-    stats_dtype = statistics_dtype(x.dtype)
+  channel_sum totals a per-channel sum over the replicas that share the
+  statistics; the default keeps them local.
+  """
+  reduction_axes = list(range(x.shape.rank - 1))
+  stats_dtype = statistics_dtype(x.dtype)
 
-    @tf.custom_gradient
-    def forward(x, gamma, beta):
-        x_stats = tf.cast(x, stats_dtype)
-        count = channel_sum(tf.cast(tf.size(x) // tf.shape(x)[-1], stats_dtype))
-        mean = channel_sum(tf.reduce_sum(x_stats, reduction_axes)) / count
-        variance = _batch_variance(x_stats, mean, count, reduction_axes, channel_sum)
-        inv_std = tf.math.rsqrt(variance + epsilon)
-        scale = gamma * inv_std
-        y = tf.nn.bias_add(x_stats * scale, beta - mean * scale)
+  @tf.custom_gradient
+  def forward(x, gamma, beta):
+    x_stats = tf.cast(x, stats_dtype)
+    count = channel_sum(tf.cast(tf.size(x) // tf.shape(x)[-1], stats_dtype))
+    mean = channel_sum(tf.reduce_sum(x_stats, reduction_axes)) / count
+    variance = _batch_variance(x_stats, mean, count, reduction_axes, channel_sum)
+    inv_std = tf.math.rsqrt(variance + epsilon)
+    scale = gamma * inv_std
+    y = tf.nn.bias_add(x_stats * scale, beta - mean * scale)
 
-        def backward(dy, dmean, dvariance):
-            dy_stats = tf.cast(dy, stats_dtype)
-            local_sum_dy = tf.reduce_sum(dy_stats, reduction_axes)
-            # sum(dy * (x - mean)) = sum(dy * x) - mean * sum(dy); the
-            # cancellation costs ~|mean|/std ulps, far below the 1e-5 budget
-            # for normalized activations, and saves a full pass.
-            local_sum_dy_centered = (tf.reduce_sum(dy_stats * x_stats, reduction_axes)
-                                     - mean * local_sum_dy)
-            # gamma and beta are replicated: the strategy all-reduces their
-            # gradients itself, so only x needs the totals here.
-            sum_dy = channel_sum(local_sum_dy)
-            sum_dy_centered = channel_sum(local_sum_dy_centered)
-            # dx = scale*dy - scale/n*sum(dy) - scale/(n*(var+eps))*sum(dy*xc)*xc
-            #      + dmean/n + 2*dvar/n*xc, with xc = x - mean, collected into
-            # per-channel coefficients of dy, x and 1.
-            x_coefficient = (
-                channel_sum(2.0 * dvariance) - scale * inv_std * inv_std * sum_dy_centered
-            ) / count
-            constant = (channel_sum(dmean) - scale * sum_dy) / count - x_coefficient * mean
-            # Scaling dy only after both sums have consumed it lets the runtime
-            # reuse dy's buffer instead of allocating (the costly part on CPU).
-            with tf.control_dependencies([local_sum_dy, local_sum_dy_centered]):
-                scaled_dy = dy_stats * scale
-            dx = tf.nn.bias_add(x_stats * x_coefficient, constant) + scaled_dy
-            return tf.cast(dx, x.dtype), local_sum_dy_centered * inv_std, local_sum_dy
+    def backward(dy, dmean, dvariance):
+      dy_stats = tf.cast(dy, stats_dtype)
+      local_sum_dy = tf.reduce_sum(dy_stats, reduction_axes)
+      # sum(dy * (x - mean)) = sum(dy * x) - mean * sum(dy); the
+      # cancellation costs ~|mean|/std ulps, far below the 1e-5 budget
+      # for normalized activations, and saves a full pass.
+      local_sum_dy_centered = (
+        tf.reduce_sum(dy_stats * x_stats, reduction_axes) - mean * local_sum_dy
+      )
+      # gamma and beta are replicated: the strategy all-reduces their
+      # gradients itself, so only x needs the totals here.
+      sum_dy = channel_sum(local_sum_dy)
+      sum_dy_centered = channel_sum(local_sum_dy_centered)
+      # dx = scale*dy - scale/n*sum(dy) - scale/(n*(var+eps))*sum(dy*xc)*xc
+      #      + dmean/n + 2*dvar/n*xc, with xc = x - mean, collected into
+      # per-channel coefficients of dy, x and 1.
+      x_coefficient = (
+        channel_sum(2.0 * dvariance) - scale * inv_std * inv_std * sum_dy_centered
+      ) / count
+      constant = (channel_sum(dmean) - scale * sum_dy) / count - x_coefficient * mean
+      # Scaling dy only after both sums have consumed it lets the runtime
+      # reuse dy's buffer instead of allocating (the costly part on CPU).
+      with tf.control_dependencies([local_sum_dy, local_sum_dy_centered]):
+        scaled_dy = dy_stats * scale
+      dx = tf.nn.bias_add(x_stats * x_coefficient, constant) + scaled_dy
+      return tf.cast(dx, x.dtype), local_sum_dy_centered * inv_std, local_sum_dy
 
-        return (tf.cast(y, x.dtype), mean, variance), backward
+    return (tf.cast(y, x.dtype), mean, variance), backward
 
-    return forward(x, tf.cast(gamma, stats_dtype), tf.cast(beta, stats_dtype))
+  return forward(x, tf.cast(gamma, stats_dtype), tf.cast(beta, stats_dtype))
 
 
 @keras.utils.register_keras_serializable(package="fmnist")
 class BatchNormalization(keras.layers.Layer):
-    """Per-channel batch normalization with moving statistics for inference.
+  """Per-channel batch normalization with moving statistics for inference.
 
-    See the module docstring for the statistics used under tf.distribute.
-    """
+  See the module docstring for the statistics used under tf.distribute.
+  """
 
-    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3,
-                 synchronized: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.momentum = momentum
-        self.epsilon = epsilon
-        self.synchronized = synchronized
+  def __init__(
+    self, momentum: float = 0.99, epsilon: float = 1e-3, synchronized: bool = False, **kwargs
+  ):
+    super().__init__(**kwargs)
+    self.momentum = momentum
+    self.epsilon = epsilon
+    self.synchronized = synchronized
 
-    def build(self, input_shape):
-        channels = int(input_shape[-1])
-        # No autocasting under a mixed policy: call must read float32 values.
-        param_kwargs = dict(shape=[channels], dtype=statistics_dtype(self.dtype),
-                            experimental_autocast=False)
-        self.gamma = self.add_weight(name="gamma", initializer="ones", **param_kwargs)
-        self.beta = self.add_weight(name="beta", initializer="zeros", **param_kwargs)
-        # ON_READ + MEAN: replicas update their own copies without cross-device
-        # traffic, and readers outside the replica context see the average.
-        moving_kwargs = dict(
-            trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
-            aggregation=tf.VariableAggregation.MEAN, **param_kwargs)
-        self.moving_mean = self.add_weight(
-            name="moving_mean", initializer="zeros", **moving_kwargs)
-        self.moving_variance = self.add_weight(
-            name="moving_variance", initializer="ones", **moving_kwargs)
-        super().build(input_shape)
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    # No autocasting under a mixed policy: call must read float32 values.
+    param_kwargs = dict(
+      shape=[channels], dtype=statistics_dtype(self.dtype), experimental_autocast=False
+    )
+    self.gamma = self.add_weight(name="gamma", initializer="ones", **param_kwargs)
+    self.beta = self.add_weight(name="beta", initializer="zeros", **param_kwargs)
+    # ON_READ + MEAN: replicas update their own copies without cross-device
+    # traffic, and readers outside the replica context see the average.
+    moving_kwargs = dict(
+      trainable=False,
+      synchronization=tf.VariableSynchronization.ON_READ,
+      aggregation=tf.VariableAggregation.MEAN,
+      **param_kwargs,
+    )
+    self.moving_mean = self.add_weight(name="moving_mean", initializer="zeros", **moving_kwargs)
+    self.moving_variance = self.add_weight(
+      name="moving_variance", initializer="ones", **moving_kwargs
+    )
+    super().build(input_shape)
 
-    def _channel_sum(self) -> ChannelSum:
-        replica_context = tf.distribute.get_replica_context()
-        if (not self.synchronized or replica_context is None
-                or replica_context.num_replicas_in_sync == 1):
-            return _local_sum
-        return lambda per_channel: replica_context.all_reduce(
-            tf.distribute.ReduceOp.SUM, per_channel)
+  def _channel_sum(self) -> ChannelSum:
+    replica_context = tf.distribute.get_replica_context()
+    if (
+      not self.synchronized or replica_context is None or replica_context.num_replicas_in_sync == 1
+    ):
+      return _local_sum
+    return lambda per_channel: replica_context.all_reduce(tf.distribute.ReduceOp.SUM, per_channel)
 
-    def call(self, inputs, training=None):
-        if not training:
-            return normalize(inputs, self.moving_mean, self.moving_variance,
-                             self.gamma, self.beta, self.epsilon)
-        outputs, mean, variance = batch_norm_training(
-            inputs, self.gamma, self.beta, self.epsilon, self._channel_sum())
-        self.moving_mean.assign_sub(
-            moving_average_decrement(self.moving_mean, mean, self.momentum))
-        self.moving_variance.assign_sub(
-            moving_average_decrement(self.moving_variance, variance, self.momentum))
-        return outputs
+  def call(self, inputs, training=None):
+    if not training:
+      return normalize(
+        inputs, self.moving_mean, self.moving_variance, self.gamma, self.beta, self.epsilon
+      )
+    outputs, mean, variance = batch_norm_training(
+      inputs, self.gamma, self.beta, self.epsilon, self._channel_sum()
+    )
+    self.moving_mean.assign_sub(moving_average_decrement(self.moving_mean, mean, self.momentum))
+    self.moving_variance.assign_sub(
+      moving_average_decrement(self.moving_variance, variance, self.momentum)
+    )
+    return outputs
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+  def compute_output_shape(self, input_shape):
+    return input_shape
 
-    def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum,
-                "epsilon": self.epsilon, "synchronized": self.synchronized}
+  def get_config(self):
+    return {
+      **super().get_config(),
+      "momentum": self.momentum,
+      "epsilon": self.epsilon,
+      "synchronized": self.synchronized,
+    }
