@@ -11,12 +11,15 @@ from typing import List, Optional, Tuple
 import warnings
 
 os.environ.setdefault(
-  'TF_CPP_MIN_LOG_LEVEL', '2'
-)  # keep TensorFlow's C++ start-up chatter off the console
-# google-cloud libraries warn at import that Python 3.10 is old; TFX 1.16 supports no newer one.
-warnings.filterwarnings(
-  'ignore', message='You are using a non-supported Python version', category=FutureWarning
-)
+  'TF_CPP_MIN_LOG_LEVEL', '3'
+)  # TensorFlow's C++ start-up chatter (CUDA plugin registration on CPU machines) is noise here
+# google-cloud libraries warn at import about versions the TFX 1.16 lock pins (Python 3.10,
+# google-cloud-storage 2); nothing a user of this CLI can act on.
+for _pinned_version_warning in (
+  'You are using a non-supported Python version',
+  'Support for google-cloud-storage',
+):
+  warnings.filterwarnings('ignore', message=_pinned_version_warning, category=FutureWarning)
 
 from components.idx_example_gen.idx import IdxFormatError  # noqa: E402  (after the environment is set)
 from pipeline import data  # noqa: E402

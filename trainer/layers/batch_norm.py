@@ -39,6 +39,19 @@ def statistics_dtype(dtype) -> tf.DType:
   return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
+def per_channel_weight_kwargs(layer: keras.layers.Layer, channels: int) -> dict:
+  """add_weight arguments for per-channel state: float32 under a 16-bit policy."""
+  # No autocasting under a mixed policy: call must read float32 values.
+  return dict(shape=[channels], dtype=statistics_dtype(layer.dtype), experimental_autocast=False)
+
+
+def add_affine_weights(layer: keras.layers.Layer, channels: int) -> None:
+  """Adds per-channel gamma (ones) and beta (zeros)."""
+  param_kwargs = per_channel_weight_kwargs(layer, channels)
+  layer.gamma = layer.add_weight(name="gamma", initializer="ones", **param_kwargs)
+  layer.beta = layer.add_weight(name="beta", initializer="zeros", **param_kwargs)
+
+
 def sum_of_squares(x, axes):
   """sum(x^2) over axes, without a full-size temporary for x^2."""
   if get_enclosing_xla_context() is not None:
@@ -151,19 +164,14 @@ class BatchNormalization(keras.layers.Layer):
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
-    # No autocasting under a mixed policy: call must read float32 values.
-    param_kwargs = dict(
-      shape=[channels], dtype=statistics_dtype(self.dtype), experimental_autocast=False
-    )
-    self.gamma = self.add_weight(name="gamma", initializer="ones", **param_kwargs)
-    self.beta = self.add_weight(name="beta", initializer="zeros", **param_kwargs)
+    add_affine_weights(self, channels)
     # ON_READ + MEAN: replicas update their own copies without cross-device
     # traffic, and readers outside the replica context see the average.
     moving_kwargs = dict(
       trainable=False,
       synchronization=tf.VariableSynchronization.ON_READ,
       aggregation=tf.VariableAggregation.MEAN,
-      **param_kwargs,
+      **per_channel_weight_kwargs(self, channels),
     )
     self.moving_mean = self.add_weight(name="moving_mean", initializer="zeros", **moving_kwargs)
     self.moving_variance = self.add_weight(

@@ -14,6 +14,7 @@ beta in float32.
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.layers.batch_norm import add_affine_weights
 from trainer.layers.batch_norm import statistics_dtype
 
 
@@ -44,12 +45,7 @@ class LayerNormalization(keras.layers.Layer):
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
-    # No autocasting under a mixed policy: call must read float32 values.
-    param_kwargs = dict(
-      shape=[channels], dtype=statistics_dtype(self.dtype), experimental_autocast=False
-    )
-    self.gamma = self.add_weight(name="gamma", initializer="ones", **param_kwargs)
-    self.beta = self.add_weight(name="beta", initializer="zeros", **param_kwargs)
+    add_affine_weights(self, channels)
     self._axes = normalization_axes(len(input_shape), self.channels_only)
     super().build(input_shape)
 
