@@ -50,11 +50,31 @@ def load_png(path: str) -> np.ndarray:
   return image[:, :, 0]
 
 
+def load_split(directory: str, count: Optional[int] = None) -> List[np.ndarray]:
+  """Images from an ExampleGen split directory (e.g. .../examples/<id>/Split-test)."""
+  files = tf.io.gfile.glob(os.path.join(directory, '*.gz'))
+  if not files:
+    raise PredictError(f'{directory}: no tf.Example files (*.gz) in this directory')
+  records = tf.data.TFRecordDataset(files, compression_type='GZIP')
+  images = []
+  for record in records.take(count or -1):
+    pixels = tf.train.Example.FromString(record.numpy()).features.feature[features.IMAGE_KEY]
+    images.append(
+      np.array(pixels.int64_list.value, np.uint8).reshape(
+        features.IMAGE_HEIGHT, features.IMAGE_WIDTH
+      )
+    )
+  return images
+
+
 def load_images(paths: Sequence[str], count: Optional[int] = None) -> np.ndarray:
-  """uint8 [n, 28, 28] from IDX images files (.gz) and PNG files, at most `count` of them."""
+  """uint8 [n, 28, 28] from IDX images files (.gz), ExampleGen split directories and PNG files,
+  at most `count` of them."""
   images = []
   for path in paths:
-    if path.endswith('.gz'):
+    if tf.io.gfile.isdir(path):
+      images.extend(load_split(path, count))
+    elif path.endswith('.gz'):
       images.extend(idx.read_images(path))
     else:
       images.append(load_png(path))
@@ -202,7 +222,11 @@ def predict_local(model_dir: str, images: np.ndarray) -> List[Prediction]:
 
 def add_arguments(parser) -> None:
   """The `fmnist-pipeline predict` options."""
-  parser.add_argument('images', nargs='+', help='IDX images files (.gz) and/or 28x28 PNG files')
+  parser.add_argument(
+    'images',
+    nargs='+',
+    help='IDX images files (.gz), ExampleGen split directories (Split-test) or 28x28 PNG files',
+  )
   parser.add_argument('--count', type=int, default=None, help='send at most this many images')
   where = parser.add_mutually_exclusive_group(required=True)
   where.add_argument('--rest', metavar='HOST:PORT', help="TF Serving's REST endpoint (port 8501)")

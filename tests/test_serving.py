@@ -199,6 +199,25 @@ def test_rest_client_names_a_wrong_model_and_an_unreachable_server(served, rest_
     predict.predict_rest('127.0.0.1:9', MODEL_NAME, images[:1], timeout=5)
 
 
+def test_grpc_client_names_an_unreachable_server(served):
+  _, _, images = served
+  with pytest.raises(predict.PredictError, match='cannot reach TF Serving at 127.0.0.1:9'):
+    predict.predict_grpc('127.0.0.1:9', MODEL_NAME, images[:1], timeout=5)
+
+
+def test_images_load_from_an_examplegen_split_directory(tmp_path):
+  images = idx_files.learnable_images(np.arange(5), seed=4)
+  split_dir = tmp_path / 'Split-test'
+  split_dir.mkdir()
+  options = tf.io.TFRecordOptions(compression_type='GZIP')
+  with tf.io.TFRecordWriter(str(split_dir / 'data_tfrecord-00000-of-00001.gz'), options) as out:
+    for record in predict.serialized_examples(images):
+      out.write(record)
+  np.testing.assert_array_equal(predict.load_images([str(split_dir)], count=3), images[:3])
+  with pytest.raises(predict.PredictError, match='no tf.Example files'):
+    predict.load_images([str(tmp_path)])
+
+
 def test_images_of_the_wrong_size_are_refused_before_sending(tmp_path):
   path = str(tmp_path / 'big.png')
   tf.io.write_file(path, tf.io.encode_png(np.zeros((32, 30, 1), np.uint8)))
