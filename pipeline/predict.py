@@ -38,6 +38,8 @@ class Prediction:
 
 def load_png(path: str) -> np.ndarray:
   """A 28x28 grayscale PNG as uint8 [28, 28]."""
+  if not tf.io.gfile.exists(path):
+    raise PredictError(f'{path}: file not found')
   try:
     image = tf.io.decode_png(tf.io.read_file(path), channels=1).numpy()
   except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:

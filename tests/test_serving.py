@@ -246,3 +246,5 @@ def test_predict_command_prints_class_names_and_probabilities(served, capsys, tm
   assert all(any(name in line for name in features.CLASS_NAMES) for line in lines)
   assert cli.main(['predict', str(tmp_path / 'missing.gz'), '--local', version_dir]) == 1
   assert 'missing.gz: file not found' in capsys.readouterr().err
+  assert cli.main(['predict', str(tmp_path / 'missing.png'), '--local', version_dir]) == 1
+  assert 'missing.png: file not found' in capsys.readouterr().err
