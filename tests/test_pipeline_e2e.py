@@ -3,6 +3,7 @@
 import os
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -129,3 +130,21 @@ def test_bad_input_file_stops_the_run_and_keeps_the_pushed_model(first_run, caps
   assert code == 1
   assert 'IdxExampleGen' in err and truncated in err and 'truncated' in err
   assert _versions(output_root) == before
+
+
+def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys, tmp_path):
+  data_dir, output_root = first_run
+  other_root = str(tmp_path / 'other')
+  code, out, err = _run(capsys, data_dir, other_root)
+  assert code == 0, err
+  assert _component_states(out)['Trainer'] == 'ran'  # its own MLMD: nothing shared, nothing cached
+  images, _ = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
+  serialized = tf.constant([executor.to_example(image, 0) for image in images])
+
+  def probabilities(root):
+    (version,) = _versions(root)
+    serve = tf.saved_model.load(os.path.join(root, 'serving', 'fashion_mnist', version))
+    return serve.signatures[export.SERVING_SIGNATURE](examples=serialized)[export.PROBABILITIES]
+
+  # Same data, seed and CPU: the same weights up to float32 summation order.
+  np.testing.assert_allclose(probabilities(other_root), probabilities(output_root), atol=1e-6)
