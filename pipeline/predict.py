@@ -10,7 +10,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -90,10 +90,11 @@ def serialized_examples(images: np.ndarray) -> List[bytes]:
   return [executor.to_example(image, 0) for image in images]
 
 
-def to_predictions(outputs: Dict[str, np.ndarray]) -> List[Prediction]:
+def to_predictions(output: Callable[[str], np.ndarray]) -> List[Prediction]:
+  """Predictions from `output(name)`, which returns one output of the response as an array."""
   return [
     Prediction(int(class_id), features.CLASS_NAMES[int(class_id)], [float(p) for p in probs])
-    for class_id, probs in zip(outputs[export.CLASS_IDS], outputs[export.PROBABILITIES])
+    for class_id, probs in zip(output(export.CLASS_IDS), output(export.PROBABILITIES))
   ]
 
 
@@ -113,12 +114,7 @@ def rest_body(images: np.ndarray) -> Dict:
 
 def parse_rest_response(body: Dict) -> List[Prediction]:
   rows = body['predictions']
-  return to_predictions(
-    {
-      name: np.array([row[name] for row in rows])
-      for name in (export.CLASS_IDS, export.PROBABILITIES)
-    }
-  )
+  return to_predictions(lambda name: np.array([row[name] for row in rows]))
 
 
 def predict_rest(
@@ -168,12 +164,7 @@ def grpc_request(images: np.ndarray, model_name: str, version: Optional[int] = N
 
 
 def parse_grpc_response(response) -> List[Prediction]:
-  return to_predictions(
-    {
-      name: tf.make_ndarray(response.outputs[name])
-      for name in (export.CLASS_IDS, export.PROBABILITIES)
-    }
-  )
+  return to_predictions(lambda name: tf.make_ndarray(response.outputs[name]))
 
 
 def predict_grpc(
@@ -216,7 +207,7 @@ def predict_local(model_dir: str, images: np.ndarray) -> List[Prediction]:
   """The same request as gRPC, run by the pushed SavedModel in this process."""
   serve = tf.saved_model.load(latest_version_dir(model_dir)).signatures[export.SERVING_SIGNATURE]
   outputs = serve(**{export.EXAMPLES_INPUT: tf.constant(serialized_examples(images))})
-  return to_predictions({name: value.numpy() for name, value in outputs.items()})
+  return to_predictions(lambda name: outputs[name].numpy())
 
 
 # --- command line -------------------------------------------------------------------------
