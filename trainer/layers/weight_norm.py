@@ -61,20 +61,11 @@ class _WeightNormalized(keras.layers.Layer):
     self.v = self.add_weight(
       name="v", shape=kernel_shape, initializer=self.kernel_initializer, experimental_autocast=False
     )
-    self.g = self.add_weight(
-      name="g",
-      shape=[units],
-      initializer="ones",
-      aggregation=tf.VariableAggregation.MEAN,
-      experimental_autocast=False,
+    per_unit = dict(
+      shape=[units], aggregation=tf.VariableAggregation.MEAN, experimental_autocast=False
     )
-    self.bias = self.add_weight(
-      name="bias",
-      shape=[units],
-      initializer="zeros",
-      aggregation=tf.VariableAggregation.MEAN,
-      experimental_autocast=False,
-    )
+    self.g = self.add_weight(name="g", initializer="ones", **per_unit)
+    self.bias = self.add_weight(name="bias", initializer="zeros", **per_unit)
     self.initialized = self.add_weight(
       name="initialized",
       shape=[],
