@@ -27,6 +27,7 @@ from pipeline import predict  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.config import default_data_dir  # noqa: E402
 from pipeline.vertex_config import VertexConfigError  # noqa: E402
+from trainer.config import LEARNING_RATE_SCHEDULES  # noqa: E402
 from trainer.config import TrainingConfig  # noqa: E402
 from trainer.model import VARIANTS  # noqa: E402
 from trainer.preprocessing import PIXEL_SCALINGS  # noqa: E402
@@ -64,13 +65,36 @@ def _parser() -> argparse.ArgumentParser:
     f'{QUICK_ACCURACY_THRESHOLD} (not a production model)',
   )
   run.add_argument(
-    '--variant',
-    default=TrainingConfig.variant,
-    choices=VARIANTS,
-    help='normalization in the CNN (default: %(default)s)',
+    '--variants',
+    type=_variant_list,
+    default=PipelineConfig.variants,
+    help='comma-separated normalization variants to train and compare, from '
+    f'{",".join(VARIANTS)} (default: all)',
   )
   run.add_argument('--batch-size', type=int, default=TrainingConfig.batch_size)
+  run.add_argument(
+    '--conv-blocks',
+    type=int,
+    default=TrainingConfig.conv_blocks,
+    help='conv → norm → ReLU → pool blocks, filters doubling in each (default: %(default)s; '
+    "--conv-blocks 1 --hidden-units 0 is the notebook's network)",
+  )
+  run.add_argument(
+    '--filters', type=int, default=TrainingConfig.filters, help='filters of the first block'
+  )
+  run.add_argument(
+    '--hidden-units',
+    type=int,
+    default=TrainingConfig.hidden_units,
+    help='units of the dense layer before the logits, 0 for none (default: %(default)s)',
+  )
   run.add_argument('--learning-rate', type=float, default=TrainingConfig.learning_rate)
+  run.add_argument(
+    '--learning-rate-schedule',
+    default=TrainingConfig.learning_rate_schedule,
+    choices=LEARNING_RATE_SCHEDULES,
+    help='constant, or cosine decay to 0 over the run (default: %(default)s)',
+  )
   run.add_argument('--seed', type=int, default=TrainingConfig.seed)
   run.add_argument('--pixel-scaling', default=PipelineConfig.pixel_scaling, choices=PIXEL_SCALINGS)
   run.add_argument(
@@ -80,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     help=f'eval accuracy a model needs to be pushed (default: '
     f'{PipelineConfig.accuracy_threshold}, --quick: {QUICK_ACCURACY_THRESHOLD})',
   )
+  run.add_argument(
+    '--max-accuracy-drop',
+    type=float,
+    default=PipelineConfig.max_accuracy_drop,
+    help='how far below the production model a candidate may be and still be blessed '
+    '(default: %(default)s, i.e. never worse)',
+  )
   run.add_argument('--no-cache', action='store_true', help='re-run every component')
 
   download = commands.add_parser('download', help='fetch the Fashion-MNIST files and verify them')
@@ -87,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
 
   summary = commands.add_parser('summary', help="print the last run's summary")
   summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
+
+  report = commands.add_parser(
+    'report', help="print the last variant comparison table and where its plots are"
+  )
+  report.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
 
   predict_ = commands.add_parser(
     'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process'
@@ -118,6 +154,16 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _variant_list(text: str) -> Tuple[str, ...]:
+  variants = tuple(name.strip() for name in text.split(',') if name.strip())
+  unknown = [name for name in variants if name not in VARIANTS]
+  if unknown or not variants:
+    raise argparse.ArgumentTypeError(
+      f'unknown variant(s) {", ".join(unknown) or "(none given)"}; choose from {", ".join(VARIANTS)}'
+    )
+  return variants
+
+
 def _name_value(text: str) -> Tuple[str, str]:
   if '=' not in text:
     raise argparse.ArgumentTypeError(f'expected NAME=VALUE, got {text!r}')
@@ -147,16 +193,21 @@ def _add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
   training = TrainingConfig(
-    variant=args.variant,
     epochs=args.epochs,
     batch_size=args.batch_size,
+    conv_blocks=args.conv_blocks,
+    filters=args.filters,
+    hidden_units=args.hidden_units,
     learning_rate=args.learning_rate,
+    learning_rate_schedule=args.learning_rate_schedule,
     seed=args.seed,
   )
   config = PipelineConfig(
     output_root=os.path.abspath(args.output_root),
     data_dir=os.path.abspath(args.data_dir),
     training=training,
+    variants=args.variants,
+    max_accuracy_drop=args.max_accuracy_drop,
     pixel_scaling=args.pixel_scaling,
     enable_cache=not args.no_cache,
   )
@@ -206,16 +257,27 @@ def _run(args: argparse.Namespace) -> int:
   return 0
 
 
+def _print_from_metadata(output_root: str, read, what: str) -> int:
+  """Prints what `read(metadata_path)` finds in the output root's MLMD store."""
+  metadata_path = PipelineConfig(output_root=os.path.abspath(output_root)).metadata_path
+  found = read(metadata_path) if os.path.exists(metadata_path) else None
+  if found is None:
+    print(f'no {what} recorded under {output_root}', file=sys.stderr)
+    return 1
+  print('\n'.join(found.lines()))
+  return 0
+
+
 def _summary(args: argparse.Namespace) -> int:
   from pipeline.run_summary import summarize_last_run  # pylint: disable=import-outside-toplevel
 
-  metadata_path = PipelineConfig(output_root=os.path.abspath(args.output_root)).metadata_path
-  summary = summarize_last_run(metadata_path) if os.path.exists(metadata_path) else None
-  if summary is None:
-    print(f'no run recorded under {args.output_root}', file=sys.stderr)
-    return 1
-  print('\n'.join(summary.lines()))
-  return 0
+  return _print_from_metadata(args.output_root, summarize_last_run, 'run')
+
+
+def _report(args: argparse.Namespace) -> int:
+  from pipeline.run_summary import latest_comparison  # pylint: disable=import-outside-toplevel
+
+  return _print_from_metadata(args.output_root, latest_comparison, 'variant comparison')
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -276,6 +338,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     'run': _run,
     'download': _download,
     'summary': _summary,
+    'report': _report,
     'compile': _compile,
     'submit': _submit,
     'predict': _predict,

@@ -2,9 +2,11 @@
 
 import dataclasses
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from components.variant_selection.selection import ACCURACY
 from trainer.config import TrainingConfig
+from trainer.model import VARIANTS
 from trainer.preprocessing import UNIT_SCALING
 
 DEBIAN_DATA_DIR = '/usr/share/datasets/fashion-mnist'
@@ -24,17 +26,33 @@ class PipelineConfig:
   data_dir: str = dataclasses.field(default_factory=default_data_dir)
   pipeline_name: str = 'fashion-mnist'
   model_name: str = 'fashion_mnist'
+  # One Trainer and Evaluator each; the order breaks exact ties in selection.
+  variants: Tuple[str, ...] = VARIANTS
+  # Shared by every variant's Trainer; its `variant` field is set per Trainer.
   training: TrainingConfig = TrainingConfig()
   train_steps: Optional[int] = None  # caps the steps that training.epochs imply
   eval_steps: Optional[int] = None  # caps the Trainer's per-epoch evaluation
   pixel_scaling: str = UNIT_SCALING
   eval_percent: int = 10
   accuracy_threshold: float = 0.85
+  # How far below production a candidate's eval accuracy may be and still be blessed.
+  max_accuracy_drop: float = 0.0
+  selection_metric: str = ACCURACY
   beam_pipeline_args: List[str] = dataclasses.field(
     default_factory=lambda: ['--direct_running_mode=in_memory']
   )
   enable_cache: bool = True
   serving_root_override: Optional[str] = None  # deployments push to a bucket of their own
+
+  def __post_init__(self):
+    unknown = [variant for variant in self.variants if variant not in VARIANTS]
+    if unknown or not self.variants or len(set(self.variants)) != len(self.variants):
+      raise ValueError(
+        f'variants must be distinct names from {", ".join(VARIANTS)}; got {list(self.variants)}'
+      )
+
+  def training_for(self, variant: str) -> TrainingConfig:
+    return dataclasses.replace(self.training, variant=variant)
 
   @property
   def pipeline_root(self) -> str:

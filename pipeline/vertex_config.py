@@ -7,7 +7,7 @@ one LocalDagRunner runs. `deploy/vertex.example.yaml` documents every key.
 import dataclasses
 import os
 import typing
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
@@ -55,6 +55,9 @@ class VertexConfig:
   enable_caching: bool = True
   pipeline_name: str = PipelineConfig.pipeline_name
   accuracy_threshold: float = PipelineConfig.accuracy_threshold
+  max_accuracy_drop: float = PipelineConfig.max_accuracy_drop
+  variants: Tuple[str, ...] = PipelineConfig.variants
+  selection_metric: str = PipelineConfig.selection_metric
   train_steps: Optional[int] = None
   training: TrainingConfig = TrainingConfig()
   trainer: TrainerResources = TrainerResources()
@@ -67,8 +70,11 @@ class VertexConfig:
       data_dir=self.data_dir,
       pipeline_name=self.pipeline_name,
       training=self.training,
+      variants=tuple(self.variants),
+      selection_metric=self.selection_metric,
       train_steps=self.train_steps,
       accuracy_threshold=self.accuracy_threshold,
+      max_accuracy_drop=self.max_accuracy_drop,
       enable_cache=self.enable_caching,
       serving_root_override=self.serving_root,
     )
@@ -152,6 +158,10 @@ def load(path: str, image: Optional[str] = None) -> VertexConfig:
     values = yaml.safe_load(source) or {}
   if image:
     values = {**values, 'image': image}
+  if isinstance(values.get('training'), Mapping) and 'variant' in values['training']:
+    raise VertexConfigError(
+      f'{os.path.basename(path)}: training.variant is set per Trainer; list them in `variants`'
+    )
   try:
     return _validate(_build(VertexConfig, values, ''))
   except VertexConfigError as error:

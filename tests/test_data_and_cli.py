@@ -77,12 +77,27 @@ def test_quick_profile_caps_steps_and_flags_override_it():
   assert config.accuracy_threshold == cli.QUICK_ACCURACY_THRESHOLD
   config = cli.config_from_args(
     cli._parser().parse_args(
-      ['run', '--variant', 'none', '--accuracy-threshold', '0.5', '--learning-rate', '0.01']
+      [
+        'run',
+        '--variants',
+        'none, weight',
+        '--accuracy-threshold',
+        '0.5',
+        '--learning-rate',
+        '0.01',
+      ]
     )
   )
   assert config.train_steps is None and config.training.epochs == cli.DEFAULT_EPOCHS
-  assert (config.training.variant, config.training.learning_rate) == ('none', 0.01)
+  assert config.variants == ('none', 'weight') and config.training.learning_rate == 0.01
+  assert config.training_for('weight').variant == 'weight'
   assert config.accuracy_threshold == 0.5
+
+
+def test_variants_flag_names_an_unknown_variant(capsys):
+  with pytest.raises(SystemExit):
+    cli._parser().parse_args(['run', '--variants', 'batch,group'])
+  assert 'unknown variant(s) group' in capsys.readouterr().err
 
 
 def test_second_run_on_the_same_output_root_stops_at_once(tmp_path):

@@ -18,12 +18,22 @@ from pipeline import vertex_config
 from pipeline.kubeflow_v2_runner import compile_pipeline
 from pipeline.pipeline import PREPROCESSING_FN
 from pipeline.pipeline import RUN_FN
+from pipeline.pipeline import SELECTOR_ID
+from pipeline.pipeline import evaluator_id
+from pipeline.pipeline import trainer_id
 from tests import idx_files
 from tests.test_pipeline_e2e import COMPONENTS
+from tests.test_pipeline_e2e import VARIANTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = 'us-docker.pkg.dev/proj/fmnist/pipeline:test'
-BEAM_COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+TRAINERS = tuple(trainer_id(variant) for variant in VARIANTS)
+BEAM_COMPONENTS = (
+  'IdxExampleGen',
+  'StatisticsGen',
+  'Transform',
+  *(evaluator_id(variant) for variant in VARIANTS),
+)
 VERTEX = {
   'project': 'proj',
   'region': 'europe-west4',
@@ -33,6 +43,7 @@ VERTEX = {
   'serving_root': 'gs://bucket/serving',
   'service_account': 'runner@proj.iam.gserviceaccount.com',
   'labels': {'team': 'vision'},
+  'variants': list(VARIANTS),
   'training': {'epochs': 3, 'mixed_precision': True},
   'trainer': {
     'accelerator_type': 'NVIDIA_TESLA_T4',
@@ -83,7 +94,9 @@ def _parameter(spec, task, name):
 def test_compiled_spec_parses_into_kfp_pipeline_spec(compiled):
   proto = json_format.ParseDict(compiled, pipeline_spec_pb2.PipelineSpec())
   assert proto.pipeline_info.name == 'fashion-mnist'
-  assert set(proto.root.dag.tasks) == set(COMPONENTS)
+  # The production-model resolver compiles to two query tasks: latest blessing, then its model.
+  resolvers = {'production_model-model-blessing-resolver', 'production_model-model-resolver'}
+  assert set(proto.root.dag.tasks) == set(COMPONENTS) | resolvers
 
 
 def test_every_container_step_runs_the_configured_image_and_entrypoint(compiled):
@@ -104,14 +117,14 @@ def test_every_container_step_runs_the_configured_image_and_entrypoint(compiled)
     import_utils.import_class_by_path(executor_class)
 
 
-def test_trainer_requests_the_configured_gpus_and_machine(compiled):
-  resources = _executor(compiled, 'Trainer')['container']['resources']
-  assert resources == {
-    'accelerator': {'type': 'NVIDIA_TESLA_T4', 'count': '2'},
-    'cpuLimit': 8.0,
-    'memoryLimit': 30.0,
-  }
-  for task in set(COMPONENTS) - {'Trainer', 'schema_importer'}:
+def test_every_trainer_requests_the_configured_gpus_and_machine(compiled):
+  for trainer in TRAINERS:
+    assert _executor(compiled, trainer)['container']['resources'] == {
+      'accelerator': {'type': 'NVIDIA_TESLA_T4', 'count': '2'},
+      'cpuLimit': 8.0,
+      'memoryLimit': 30.0,
+    }
+  for task in set(COMPONENTS) - {*TRAINERS, 'schema_importer'}:
     assert 'resources' not in _executor(compiled, task)['container'], task
 
 
@@ -131,16 +144,52 @@ def test_beam_steps_run_on_dataflow_in_the_same_image(compiled):
 
 
 def test_module_paths_and_custom_config_travel_in_the_spec(compiled):
-  assert _parameter(compiled, 'Trainer', 'run_fn') == RUN_FN
   assert _parameter(compiled, 'Transform', 'preprocessing_fn') == PREPROCESSING_FN
-  trainer_config = json.loads(_parameter(compiled, 'Trainer', 'custom_config'))
-  assert trainer_config['training']['mixed_precision'] is True
-  assert trainer_config['training']['epochs'] == 3
-  assert trainer_config['code_fingerprint'] == staging.code_fingerprint()
+  for variant in VARIANTS:
+    assert _parameter(compiled, trainer_id(variant), 'run_fn') == RUN_FN
+    trainer_config = json.loads(_parameter(compiled, trainer_id(variant), 'custom_config'))
+    assert trainer_config['training']['variant'] == variant
+    assert trainer_config['training']['mixed_precision'] is True
+    assert trainer_config['training']['epochs'] == 3
+    assert trainer_config['code_fingerprint'] == staging.code_fingerprint()
   assert _parameter(compiled, 'IdxExampleGen', 'input_base') == 'gs://bucket/data'
   assert json.loads(_parameter(compiled, 'Pusher', 'push_destination')) == {
     'filesystem': {'base_directory': 'gs://bucket/serving/fashion_mnist'}
   }
+
+
+def _artifact_source(spec, task, name):
+  source = spec['root']['dag']['tasks'][task]['inputs']['artifacts'][name]['taskOutputArtifact']
+  return source['producerTask'], source['outputArtifactKey']
+
+
+def test_selector_takes_each_variant_through_its_own_inputs(compiled):
+  for variant in VARIANTS:
+    expected = {
+      f'model_{variant}': (trainer_id(variant), 'model'),
+      f'model_run_{variant}': (trainer_id(variant), 'model_run'),
+      f'evaluation_{variant}': (evaluator_id(variant), 'evaluation'),
+      f'blessing_{variant}': (evaluator_id(variant), 'blessing'),
+    }
+    for name, producer in expected.items():
+      assert _artifact_source(compiled, SELECTOR_ID, name) == producer
+  assert _artifact_source(compiled, 'Pusher', 'model') == (SELECTOR_ID, 'model')
+  assert _artifact_source(compiled, 'Pusher', 'model_blessing') == (SELECTOR_ID, 'blessing')
+
+
+def test_evaluators_compare_against_the_latest_blessed_model(compiled):
+  for variant in VARIANTS:
+    producer, _ = _artifact_source(compiled, evaluator_id(variant), 'baseline_model')
+    resolver = _executor(compiled, producer)['resolver']
+    (query,) = resolver['outputArtifactQueries'].values()
+    assert 'schema_title="tfx.Model"' in query['filter']
+    assert 'current_model_id' in query['filter']
+
+
+def test_a_training_variant_in_the_deploy_config_is_rejected(tmp_path, capsys):
+  path = _write_config(str(tmp_path), {**VERTEX, 'training': {'variant': 'batch'}})
+  assert cli.main(['compile', '--config', path, '--output', str(tmp_path / 'p.json')]) == 2
+  assert 'training.variant is set per Trainer' in capsys.readouterr().err
 
 
 def test_without_dataflow_the_beam_steps_run_in_their_container(tmp_path):
@@ -180,12 +229,9 @@ def test_submit_dry_run_builds_the_job_request_offline(vertex_config_path, tmp_p
   assert job['runtimeConfig']['gcsOutputDirectory'] == 'gs://bucket/fmnist/pipeline'
   assert job['labels'] == {'team': 'vision'}
   assert job['serviceAccount'] == 'runner@proj.iam.gserviceaccount.com'
-  assert all(
-    task['cachingOptions'].get('enableCache')
-    for task in json.load(open(tmp_path / 'p.json'))['pipelineSpec']['root']['dag'][
-      'tasks'
-    ].values()
-  )
+  with open(tmp_path / 'p.json') as compiled:
+    tasks = json.load(compiled)['pipelineSpec']['root']['dag']['tasks']
+  assert all(tasks[name]['cachingOptions'].get('enableCache') for name in COMPONENTS)
   assert request['consoleUrl'] in out and request['consoleUrl'].startswith(
     'https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/'
   )
@@ -236,6 +282,8 @@ def _executor_input(spec, task, upstream, task_root):
           ]
         }
         for name, source in inputs.get('artifacts', {}).items()
+        # A resolver that found nothing (first run: no production model) leaves the input empty.
+        if source['taskOutputArtifact']['producerTask'] in upstream
       },
     },
     'outputs': {
@@ -256,18 +304,27 @@ def _executor_input(spec, task, upstream, task_root):
   }
 
 
-def _run_in_container(spec, task, upstream, work_dir):
-  """Runs the task's container command (and its driver hook, if any) with its spec's args."""
-  task_root = os.path.join(work_dir, task)
-  invocation = json.dumps(_executor_input(spec, task, upstream, task_root))
+CONTAINER_ENVIRONMENT = {**os.environ, 'PYTHONPATH': ROOT}
+
+
+def container_commands(spec, task, upstream, work_dir):
+  """The task's driver hook (if any) and container command lines, with the ExecutorInput."""
+  invocation = json.dumps(_executor_input(spec, task, upstream, os.path.join(work_dir, task)))
   container = _executor(spec, task)['container']
   steps = [container.get('lifecycle', {}).get('preCacheCheck'), container]
-  environment = {**os.environ, 'PYTHONPATH': ROOT}
-  for step in filter(None, steps):
-    command = [sys.executable if part == 'python' else part for part in step['command']]
-    args = [invocation if arg == '{{$}}' else arg for arg in step['args']]
+  return [
+    [sys.executable if part == 'python' else part for part in step['command']]
+    + [invocation if arg == '{{$}}' else arg for arg in step['args']]
+    for step in filter(None, steps)
+  ]
+
+
+def run_in_container(spec, task, upstream, work_dir):
+  """Runs the task's container command (and its driver hook, if any) with its spec's args."""
+  task_root = os.path.join(work_dir, task)
+  for command in container_commands(spec, task, upstream, work_dir):
     result = subprocess.run(
-      command + args, cwd=work_dir, env=environment, capture_output=True, text=True, timeout=300
+      command, cwd=work_dir, env=CONTAINER_ENVIRONMENT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, f'{task}: {result.stderr[-3000:]}'
   with open(os.path.join(task_root, 'executor_output.json')) as source:
@@ -275,14 +332,11 @@ def _run_in_container(spec, task, upstream, work_dir):
   return {name: value['artifacts'][0] for name, value in artifacts.items()}
 
 
-def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
-  """ExampleGen (driver + executor) → Transform → Trainer from the compiled spec, on local files.
-
-  These three carry the module paths (IDX executor, preprocessing_fn, run_fn) and the JSON
-  custom_config that a serialization slip would break only inside the container.
-  """
+def compile_for_local_files(tmp_path, variant, train_count, **overrides):
+  """The compiled spec of a one-variant pipeline on generated local files, and the staged
+  schema as the first upstream output."""
   data_dir = idx_files.write_fashion_mnist_like(
-    str(tmp_path / 'data'), train_count=120, test_count=20
+    str(tmp_path / 'data'), train_count=train_count, test_count=20
   )
   local = {
     **VERTEX,
@@ -290,17 +344,48 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
     'data_dir': data_dir,
     'serving_root': None,
     'dataflow': None,
-    'train_steps': 4,
-    'training': {'batch_size': 16, 'mixed_precision': False},
+    'variants': [variant],
+    **overrides,
   }
   config = vertex_config.load(_write_config(str(tmp_path), local))
   spec = compile_pipeline(config, str(tmp_path / 'pipeline.json'))['pipelineSpec']
   schema_uri = staging.stage_schema(config.pipeline_config().pipeline_root)
-  upstream = {'schema_importer': {'result': {'uri': schema_uri}}}
-  for task in ('IdxExampleGen', 'Transform', 'Trainer'):
-    upstream[task] = _run_in_container(spec, task, upstream, str(tmp_path))
+  return spec, {'schema_importer': {'result': {'uri': schema_uri}}}
+
+
+def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
+  """ExampleGen (driver + executor) → Transform → Trainer → Evaluator → VariantSelector from the
+  compiled spec, on local files.
+
+  These carry the module paths (IDX executor, preprocessing_fn, run_fn, the selector's
+  executor), the JSON custom_config and the selector's per-variant input names, which a
+  serialization slip would break only inside the container.
+  """
+  variant = 'none'
+  spec, upstream = compile_for_local_files(
+    tmp_path,
+    variant,
+    train_count=120,
+    accuracy_threshold=0.0,
+    train_steps=4,
+    training={'batch_size': 16, 'mixed_precision': False},
+  )
+  for task in (
+    'IdxExampleGen',
+    'Transform',
+    trainer_id(variant),
+    evaluator_id(variant),
+    SELECTOR_ID,
+  ):
+    upstream[task] = run_in_container(spec, task, upstream, str(tmp_path))
 
   examples = upstream['IdxExampleGen']['examples']
   assert json.loads(examples['metadata']['split_names']) == ['train', 'eval', 'test']
-  model_dir = upstream['Trainer']['model']['uri']
-  assert os.path.exists(os.path.join(model_dir, 'Format-Serving', 'saved_model.pb'))
+  trained = upstream[trainer_id(variant)]['model']['uri']
+  assert os.path.exists(os.path.join(trained, 'Format-Serving', 'saved_model.pb'))
+  selected = upstream[SELECTOR_ID]
+  assert selected['blessing']['metadata']['blessed'] == 1
+  assert os.path.exists(os.path.join(selected['model']['uri'], 'Format-Serving', 'saved_model.pb'))
+  with open(os.path.join(selected['report']['uri'], 'report.json')) as report_json:
+    comparison = json.load(report_json)
+  assert comparison['selected'] == variant and comparison['test']['examples'] == 20

@@ -9,10 +9,14 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests import idx_files
+from trainer import augmentation
 from trainer import loop
+from trainer.task import learning_rate
 from trainer import preprocessing
+from trainer.config import TrainingConfig
 from trainer.model import build_model
 from trainer.summaries import HISTORY_FILE
+from trainer.summaries import TOTALS_PHASE
 from trainer.summaries import RunSummaries
 
 BATCH = 32
@@ -70,6 +74,9 @@ def test_fit_learns_and_writes_history(tmp_path):
     records = json.load(history)
   assert [r['step'] for r in records if r['phase'] == 'eval'] == [10, 20, 30, 40, 50, 60]
   assert all(r['images_per_second'] > 0 for r in records if r['phase'] == 'train')
+  (totals,) = [r for r in records if r['phase'] == TOTALS_PHASE]
+  assert totals['step'] == 60 and totals['seconds'] > 0
+  assert totals['images_per_second'] == pytest.approx(60 * BATCH / totals['seconds'])
 
 
 def test_fit_resumes_from_the_last_checkpoint(tmp_path):
@@ -86,3 +93,31 @@ def test_diverged_loss_stops_training(tmp_path):
   poisoned = train.map(lambda images, labels: (images * np.float32('nan'), labels))
   with pytest.raises(loop.NonFiniteLossError, match='loss became nan by step 5'):
     _fit(str(tmp_path), 20, poisoned, evaluation)
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_over_the_run():
+  rate = learning_rate(TrainingConfig(learning_rate=0.01), total_steps=100)
+  assert [float(rate(step)) for step in (0, 50, 100)] == pytest.approx([0.01, 0.005, 0.0])
+  constant = TrainingConfig(learning_rate=0.01, learning_rate_schedule='constant')
+  assert learning_rate(constant, total_steps=100) == 0.01
+  with pytest.raises(ValueError, match='learning_rate_schedule'):
+    TrainingConfig(learning_rate_schedule='step')
+
+
+def test_random_mirror_is_reproducible_label_preserving_and_resumable():
+  images = np.arange(8 * 4 * 3, dtype=np.float32).reshape(8, 4, 3, 1)
+  batches = tf.data.Dataset.from_tensor_slices((images, np.arange(8))).repeat().batch(8)
+  mirrored = augmentation.random_mirror(batches, seed=3)
+  first = [(x.numpy(), y.numpy()) for x, y in mirrored.take(4)]
+  again = [(x.numpy(), y.numpy()) for x, y in mirrored.take(4)]
+  for (x, y), (x_again, _) in zip(first, again):
+    np.testing.assert_array_equal(x, x_again)
+    np.testing.assert_array_equal(y, np.arange(8))
+    flipped = [not np.array_equal(x[i], images[i]) for i in range(8)]
+    for i in range(8):
+      assert np.array_equal(x[i], images[i][:, ::-1] if flipped[i] else images[i])
+  draws = np.array([[not np.array_equal(x[i], images[i]) for i in range(8)] for x, _ in first])
+  assert 0 < draws.mean() < 1  # some mirrored, some not
+  # Resuming skips batches: batch 2 after skip(2) is the same draw as batch 2 straight through.
+  ((resumed, _),) = mirrored.skip(2).take(1)
+  np.testing.assert_array_equal(resumed.numpy(), first[2][0])

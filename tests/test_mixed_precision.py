@@ -20,7 +20,7 @@ def test_mixed_precision_trains_under_mirrored_strategy_with_float32_variables(
   variant, two_cpu_strategy, tmp_path
 ):
   config = TrainingConfig(variant=variant, mixed_precision=True, learning_rate=1e-2, seed=0)
-  model, optimizer = build_model_and_optimizer(config, two_cpu_strategy)
+  model, optimizer = build_model_and_optimizer(config, two_cpu_strategy, total_steps=30)
   assert keras.mixed_precision.global_policy().name == 'float32'  # not leaked to the process
   assert isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
   assert {layer.compute_dtype for layer in model.layers[1:]} == {'float16'}

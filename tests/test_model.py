@@ -55,11 +55,19 @@ def test_variants_are_complete_and_unknown_ones_are_named():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_logits_shape_for_default_and_deeper_models(variant):
-  for conv_blocks in (1, 2):
-    model = build_model(variant, filters=8, conv_blocks=conv_blocks, num_classes=7, seed=1)
+def test_logits_shape_for_the_notebook_and_the_deeper_model(variant):
+  for conv_blocks, hidden_units in ((1, 0), (2, 16)):
+    model = build_model(
+      variant,
+      filters=8,
+      conv_blocks=conv_blocks,
+      hidden_units=hidden_units,
+      num_classes=7,
+      seed=1,
+    )
     logits = model(_images(3, 0), training=False)
     assert logits.shape == (3, 7) and logits.dtype == tf.float32
+    assert ("hidden" in [layer.name for layer in model.layers]) == bool(hidden_units)
 
 
 def test_seed_makes_models_reproducible():
@@ -91,10 +99,10 @@ def test_batch_of_one_and_constant_input_stay_finite(variant):
 
 
 def test_weight_variant_initializes_on_its_first_training_step_only():
-  model = build_model("weight", filters=8, seed=6)
-  assert uninitialized_layers(model) == ["block1_conv", "logits"]
+  model = build_model("weight", filters=8, hidden_units=16, seed=6)
+  assert uninitialized_layers(model) == ["block1_conv", "hidden", "logits"]
   model(_images(4, 10), training=False)
-  assert uninitialized_layers(model) == ["block1_conv", "logits"]
+  assert uninitialized_layers(model) == ["block1_conv", "hidden", "logits"]
   train_step, _ = _train_step_fn(model)
   train_step(_images(16, 11), _labels(16, 11))
   assert uninitialized_layers(model) == []

@@ -1,6 +1,9 @@
 """The whole pipeline through the CLI with LocalDagRunner, on a tiny generated IDX dataset."""
 
+import functools
+import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -9,11 +12,16 @@ import tensorflow as tf
 
 from components.idx_example_gen import executor
 from components.idx_example_gen import idx
+from components.variant_selection import report
 from pipeline import cli
+from pipeline import staging
+from pipeline.pipeline import evaluator_id
+from pipeline.pipeline import trainer_id
 from tests import idx_files
 from trainer import export
 from trainer import features
 
+VARIANTS = ('batch', 'weight', 'none')
 COMPONENTS = (
   'IdxExampleGen',
   'schema_importer',
@@ -21,13 +29,14 @@ COMPONENTS = (
   'ExampleValidator',
   'AnomaliesGate',
   'Transform',
-  'Trainer',
-  'Evaluator',
+  *(trainer_id(variant) for variant in VARIANTS),
+  *(evaluator_id(variant) for variant in VARIANTS),
+  'VariantSelector',
   'Pusher',
 )
 
 
-def _run(capsys, data_dir, output_root, accuracy_threshold=0.3):
+def _run(capsys, data_dir, output_root, accuracy_threshold=0.3, variants=VARIANTS, extra=()):
   code = cli.main(
     [
       'run',
@@ -35,12 +44,15 @@ def _run(capsys, data_dir, output_root, accuracy_threshold=0.3):
       data_dir,
       '--output-root',
       output_root,
+      '--variants',
+      ','.join(variants),
       '--epochs',
       '1',
       '--batch-size',
       '32',
       '--accuracy-threshold',
       str(accuracy_threshold),
+      *extra,
     ]
   )
   captured = capsys.readouterr()
@@ -50,6 +62,20 @@ def _run(capsys, data_dir, output_root, accuracy_threshold=0.3):
 def _component_states(out):
   rows = [line.split() for line in out.splitlines() if line.startswith('  ')]
   return {row[0]: row[1] for row in rows if row and row[0] in COMPONENTS}
+
+
+def _report(out):
+  (uri,) = re.findall(r'^Comparison report: (.+)$', out, re.MULTILINE)
+  with open(os.path.join(uri, report.REPORT_JSON)) as report_json:
+    return json.load(report_json)
+
+
+def _test_examples(data_dir):
+  images, labels = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
+  serialized = tf.constant(
+    [executor.to_example(image, label) for image, label in zip(images, labels)]
+  )
+  return serialized, labels
 
 
 def _versions(output_root):
@@ -69,17 +95,13 @@ def test_first_run_runs_everything_and_pushes_in_tf_serving_layout(first_run, ca
   code, out, err = _run(capsys, data_dir, output_root)
   assert code == 0, err
   assert _component_states(out) == {name: 'ran' for name in COMPONENTS}
-  assert 'Blessed: yes' in out
   versions = _versions(output_root)
   assert len(versions) == 1 and versions[0].isdigit()
   version_dir = os.path.join(output_root, 'serving', 'fashion_mnist', versions[0])
   assert f'Pushed to: {version_dir}' in out
   assert os.path.exists(os.path.join(version_dir, 'saved_model.pb'))
 
-  images, labels = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
-  serialized = tf.constant(
-    [executor.to_example(image, label) for image, label in zip(images, labels)]
-  )
+  serialized, labels = _test_examples(data_dir)
   serve = tf.saved_model.load(version_dir).signatures[export.SERVING_SIGNATURE]
   outputs = serve(examples=serialized)
   probabilities = outputs[export.PROBABILITIES].numpy()
@@ -95,9 +117,65 @@ def test_first_run_runs_everything_and_pushes_in_tf_serving_layout(first_run, ca
   assert (class_ids == labels).mean() > 0.5
 
 
-def test_second_run_with_nothing_changed_is_served_from_cache(first_run, capsys):
+def test_first_run_compares_every_variant_and_pushes_the_winner(first_run, capsys):
+  data_dir, output_root = first_run
+  assert cli.main(['report', '--output-root', output_root]) == 0
+  out = capsys.readouterr().out
+  comparison = _report(out)
+  assert [row['variant'] for row in comparison['variants']] == list(VARIANTS)
+  for row in comparison['variants']:
+    assert 0 <= row['eval']['sparse_categorical_accuracy'] <= 1
+    assert row['eval']['sparse_categorical_crossentropy'] > 0
+    assert 0 <= row['eval']['expected_calibration_error'] <= 1
+    assert row['parameters'] > 0 and row['images_per_second'] > 0 and row['train_seconds'] > 0
+    assert set(row['per_class_accuracy']) == set(features.CLASS_NAMES)
+    assert f'| {row["variant"]} | ' in out  # the table in the terminal
+  blessed = [row for row in comparison['variants'] if row['blessed']]
+  best = max(row['eval']['sparse_categorical_accuracy'] for row in blessed)
+  winner = comparison['selected']
+  assert winner in {
+    row['variant'] for row in blessed if row['eval']['sparse_categorical_accuracy'] == best
+  }
+  for plot in (
+    report.LEARNING_CURVES_PNG,
+    report.PER_CLASS_ACCURACY_PNG,
+    report.CONFUSION_MATRIX_PNG,
+  ):
+    assert re.search(rf'^  /.+/{plot}$', out, re.MULTILINE)
+
+  # The pushed version is the winner, and says so.
+  (version,) = _versions(output_root)
+  version_dir = os.path.join(output_root, 'serving', 'fashion_mnist', version)
+  with open(os.path.join(version_dir, export.MODEL_INFO_FILE)) as info:
+    assert json.load(info)['variant'] == winner
+  # The report's test accuracy is the pushed model's on t10k, served as TF Serving would.
+  serialized, labels = _test_examples(data_dir)
+  serve = tf.saved_model.load(version_dir).signatures[export.SERVING_SIGNATURE]
+  class_ids = serve(examples=serialized)[export.CLASS_IDS].numpy()
+  assert comparison['test']['variant'] == winner
+  assert comparison['test']['examples'] == len(labels)
+  assert comparison['test']['metrics']['sparse_categorical_accuracy'] == pytest.approx(
+    (class_ids == labels).mean(), abs=1e-6
+  )
+
+
+def test_rerun_with_nothing_changed_retrains_nothing_and_pushes_nothing_new(first_run, capsys):
   data_dir, output_root = first_run
   before = _versions(output_root)
+  # Since the first run pushed, the Evaluators have a production baseline to compare with:
+  # they re-run once; the winner is the production model itself and is not pushed again.
+  code, out, err = _run(capsys, data_dir, output_root)
+  assert code == 0, err
+  states = _component_states(out)
+  assert {name for name, state in states.items() if state == 'ran'} == {
+    *(evaluator_id(variant) for variant in VARIANTS),
+    'VariantSelector',
+    'Pusher',
+  }
+  assert 'It is the model in production already, so nothing new is pushed.' in out
+  assert 'Pushed: nothing' in out
+  assert _versions(output_root) == before
+  # From then on the inputs stay the same, and the whole run comes from the cache.
   code, out, err = _run(capsys, data_dir, output_root)
   assert code == 0, err
   assert _component_states(out) == {name: 'cached' for name in COMPONENTS}
@@ -110,8 +188,38 @@ def test_model_below_the_threshold_is_not_pushed_and_the_run_says_why(first_run,
   code, out, err = _run(capsys, data_dir, output_root, accuracy_threshold=1.01)
   assert code == 0, err
   states = _component_states(out)
-  assert states['Trainer'] == 'cached' and states['Evaluator'] == 'ran'
-  assert 'Blessed: no, sparse_categorical_accuracy' in out and 'below the threshold 1.01' in out
+  for variant in VARIANTS:
+    assert states[trainer_id(variant)] == 'cached' and states[evaluator_id(variant)] == 'ran'
+    assert re.search(
+      rf'^\| {variant} \|.*\| no \| not blessed: .*sparse_categorical_accuracy [0-9.]+ '
+      r'is below the threshold 1.01',
+      out,
+      re.MULTILINE,
+    )
+  assert 'nothing was selected and nothing will be pushed' in out
+  assert 'Pushed: nothing' in out
+  assert _versions(output_root) == before
+
+
+def test_a_model_worse_than_production_is_not_blessed(first_run, capsys):
+  data_dir, output_root = first_run
+  before = _versions(output_root)
+  # A learning rate too small to learn anything in one epoch: far below the pushed model,
+  # while the value threshold (0) lets anything through.
+  code, out, err = _run(
+    capsys,
+    data_dir,
+    output_root,
+    accuracy_threshold=0,
+    variants=('none',),
+    extra=('--learning-rate', '1e-7'),
+  )
+  assert code == 0, err
+  assert re.search(
+    r'not blessed: sparse_categorical_accuracy changed by -[01]\.[0-9]+ against the production '
+    r'model \(allowed: no drop\)',
+    out,
+  )
   assert 'Pushed: nothing' in out
   assert _versions(output_root) == before
 
@@ -137,7 +245,9 @@ def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys
   other_root = str(tmp_path / 'other')
   code, out, err = _run(capsys, data_dir, other_root)
   assert code == 0, err
-  assert _component_states(out)['Trainer'] == 'ran'  # its own MLMD: nothing shared, nothing cached
+  assert (
+    _component_states(out)[trainer_id(VARIANTS[0])] == 'ran'
+  )  # its own MLMD: nothing shared, nothing cached
   images, _ = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
   serialized = tf.constant([executor.to_example(image, 0) for image in images])
 
@@ -148,3 +258,28 @@ def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys
 
   # Same data, seed and CPU: the same weights up to float32 summation order.
   np.testing.assert_allclose(probabilities(other_root), probabilities(output_root), atol=1e-6)
+
+
+def test_examples_outside_the_schema_stop_the_run_before_any_training(
+  first_run, capsys, tmp_path, monkeypatch
+):
+  # IDX files cannot hold a pixel above 255 or an image of other than rows×cols pixels
+  # (IdxExampleGen rejects such files first), so the data drifts out of a tightened contract
+  # instead: the same images against a schema that caps pixels at 200.
+  data_dir, _ = first_run
+  with open(staging.SCHEMA_FILE) as schema:
+    curated = schema.read()
+  assert curated.count('max: 255') == 1
+  tight_schema = tmp_path / 'schema.pbtxt'
+  tight_schema.write_text(curated.replace('max: 255', 'max: 200'))
+  monkeypatch.setattr(
+    staging, 'stage_schema', functools.partial(staging.stage_schema, schema_file=str(tight_schema))
+  )
+  output_root = str(tmp_path / 'outputs')
+  code, out, err = _run(capsys, data_dir, output_root)
+  assert code == 1
+  assert 'run failed in AnomaliesGate' in err
+  assert re.search(r'train: image: Out-of-range values', err)
+  ran = set(os.listdir(os.path.join(output_root, 'pipeline')))
+  assert 'ExampleValidator' in ran and not any(name.startswith('Trainer') for name in ran)
+  assert 'Transform' not in ran and _versions(output_root) == []

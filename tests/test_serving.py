@@ -55,8 +55,16 @@ def served(tmp_path_factory):
   images = idx_files.learnable_images(labels, seed=0)
   model(preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(40, -1))), training=True)
   version_dir = str(root / MODEL_NAME / '1')
-  export.save(model, tft.TFTransformOutput(str(root / 'transform')), version_dir)
+  export.save(
+    model, tft.TFTransformOutput(str(root / 'transform')), version_dir, {'variant': 'batch'}
+  )
   return model, version_dir, images
+
+
+def test_version_records_its_variant_and_size(served):
+  model, version_dir, _ = served
+  with open(os.path.join(version_dir, export.MODEL_INFO_FILE)) as info:
+    assert json.load(info) == {'variant': 'batch', 'parameters': model.count_params()}
 
 
 def _expected(model, images):

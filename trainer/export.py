@@ -1,6 +1,8 @@
 """The serving SavedModel: Transform graph + model, behind signatures TF Serving and TFMA call."""
 
-from typing import Dict
+import json
+import os
+from typing import Any, Dict
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -16,6 +18,8 @@ IMAGES_INPUT = 'images'
 PROBABILITIES = 'probabilities'
 CLASS_IDS = 'class_ids'
 CLASSES = 'classes'
+# Beside the SavedModel, where TF Serving keeps files that are not part of the graph.
+MODEL_INFO_FILE = os.path.join('assets.extra', 'model_info.json')
 
 
 class ServingModule(tf.Module):
@@ -74,8 +78,17 @@ class ServingModule(tf.Module):
     return self.transform_layer(self._parse(examples, with_label=True))
 
 
-def save(model: keras.Model, transform_output: tft.TFTransformOutput, export_dir: str) -> None:
-  """Writes the SavedModel that Evaluator reads and Pusher ships to TF Serving."""
+def save(
+  model: keras.Model,
+  transform_output: tft.TFTransformOutput,
+  export_dir: str,
+  model_info: Dict[str, Any],
+) -> None:
+  """Writes the SavedModel that Evaluator reads and Pusher ships to TF Serving.
+
+  `model_info` (which variant, its training options) goes to
+  assets.extra/model_info.json, so every pushed version says what it is.
+  """
   module = ServingModule(model, transform_output)
   tf.saved_model.save(
     module,
@@ -86,3 +99,7 @@ def save(model: keras.Model, transform_output: tft.TFTransformOutput, export_dir
       TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
     },
   )
+  info_path = os.path.join(export_dir, MODEL_INFO_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(info_path))
+  with tf.io.gfile.GFile(info_path, 'w') as info:
+    json.dump({**model_info, 'parameters': model.count_params()}, info, indent=1)

@@ -17,6 +17,7 @@ import tf_keras as keras
 
 from trainer.metrics import ClassifierMetrics
 from trainer.metrics import Throughput
+from trainer.summaries import TOTALS_PHASE
 from trainer.summaries import RunSummaries
 
 
@@ -132,10 +133,12 @@ def fit(
   eval_dataset = eval_dataset.take(schedule.max_eval_steps or -1)
   eval_result = {}
   throughput = Throughput()
+  whole_run = Throughput()
   saved_step = step
   while step < schedule.total_steps:
     stop = schedule.next_stop(step)
-    with throughput.measure((stop - step) * global_batch_size):
+    images = (stop - step) * global_batch_size
+    with throughput.measure(images), whole_run.measure(images):
       task.train(iterator, tf.constant(stop - step))
     step = stop
     if step % schedule.log_every_n_steps == 0 or step == schedule.total_steps:
@@ -147,6 +150,9 @@ def fit(
       eval_result = _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
   if saved_step != step:
     checkpoints.save(checkpoint_number=step)
+  summaries.write(
+    TOTALS_PHASE, step, {'seconds': whole_run.seconds, 'images_per_second': whole_run.rate}
+  )
   return eval_result or _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
 
 

@@ -36,18 +36,22 @@ class Throughput:
   """Images per second, counting only the time spent inside `measure` blocks."""
 
   def __init__(self):
-    self._images = 0
-    self._seconds = 0.0
+    self.images = 0
+    self.seconds = 0.0
 
   @contextlib.contextmanager
   def measure(self, images: int) -> Iterator[None]:
     start = time.perf_counter()
     yield
-    self._seconds += time.perf_counter() - start
-    self._images += images
+    self.seconds += time.perf_counter() - start
+    self.images += images
+
+  @property
+  def rate(self) -> float:
+    return self.images / self.seconds if self.seconds > 0 else float('nan')
 
   def pop_rate(self) -> float:
     """The rate since the last call; starts counting afresh."""
-    rate = self._images / self._seconds if self._seconds > 0 else float('nan')
-    self._images, self._seconds = 0, 0.0
+    rate = self.rate
+    self.images, self.seconds = 0, 0.0
     return rate

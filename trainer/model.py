@@ -79,11 +79,14 @@ def build_model(
   *,
   filters: int = 32,
   conv_blocks: int = 1,
+  hidden_units: int = 0,
   num_classes: int = 10,
   seed: int | None = None,
 ) -> keras.Model:
   """conv(3x3, same) -> norm -> ReLU -> 2x2 max-pool, repeated conv_blocks times
-  with doubling filters, then flatten -> dense logits.
+  with doubling filters, then flatten -> [dense hidden_units -> ReLU] -> dense logits.
+
+  The defaults are the notebook's network: one block of 32 filters, no hidden layer.
 
   Input: float32 [batch, 28, 28, 1] in [0, 1]. Output: logits [batch, num_classes].
   Variants: "none", our "batch" / "layer" / "weight" normalization, and the
@@ -95,6 +98,8 @@ def build_model(
     raise ValueError(f"Unknown normalization variant {variant!r}; valid: {', '.join(VARIANTS)}")
   if conv_blocks < 1:
     raise ValueError(f"conv_blocks must be >= 1, got {conv_blocks}")
+  if hidden_units < 0:
+    raise ValueError(f"hidden_units must be >= 0, got {hidden_units}")
   conv_block, classifier = _VARIANT_BUILDERS[variant]
 
   def layer_seed(index):
@@ -108,6 +113,9 @@ def build_model(
     x = keras.layers.ReLU(name=f"{name}_relu")(x)
     x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
   x = keras.layers.Flatten(name="flatten")(x)
+  if hidden_units:
+    x = classifier(hidden_units, layer_seed(conv_blocks + 1), "hidden")(x)
+    x = keras.layers.ReLU(name="hidden_relu")(x)
   logits = classifier(num_classes, layer_seed(conv_blocks), "logits")(x)
   return keras.Model(images, logits, name=f"cnn_{variant}")
 

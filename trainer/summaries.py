@@ -7,6 +7,8 @@ from typing import Dict, List
 import tensorflow as tf
 
 HISTORY_FILE = 'history.json'
+# The phase of the one record fit() writes last: training time and throughput of the whole run.
+TOTALS_PHASE = 'totals'
 
 
 class RunSummaries:

@@ -9,9 +9,11 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from trainer import augmentation
 from trainer import export
 from trainer import features
 from trainer import loop
+from trainer.config import COSINE
 from trainer.config import CUSTOM_CONFIG_KEY
 from trainer.config import TrainingConfig
 from trainer.devices import strategy_for_visible_devices
@@ -38,8 +40,10 @@ def _dataset(
   batch_size: int,
   seed: int,
   training: bool,
+  mirror: bool = False,
 ) -> tf.data.Dataset:
-  """Batches of (images, labels); for training, shuffled by `seed` and repeated forever.
+  """Batches of (images, labels); for training, shuffled by `seed` and repeated forever,
+  and randomly mirrored if `mirror`.
 
   Parsed examples are cached in memory (Fashion-MNIST's 54k training images
   are 170 MB as float32), so epochs after the first skip the tf.Example parsing.
@@ -54,10 +58,22 @@ def _dataset(
   examples = parsed.map(lambda batch, labels: (batch[features.IMAGE_KEY], labels)).unbatch().cache()
   if training:
     examples = examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
-  return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  batches = examples.batch(batch_size)
+  if mirror:
+    batches = augmentation.random_mirror(batches, seed)
+  return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def build_model_and_optimizer(config: TrainingConfig, strategy: tf.distribute.Strategy):
+def learning_rate(config: TrainingConfig, total_steps: int):
+  """The configured rate, constant or cosine-decayed to 0 at `total_steps`."""
+  if config.learning_rate_schedule == COSINE:
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
+  return config.learning_rate
+
+
+def build_model_and_optimizer(
+  config: TrainingConfig, strategy: tf.distribute.Strategy, total_steps: int
+):
   """The CNN and its optimizer, both under `strategy`, in mixed precision if configured.
 
   Mixed precision: layers compute in float16 while every variable, the
@@ -74,10 +90,11 @@ def build_model_and_optimizer(config: TrainingConfig, strategy: tf.distribute.St
         config.variant,
         filters=config.filters,
         conv_blocks=config.conv_blocks,
+        hidden_units=config.hidden_units,
         num_classes=features.NUM_CLASSES,
         seed=config.seed,
       )
-      optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+      optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, total_steps))
       if config.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
   finally:
@@ -108,7 +125,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     max_eval_steps=fn_args.eval_steps or None,
   )
 
-  model, optimizer = build_model_and_optimizer(config, strategy)
+  model, optimizer = build_model_and_optimizer(config, strategy, total_steps)
   task = loop.ClassifierTask(model, optimizer, strategy)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   checkpoints = tf.train.CheckpointManager(
@@ -125,6 +142,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         global_batch_size,
         config.seed,
         training=True,
+        mirror=config.random_mirror,
       ),
       _dataset(
         fn_args,
@@ -142,4 +160,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   finally:
     summaries.close()
   logging.info('Final eval: %s', eval_result)
-  export.save(model, transform_output, fn_args.serving_model_dir)
+  export.save(
+    model,
+    transform_output,
+    fn_args.serving_model_dir,
+    {'variant': config.variant, 'training': config.as_custom_config()},
+  )

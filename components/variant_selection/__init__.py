@@ -1,0 +1,1 @@
+"""VariantSelector: picks the best blessed normalization variant and reports the comparison."""

@@ -1,0 +1,115 @@
+"""VariantSelector: one fixed set of inputs per variant, so Vertex can compile it.
+
+Vertex AI Pipelines rejects union channels, so instead of one list-valued
+input the spec has four inputs per variant (model, model_run, evaluation,
+blessing), named `<kind>_<variant>`. The spec class is built for the variant
+list the pipeline is configured with.
+"""
+
+import json
+from typing import Dict, Optional, Sequence, Type
+
+from tfx import types
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter
+from tfx.types.component_spec import ComponentSpec
+from tfx.types.component_spec import ExecutionParameter
+
+from components.artifacts import VariantComparison
+from components.variant_selection import executor
+from components.variant_selection import selection
+from components.variant_selection.keys import BLESSING
+from components.variant_selection.keys import EVALUATION
+from components.variant_selection.keys import EXAMPLES
+from components.variant_selection.keys import MODEL
+from components.variant_selection.keys import MODEL_RUN
+from components.variant_selection.keys import PRODUCTION_MODEL
+from components.variant_selection.keys import REPORT
+from components.variant_selection.keys import SELECTION_METRIC
+from components.variant_selection.keys import TEST_SPLIT
+from components.variant_selection.keys import VARIANTS
+from components.variant_selection.keys import input_key
+
+_PER_VARIANT_TYPES = {
+  MODEL: standard_artifacts.Model,
+  MODEL_RUN: standard_artifacts.ModelRun,
+  EVALUATION: standard_artifacts.ModelEvaluation,
+  BLESSING: standard_artifacts.ModelBlessing,
+}
+
+
+class VariantSelectorSpec(ComponentSpec):
+  """Parameters and outputs; `spec_for` adds the per-variant inputs."""
+
+  PARAMETERS = {
+    VARIANTS: ExecutionParameter(type=str),  # JSON list, in configuration order (breaks ties)
+    SELECTION_METRIC: ExecutionParameter(type=str),
+    TEST_SPLIT: ExecutionParameter(type=str),
+  }
+  INPUTS = {
+    EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
+    # The model the last run pushed, if any: a winner that is this model is not pushed again.
+    PRODUCTION_MODEL: ChannelParameter(type=standard_artifacts.Model, optional=True),
+  }
+  OUTPUTS = {
+    MODEL: ChannelParameter(type=standard_artifacts.Model),
+    BLESSING: ChannelParameter(type=standard_artifacts.ModelBlessing),
+    REPORT: ChannelParameter(type=VariantComparison),
+  }
+
+
+def spec_for(variants: Sequence[str]) -> Type[VariantSelectorSpec]:
+  inputs = dict(VariantSelectorSpec.INPUTS)
+  for variant in variants:
+    for kind, artifact_type in _PER_VARIANT_TYPES.items():
+      inputs[input_key(kind, variant)] = ChannelParameter(type=artifact_type)
+  return type('VariantSelectorSpec', (VariantSelectorSpec,), {'INPUTS': inputs})
+
+
+class VariantSelector(base_component.BaseComponent):
+  """Selects the best blessed variant, outputs it with a blessing for Pusher, and reports.
+
+  The `model` output is a copy of the selected variant's model; when no
+  variant is blessed it is the best unblessed one and `blessing` says not
+  blessed, so Pusher pushes nothing. Nor does it when the winner is the
+  production model itself (a re-run with nothing changed), so an unchanged
+  model never becomes a new serving version. The blessing's current_model_id
+  names the Trainer's model, which is what the next run's baseline resolver finds.
+  """
+
+  SPEC_CLASS = VariantSelectorSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(
+    self,
+    examples: types.BaseChannel,
+    per_variant: Dict[str, Dict[str, types.BaseChannel]],
+    production_model: Optional[types.BaseChannel] = None,
+    selection_metric: str = selection.ACCURACY,
+    test_split: str = 'test',
+  ):
+    """`per_variant[variant]` maps model / model_run / evaluation / blessing to channels."""
+    if not per_variant:
+      raise ValueError('VariantSelector needs at least one variant')
+    variants = list(per_variant)
+    channels = {}
+    for variant, inputs in per_variant.items():
+      missing = sorted(set(_PER_VARIANT_TYPES) - set(inputs))
+      if missing:
+        raise ValueError(f'variant {variant!r} lacks inputs {missing}')
+      for kind in _PER_VARIANT_TYPES:
+        channels[input_key(kind, variant)] = inputs[kind]
+    spec = spec_for(variants)(
+      examples=examples,
+      production_model=production_model,
+      variants=json.dumps(variants),
+      selection_metric=selection_metric,
+      test_split=test_split,
+      model=types.Channel(type=standard_artifacts.Model),
+      blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+      report=types.Channel(type=VariantComparison),
+      **channels,
+    )
+    super().__init__(spec=spec)

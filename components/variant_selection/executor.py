@@ -1,0 +1,144 @@
+"""VariantSelector's executor: reads every variant's evaluation, selects, copies the winner,
+evaluates it on the test split and writes the report."""
+
+import json
+import math
+import os
+from typing import Any, Dict, List
+
+from absl import logging
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+from tfx.utils import path_utils
+
+from components.variant_selection import evaluation
+from components.variant_selection import held_out
+from components.variant_selection import keys
+from components.variant_selection import report
+from components.variant_selection import selection
+from trainer import features
+from trainer.export import MODEL_INFO_FILE
+from trainer.summaries import HISTORY_FILE
+from trainer.summaries import TOTALS_PHASE
+
+# The property names TFX's Evaluator and LatestBlessedModelStrategy use on a ModelBlessing.
+BLESSED = 'blessed'
+CURRENT_MODEL = 'current_model'
+CURRENT_MODEL_ID = 'current_model_id'
+BLESSED_FILE = 'BLESSED'
+NOT_BLESSED_FILE = 'NOT_BLESSED'
+SELECTED_VARIANT = 'selected_variant'
+
+
+class NoComparableVariantError(ValueError):
+  """No variant's evaluation has the selection metric."""
+
+
+def _read_json(path: str) -> Any:
+  with tf.io.gfile.GFile(path) as file:
+    return json.load(file)
+
+
+def _variant_report(
+  variant: str,
+  model: types.Artifact,
+  model_run: types.Artifact,
+  evaluation_artifact: types.Artifact,
+  blessing: types.Artifact,
+) -> report.VariantReport:
+  metrics = evaluation.read_metrics(evaluation_artifact.uri, features.LABEL_KEY)
+  blessed = bool(blessing.get_int_custom_property(BLESSED))
+  history = _read_json(os.path.join(model_run.uri, HISTORY_FILE))
+  totals = [record for record in history if record['phase'] == TOTALS_PHASE]
+  model_info = _read_json(os.path.join(path_utils.serving_model_path(model.uri), MODEL_INFO_FILE))
+  return report.VariantReport(
+    result=selection.VariantResult(
+      variant=variant,
+      metrics=metrics.overall,
+      blessed=blessed,
+      blessing_failures=() if blessed else evaluation.threshold_failures(evaluation_artifact.uri),
+    ),
+    per_class_accuracy={
+      name: metrics.by_label.get(label, {}).get(selection.ACCURACY, math.nan)
+      for label, name in enumerate(features.CLASS_NAMES)
+    },
+    parameters=model_info['parameters'],
+    train_seconds=totals[-1]['seconds'] if totals else math.nan,
+    images_per_second=totals[-1]['images_per_second'] if totals else math.nan,
+    history=history,
+  )
+
+
+def _write_blessing(blessing: types.Artifact, model: types.Artifact, variant: str, blessed: bool):
+  """Marks the blessing the way TFX's Evaluator does, naming the Trainer's model."""
+  io_utils.write_string_file(
+    os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), ''
+  )
+  blessing.set_int_custom_property(BLESSED, int(blessed))
+  blessing.set_string_custom_property(CURRENT_MODEL, model.uri)
+  blessing.set_int_custom_property(CURRENT_MODEL_ID, model.id)
+  blessing.set_string_custom_property(SELECTED_VARIANT, variant)
+
+
+class Executor(base_executor.BaseExecutor):
+  """Selection reads only the eval-split evaluations; the test split is read after it."""
+
+  def Do(
+    self,
+    input_dict: Dict[str, List[types.Artifact]],
+    output_dict: Dict[str, List[types.Artifact]],
+    exec_properties: Dict[str, Any],
+  ) -> None:
+    variants = json.loads(exec_properties[keys.VARIANTS])
+    metric = exec_properties[keys.SELECTION_METRIC]
+
+    def single(kind: str, variant: str) -> types.Artifact:
+      return artifact_utils.get_single_instance(input_dict[keys.input_key(kind, variant)])
+
+    rows = [
+      _variant_report(variant, *(single(kind, variant) for kind in keys.PER_VARIANT))
+      for variant in variants
+    ]
+    chosen = selection.select([row.result for row in rows], metric)
+    candidate = chosen.winner or chosen.best_overall
+    if candidate is None:
+      available = sorted({name for row in rows for name in row.result.metrics})
+      raise NoComparableVariantError(
+        f'no variant has the selection metric {metric!r}; the evaluations have {available}'
+      )
+    for variant in variants:
+      logging.info('%s: %s', variant, chosen.verdicts[variant])
+
+    selected_model = single(keys.MODEL, candidate)
+    production = input_dict.get(keys.PRODUCTION_MODEL) or []
+    in_production = chosen.winner is not None and any(
+      model.uri == selected_model.uri for model in production
+    )
+    output_model = artifact_utils.get_single_instance(output_dict[keys.MODEL])
+    io_utils.copy_dir(
+      path_utils.serving_model_path(selected_model.uri),
+      path_utils.serving_model_path(output_model.uri),
+    )
+    output_model.set_string_custom_property(SELECTED_VARIANT, candidate)
+    _write_blessing(
+      artifact_utils.get_single_instance(output_dict[keys.BLESSING]),
+      selected_model,
+      candidate,
+      blessed=chosen.winner is not None and not in_production,
+    )
+
+    test_result = None
+    if chosen.winner is not None:
+      examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES])
+      test_files = tf.io.gfile.glob(
+        os.path.join(
+          artifact_utils.get_split_uri([examples], exec_properties[keys.TEST_SPLIT]), '*'
+        )
+      )
+      test_result = held_out.evaluate(path_utils.serving_model_path(output_model.uri), test_files)
+      logging.info('%s on the test split: %s', chosen.winner, test_result.metrics)
+    report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT])
+    report.write(report_artifact.uri, rows, chosen, test_result, in_production)

@@ -1,0 +1,18 @@
+"""Input, output and parameter names shared by the component and its executor."""
+
+MODEL = 'model'
+MODEL_RUN = 'model_run'
+EVALUATION = 'evaluation'
+BLESSING = 'blessing'
+PER_VARIANT = (MODEL, MODEL_RUN, EVALUATION, BLESSING)
+EXAMPLES = 'examples'
+PRODUCTION_MODEL = 'production_model'
+REPORT = 'report'
+VARIANTS = 'variants'
+SELECTION_METRIC = 'selection_metric'
+TEST_SPLIT = 'test_split'
+
+
+def input_key(kind: str, variant: str) -> str:
+  """The spec's input name for one variant's artifact, e.g. 'model_batch'."""
+  return f'{kind}_{variant}'

@@ -1,0 +1,212 @@
+"""The comparison report: JSON for tools, Markdown for people, PNG plots for both."""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')  # files only; workers have no display
+from matplotlib import pyplot  # noqa: E402  (after the backend is chosen)
+import tensorflow as tf  # noqa: E402
+
+from components.variant_selection.held_out import HeldOutResult  # noqa: E402
+from components.variant_selection.selection import ACCURACY  # noqa: E402
+from components.variant_selection.selection import CALIBRATION_ERROR  # noqa: E402
+from components.variant_selection.selection import LOSS  # noqa: E402
+from components.variant_selection.selection import Selection  # noqa: E402
+from components.variant_selection.selection import VariantResult  # noqa: E402
+from trainer.features import CLASS_NAMES  # noqa: E402
+
+REPORT_JSON = 'report.json'
+REPORT_MARKDOWN = 'report.md'
+LEARNING_CURVES_PNG = 'learning_curves.png'
+PER_CLASS_ACCURACY_PNG = 'per_class_accuracy.png'
+CONFUSION_MATRIX_PNG = 'confusion_matrix.png'
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantReport:
+  """One variant's row: its evaluation plus what its Trainer recorded."""
+
+  result: VariantResult
+  per_class_accuracy: Mapping[str, float]
+  parameters: int
+  train_seconds: float
+  images_per_second: float
+  # The Trainer's history.json records: {'phase', 'step', metrics...}.
+  history: Sequence[Mapping[str, float]] = ()
+
+
+def _number(value: Optional[float], digits: int = 4) -> str:
+  return '–' if value is None or not math.isfinite(value) else f'{value:.{digits}f}'
+
+
+def _duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '–'
+  minutes, seconds = divmod(round(seconds), 60)
+  return f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'
+
+
+def _as_json(
+  variants: Sequence[VariantReport],
+  selection: Selection,
+  held_out: Optional[HeldOutResult],
+  in_production: bool,
+) -> Dict:
+  return {
+    'selection_metric': selection.metric,
+    'selected': selection.winner,
+    'already_in_production': in_production,
+    'variants': [
+      {
+        'variant': row.result.variant,
+        'eval': dict(row.result.metrics),
+        'per_class_accuracy': dict(row.per_class_accuracy),
+        'parameters': row.parameters,
+        'train_seconds': row.train_seconds,
+        'images_per_second': row.images_per_second,
+        'blessed': row.result.blessed,
+        'verdict': selection.verdicts[row.result.variant],
+      }
+      for row in variants
+    ],
+    'test': None
+    if held_out is None
+    else {
+      'variant': selection.winner,
+      'examples': held_out.examples,
+      'metrics': held_out.metrics,
+      'per_class_accuracy': held_out.per_class_accuracy,
+      'confusion_matrix': held_out.confusion_matrix,
+    },
+  }
+
+
+def _markdown(
+  variants: Sequence[VariantReport],
+  selection: Selection,
+  held_out: Optional[HeldOutResult],
+  in_production: bool,
+) -> str:
+  lines = [
+    f'Normalization variants on the eval split; selection by {selection.metric} among '
+    'blessed variants, ties to the lower loss.',
+    '',
+    '| variant | accuracy | loss | ECE | images/s | train time | parameters | blessed | verdict |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+  ]
+  for row in variants:
+    metrics = row.result.metrics
+    lines.append(
+      f'| {row.result.variant} | {_number(metrics.get(ACCURACY))} | {_number(metrics.get(LOSS))} '
+      f'| {_number(metrics.get(CALIBRATION_ERROR))} | {_number(row.images_per_second, 0)} '
+      f'| {_duration(row.train_seconds)} | {row.parameters:,} '
+      f'| {"yes" if row.result.blessed else "no"} | {selection.verdicts[row.result.variant]} |'
+    )
+  lines += [
+    '',
+    'Per-class accuracy (eval split):',
+    '',
+    '| variant | ' + ' | '.join(CLASS_NAMES) + ' |',
+    '| --- |' + ' ---: |' * len(CLASS_NAMES),
+  ]
+  for row in variants:
+    cells = ' | '.join(_number(row.per_class_accuracy.get(name), 3) for name in CLASS_NAMES)
+    lines.append(f'| {row.result.variant} | {cells} |')
+  lines.append('')
+  if held_out is None:
+    lines.append('No variant was blessed, so nothing was selected and nothing will be pushed.')
+  else:
+    lines.append(
+      f'Selected: **{selection.winner}**. Held-out test split ({held_out.examples} examples, '
+      f'never used for selection): accuracy {_number(held_out.metrics[ACCURACY])}, '
+      f'loss {_number(held_out.metrics[LOSS])}, '
+      f'ECE {_number(held_out.metrics[CALIBRATION_ERROR])}.'
+    )
+  if in_production:
+    lines.append('It is the model in production already, so nothing new is pushed.')
+  return '\n'.join(lines) + '\n'
+
+
+def _save(figure, path: str) -> None:
+  """Writes the figure as PNG through tf.io.gfile, so a gs:// artifact URI works too."""
+  figure.tight_layout()
+  with tf.io.gfile.GFile(path, 'wb') as png:
+    figure.savefig(png, format='png', dpi=100)
+  pyplot.close(figure)
+
+
+def _plot_learning_curves(variants: Sequence[VariantReport], path: str) -> None:
+  figure, (train_axis, eval_axis) = pyplot.subplots(1, 2, figsize=(12, 4.5))
+  for row in variants:
+    for axis, phase, metric in ((train_axis, 'train', 'loss'), (eval_axis, 'eval', 'accuracy')):
+      points = [(r['step'], r[metric]) for r in row.history if r['phase'] == phase and metric in r]
+      if points:
+        steps, values = zip(*points)
+        axis.plot(steps, values, marker='.' if phase == 'eval' else None, label=row.result.variant)
+  train_axis.set(title='Training loss', xlabel='step', ylabel='loss')
+  eval_axis.set(title='Eval accuracy (Trainer, each epoch)', xlabel='step', ylabel='accuracy')
+  for axis in (train_axis, eval_axis):
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+      axis.legend()
+  _save(figure, path)
+
+
+def _plot_per_class_accuracy(variants: Sequence[VariantReport], path: str) -> None:
+  figure, axis = pyplot.subplots(figsize=(12, 4.5))
+  width = 0.8 / max(len(variants), 1)
+  for index, row in enumerate(variants):
+    positions = [c + (index - (len(variants) - 1) / 2) * width for c in range(len(CLASS_NAMES))]
+    values = [row.per_class_accuracy.get(name, math.nan) for name in CLASS_NAMES]
+    axis.bar(positions, values, width, label=row.result.variant)
+  axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=30, ha='right')
+  axis.set(title='Per-class accuracy (eval split)', ylabel='accuracy', ylim=(0, 1))
+  axis.grid(axis='y', alpha=0.3)
+  axis.legend(ncol=len(variants), fontsize='small', loc='lower left')
+  _save(figure, path)
+
+
+def _plot_confusion_matrix(held_out: HeldOutResult, variant: str, path: str) -> None:
+  figure, axis = pyplot.subplots(figsize=(7.5, 6.5))
+  image = axis.imshow(held_out.confusion_matrix, cmap='Blues')
+  for true_label, row in enumerate(held_out.confusion_matrix):
+    for predicted, count in enumerate(row):
+      color = 'white' if count > max(map(max, held_out.confusion_matrix)) / 2 else 'black'
+      axis.text(predicted, true_label, count, ha='center', va='center', fontsize=7, color=color)
+  axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha='right')
+  axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+  axis.set(
+    title=f'{variant}: confusion matrix, test split', xlabel='predicted', ylabel='true label'
+  )
+  figure.colorbar(image, ax=axis)
+  _save(figure, path)
+
+
+def write(
+  directory: str,
+  variants: Sequence[VariantReport],
+  selection: Selection,
+  held_out: Optional[HeldOutResult],
+  in_production: bool = False,
+) -> List[str]:
+  """Writes the report files into `directory` and returns their paths."""
+  tf.io.gfile.makedirs(directory)
+  paths = {
+    name: os.path.join(directory, name)
+    for name in (REPORT_JSON, REPORT_MARKDOWN, LEARNING_CURVES_PNG, PER_CLASS_ACCURACY_PNG)
+  }
+  with tf.io.gfile.GFile(paths[REPORT_JSON], 'w') as report_json:
+    json.dump(_as_json(variants, selection, held_out, in_production), report_json, indent=1)
+  with tf.io.gfile.GFile(paths[REPORT_MARKDOWN], 'w') as report_markdown:
+    report_markdown.write(_markdown(variants, selection, held_out, in_production))
+  _plot_learning_curves(variants, paths[LEARNING_CURVES_PNG])
+  _plot_per_class_accuracy(variants, paths[PER_CLASS_ACCURACY_PNG])
+  if held_out is not None:
+    paths[CONFUSION_MATRIX_PNG] = os.path.join(directory, CONFUSION_MATRIX_PNG)
+    _plot_confusion_matrix(held_out, selection.winner, paths[CONFUSION_MATRIX_PNG])
+  return list(paths.values())

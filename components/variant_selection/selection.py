@@ -1,0 +1,89 @@
+"""Choosing the best blessed variant: pure functions over per-variant results, no TFX."""
+
+import dataclasses
+import math
+from typing import Dict, List, Mapping, Optional, Sequence
+
+ACCURACY = 'sparse_categorical_accuracy'
+LOSS = 'sparse_categorical_crossentropy'
+CALIBRATION_ERROR = 'expected_calibration_error'
+# Metrics where a smaller value is better; every other metric is maximized.
+LOWER_IS_BETTER = frozenset({LOSS, CALIBRATION_ERROR})
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantResult:
+  """What the pipeline knows about one trained variant on the eval split."""
+
+  variant: str
+  metrics: Mapping[str, float]
+  blessed: bool
+  # Why the Evaluator did not bless it, one line per failed threshold.
+  blessing_failures: Sequence[str] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """The winner (None when no variant qualifies) and a verdict for every variant."""
+
+  metric: str
+  winner: Optional[str]
+  # Qualifying variants, best first.
+  ranking: List[str]
+  verdicts: Dict[str, str]
+  # The best variant by the metric regardless of blessing: what the run would have chosen.
+  best_overall: Optional[str] = None
+
+
+def _finite(value: Optional[float]) -> bool:
+  return value is not None and math.isfinite(value)
+
+
+def _sort_key(result: VariantResult, metric: str, order: int):
+  """Best first: the metric in its direction, then lower loss, then configuration order."""
+  value = result.metrics[metric]
+  loss = result.metrics.get(LOSS)
+  return (
+    value if metric in LOWER_IS_BETTER else -value,
+    loss if _finite(loss) else math.inf,
+    order,
+  )
+
+
+def _rank(results: Sequence[VariantResult], metric: str) -> List[VariantResult]:
+  order = {result.variant: index for index, result in enumerate(results)}
+  return sorted(results, key=lambda result: _sort_key(result, metric, order[result.variant]))
+
+
+def select(results: Sequence[VariantResult], metric: str = ACCURACY) -> Selection:
+  """Picks the blessed variant that is best by `metric`; ties go to the lower loss.
+
+  A variant without a finite value of `metric` cannot be compared and is
+  never selected; its verdict says so instead of failing the selection.
+  """
+  variants = [result.variant for result in results]
+  if len(set(variants)) != len(variants):
+    raise ValueError(f'variants must be unique, got {variants}')
+  verdicts = {}
+  measurable = []
+  for result in results:
+    if not _finite(result.metrics.get(metric)):
+      verdicts[result.variant] = f'no {metric} in its evaluation'
+    else:
+      measurable.append(result)
+  ranked = _rank(measurable, metric)
+  qualifying = [result for result in ranked if result.blessed]
+  for result in ranked:
+    if not result.blessed:
+      verdicts[result.variant] = 'not blessed: ' + (
+        '; '.join(result.blessing_failures) or 'the Evaluator did not bless it'
+      )
+  for place, result in enumerate(qualifying):
+    verdicts[result.variant] = 'selected' if place == 0 else f'blessed, ranked {place + 1}'
+  return Selection(
+    metric=metric,
+    winner=qualifying[0].variant if qualifying else None,
+    ranking=[result.variant for result in qualifying],
+    verdicts={variant: verdicts[variant] for variant in variants},
+    best_overall=ranked[0].variant if ranked else None,
+  )

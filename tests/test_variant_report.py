@@ -1,0 +1,152 @@
+"""The calibration metric and the comparison report files a user opens after a run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from components.variant_selection import report
+from components.variant_selection.held_out import HeldOutResult
+from components.variant_selection.selection import ACCURACY
+from components.variant_selection.selection import CALIBRATION_ERROR
+from components.variant_selection.selection import LOSS
+from components.variant_selection.selection import VariantResult
+from components.variant_selection.selection import select
+from trainer.calibration import ExpectedCalibrationError
+from trainer.features import CLASS_NAMES
+
+
+def _reference_ece(probabilities, labels, bins):
+  confidence = probabilities.max(axis=1)
+  correct = probabilities.argmax(axis=1) == labels
+  total = 0.0
+  for low in np.arange(bins) / bins:
+    in_bin = (confidence >= low) & (confidence < low + 1 / bins)
+    if low + 1 / bins >= 1:
+      in_bin |= confidence == 1.0
+    if in_bin.any():
+      total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+  return total
+
+
+def _probabilities(rng, n, classes=10):
+  logits = rng.normal(size=(n, classes)) * 3
+  probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+  return probabilities.astype(np.float32), rng.integers(0, classes, n)
+
+
+def test_calibration_error_matches_the_binned_definition():
+  probabilities, labels = _probabilities(np.random.default_rng(0), 500)
+  probabilities[0] = np.eye(10)[3]  # confidence exactly 1.0 belongs to the last bin
+  metric = ExpectedCalibrationError(bins=10)
+  metric.update_state(labels[:, None], probabilities)
+  assert float(metric.result()) == pytest.approx(
+    _reference_ece(probabilities, labels, 10), abs=1e-6
+  )
+
+
+def test_calibration_error_is_zero_when_confidence_equals_accuracy():
+  # Confidence 0.75 on every example, right on three of four.
+  probabilities = np.full((4, 2), 0.25, np.float32)
+  probabilities[:, 0] = 0.75
+  metric = ExpectedCalibrationError()
+  metric.update_state(np.array([0, 0, 0, 1]), probabilities)
+  assert float(metric.result()) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_calibration_error_state_merges_by_addition_as_tfma_does():
+  probabilities, labels = _probabilities(np.random.default_rng(1), 300)
+  whole, first, second, merged = (ExpectedCalibrationError() for _ in range(4))
+  whole.update_state(labels, probabilities)
+  first.update_state(labels[:120], probabilities[:120])
+  second.update_state(labels[120:], probabilities[120:])
+  merged.set_weights([a + b for a, b in zip(first.get_weights(), second.get_weights())])
+  assert float(merged.result()) == pytest.approx(float(whole.result()), abs=1e-6)
+
+
+def _rows():
+  history = [
+    {'phase': 'train', 'step': 10, 'loss': 1.0, 'accuracy': 0.6, 'images_per_second': 900.0},
+    {'phase': 'eval', 'step': 10, 'loss': 0.8, 'accuracy': 0.7, 'epoch': 1.0},
+    {'phase': 'train', 'step': 20, 'loss': 0.7, 'accuracy': 0.8, 'images_per_second': 950.0},
+    {'phase': 'eval', 'step': 20, 'loss': 0.5, 'accuracy': 0.8, 'epoch': 2.0},
+  ]
+
+  def row(variant, accuracy, blessed, failures=()):
+    return report.VariantReport(
+      result=VariantResult(
+        variant, {ACCURACY: accuracy, LOSS: 0.4, CALIBRATION_ERROR: 0.02}, blessed, failures
+      ),
+      per_class_accuracy={name: accuracy for name in CLASS_NAMES},
+      parameters=63146,
+      train_seconds=125.0,
+      images_per_second=930.0,
+      history=history,
+    )
+
+  return [
+    row('batch', 0.91, True),
+    row('none', 0.88, False, ['sparse_categorical_accuracy 0.8800 is below the threshold 0.9']),
+    row('weight', 0.90, True),
+  ]
+
+
+def test_report_lists_every_variant_with_metrics_verdict_and_the_test_result(tmp_path):
+  rows = _rows()
+  selection = select([row.result for row in rows])
+  confusion = np.diag([100] * 10)
+  confusion[6, 0] = 20  # shirts taken for T-shirts
+  held_out = HeldOutResult(
+    examples=1020,
+    metrics={ACCURACY: 0.98, LOSS: 0.1, CALIBRATION_ERROR: 0.01},
+    confusion_matrix=confusion.tolist(),
+  )
+  paths = report.write(str(tmp_path), rows, selection, held_out)
+  assert sorted(path.rsplit('/', 1)[1] for path in paths) == sorted(
+    [
+      report.REPORT_JSON,
+      report.REPORT_MARKDOWN,
+      report.LEARNING_CURVES_PNG,
+      report.PER_CLASS_ACCURACY_PNG,
+      report.CONFUSION_MATRIX_PNG,
+    ]
+  )
+  for path in paths:
+    if path.endswith('.png'):
+      with open(path, 'rb') as png:
+        assert png.read(8) == b'\x89PNG\r\n\x1a\n'
+
+  with open(tmp_path / report.REPORT_JSON) as report_json:
+    content = json.load(report_json)
+  assert content['selected'] == 'batch'
+  assert [v['variant'] for v in content['variants']] == ['batch', 'none', 'weight']
+  none = content['variants'][1]
+  assert none['eval'][ACCURACY] == 0.88 and not none['blessed']
+  assert (
+    none['verdict'] == 'not blessed: sparse_categorical_accuracy 0.8800 is below the threshold 0.9'
+  )
+  assert content['test']['variant'] == 'batch'
+  assert content['test']['per_class_accuracy']['Shirt'] == pytest.approx(100 / 120)
+
+  markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  assert '| batch | 0.9100 | 0.4000 | 0.0200 | 930 | 2m05s | 63,146 | yes | selected |' in markdown
+  assert '| weight | 0.9100' not in markdown and '| weight | 0.9000' in markdown
+  assert 'Selected: **batch**' in markdown and 'accuracy 0.9800' in markdown
+
+
+def test_report_without_a_blessed_variant_says_nothing_will_be_pushed(tmp_path):
+  rows = [
+    report.VariantReport(
+      result=VariantResult('batch', {ACCURACY: 0.5, LOSS: 1.0}, False, ['too low']),
+      per_class_accuracy={},
+      parameters=1,
+      train_seconds=float('nan'),
+      images_per_second=float('nan'),
+    )
+  ]
+  paths = report.write(str(tmp_path), rows, select([row.result for row in rows]), None)
+  assert not any(path.endswith(report.CONFUSION_MATRIX_PNG) for path in paths)
+  markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  assert 'nothing was selected and nothing will be pushed' in markdown
+  assert '| batch | 0.5000 | 1.0000 | – | – | – | 1 | no | not blessed: too low |' in markdown
+  assert json.loads((tmp_path / report.REPORT_JSON).read_text())['test'] is None
