@@ -107,3 +107,11 @@ def test_second_run_on_the_same_output_root_stops_at_once(tmp_path):
         pass
   with local_runner.exclusive_output_root(str(tmp_path)):
     pass  # released when the first run ended
+
+
+@pytest.mark.parametrize('command, what', [('summary', 'run'), ('report', 'variant comparison')])
+def test_summary_and_report_say_when_nothing_ran_under_the_output_root(
+  tmp_path, capsys, command, what
+):
+  assert cli.main([command, '--output-root', str(tmp_path)]) == 1
+  assert f'no {what} recorded under {tmp_path}' in capsys.readouterr().err
