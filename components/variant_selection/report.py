@@ -165,7 +165,18 @@ def _plot_per_class_accuracy(variants: Sequence[VariantReport], path: str) -> No
     values = [row.per_class_accuracy.get(name, math.nan) for name in CLASS_NAMES]
     axis.bar(positions, values, width, label=row.result.variant)
   axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=30, ha='right')
-  axis.set(title='Per-class accuracy (eval split)', ylabel='accuracy', ylim=(0, 1))
+  lowest = min(
+    (
+      value for row in variants for value in row.per_class_accuracy.values() if math.isfinite(value)
+    ),
+    default=0.0,
+  )
+  # Variants differ by a few points; an axis from 0 would hide that.
+  axis.set(
+    title='Per-class accuracy (eval split)',
+    ylabel='accuracy',
+    ylim=(max(0.0, math.floor(lowest * 10) / 10 - 0.05), 1),
+  )
   axis.grid(axis='y', alpha=0.3)
   axis.legend(ncol=len(variants), fontsize='small', loc='lower left')
   _save(figure, path)
