@@ -185,9 +185,10 @@ def _plot_per_class_accuracy(variants: Sequence[VariantReport], path: str) -> No
 def _plot_confusion_matrix(held_out: HeldOutResult, variant: str, path: str) -> None:
   figure, axis = pyplot.subplots(figsize=(7.5, 6.5))
   image = axis.imshow(held_out.confusion_matrix, cmap='Blues')
+  dark_above = max(map(max, held_out.confusion_matrix)) / 2
   for true_label, row in enumerate(held_out.confusion_matrix):
     for predicted, count in enumerate(row):
-      color = 'white' if count > max(map(max, held_out.confusion_matrix)) / 2 else 'black'
+      color = 'white' if count > dark_above else 'black'
       axis.text(predicted, true_label, count, ha='center', va='center', fontsize=7, color=color)
   axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha='right')
   axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
