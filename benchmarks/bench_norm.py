@@ -2,11 +2,12 @@
 
 Each variant gets its own model and optimizer and a tf.function training step
 on synthetic Fashion-MNIST-shaped data. Variants are timed in interleaved
-rounds so that load from other processes hits all of them alike; the table
-reports the median images/s and the ratios to "none" and to the Keras
-built-in counterpart.
+rounds so that load from other processes hits all of them alike. Ratios are
+taken within each round, between steps timed seconds apart, and the table
+reports their median and interquartile range across rounds: on a shared host
+the machine's speed drifts more between rounds than within one.
 
-    PYTHONPATH=. python benchmarks/bench_norm.py --batch-size 64 --rounds 7
+    PYTHONPATH=. python benchmarks/bench_norm.py
 """
 
 import argparse
@@ -48,8 +49,8 @@ def time_steps(train_step, images, labels, steps):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch-size", type=int, default=64)
-  parser.add_argument("--steps", type=int, default=40, help="steps per timed round")
-  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
+  parser.add_argument("--rounds", type=int, default=15)
   parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
   parser.add_argument("--filters", type=int, default=32)
   parser.add_argument("--conv-blocks", type=int, default=1)
@@ -65,6 +66,8 @@ def main():
     help="XLA-compile the training steps (often slower on CPU)",
   )
   args = parser.parse_args()
+  if args.rounds < 2:
+    parser.error("--rounds must be at least 2: ratios are reported with their spread")
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
   tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
@@ -84,19 +87,23 @@ def main():
       rates[variant].append(time_steps(steps[variant], images, labels, args.steps))
   median = {variant: statistics.median(r) for variant, r in rates.items()}
 
+  def ratio(variant, reference):
+    per_round = [a / b for a, b in zip(rates[variant], rates[reference])]
+    quartiles = statistics.quantiles(per_round, n=4)
+    return f"{statistics.median(per_round):.2f}x ({quartiles[0]:.2f}-{quartiles[2]:.2f})"
+
   print(
     f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
     f"jit_compile={args.jit_compile}, filters={args.filters}, "
     f"conv_blocks={args.conv_blocks}, threads={args.threads or 'default'}"
   )
-  print(f"| {'variant':<12}| {'images/s':>9} | {'vs none':>7} | {'vs Keras':>8} |")
-  print(f"|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 10}|")
+  print(f"| {'variant':<12}| {'images/s':>9} | {'vs none (IQR)':>18} | {'vs Keras (IQR)':>18} |")
+  print(f"|{'-' * 13}|{'-' * 11}|{'-' * 20}|{'-' * 20}|")
   for variant in variants:
     counterpart = KERAS_COUNTERPART.get(variant)
-    vs_keras = f"{median[variant] / median[counterpart]:.2f}x" if counterpart in median else ""
+    vs_keras = ratio(variant, counterpart) if counterpart in median else ""
     print(
-      f"| {variant:<12}| {median[variant]:>9.0f} | "
-      f"{median[variant] / median['none']:>6.2f}x | {vs_keras:>8} |"
+      f"| {variant:<12}| {median[variant]:>9.0f} | {ratio(variant, 'none'):>18} | {vs_keras:>18} |"
     )
 
 

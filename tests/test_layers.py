@@ -132,6 +132,30 @@ def test_batch_norm_under_xla_matches_eager():
   np.testing.assert_allclose(layer_xla.moving_variance, layer_eager.moving_variance, atol=1e-6)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("shape", [(6, 5, 4, 3), (16, 3)], ids=["conv", "dense"])
+def test_batch_norm_traced_for_any_batch_size_matches_keras(shape, jit_compile):
+  # The training loop traces once for batches of unknown size (the last one is smaller).
+  ours, reference = _paired_batch_norms(shape)
+
+  def step(layer, x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x, training=True)
+      loss = tf.reduce_sum(y * _random(shape[1:], 21))
+    return [y, *tape.gradient(loss, [x, layer.gamma, layer.beta])]
+
+  signature = [tf.TensorSpec([None, *shape[1:]], tf.float64)]
+  traced = tf.function(lambda x: step(ours, x), input_signature=signature, jit_compile=jit_compile)
+  for batch_size, seed in ((shape[0], 22), (shape[0] // 2, 23)):
+    x = _random((batch_size, *shape[1:]), seed, mean=2.0)
+    for got, expected in zip(traced(x), step(reference, x)):
+      np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+  assert traced.experimental_get_tracing_count() == 1
+  np.testing.assert_allclose(ours.moving_mean, reference.moving_mean, rtol=1e-6)
+  np.testing.assert_allclose(ours.moving_variance, reference.moving_variance, rtol=1e-6)
+
+
 @pytest.mark.parametrize("synchronized", [False, True])
 def test_batch_norm_under_mirrored_strategy(synchronized, two_cpu_strategy):
   strategy = two_cpu_strategy
