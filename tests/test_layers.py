@@ -224,13 +224,15 @@ def test_layer_norm_matches_keras(channels_only):
   x = _random(shape, 23, mean=2.0, stddev=3.0)
   upstream = _random(shape, 24)
 
-  def output_and_input_gradient(layer):
+  def output_and_gradients(layer):
     with tf.GradientTape() as tape:
       tape.watch(x)
       y = layer(x, training=True)
-    return y, tape.gradient(y, x, output_gradients=upstream)
+    dx, dgamma, dbeta = tape.gradient(y, [x, layer.gamma, layer.beta], output_gradients=upstream)
+    per_channel = lambda grad: tf.reshape(grad, [-1, shape[-1]]).numpy().sum(axis=0)
+    return y, dx, per_channel(dgamma), per_channel(dbeta)
 
-  for got, expected in zip(output_and_input_gradient(ours), output_and_input_gradient(reference)):
+  for got, expected in zip(output_and_gradients(ours), output_and_gradients(reference)):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

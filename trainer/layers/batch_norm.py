@@ -64,13 +64,12 @@ def channel_sums(x):
   return tf.linalg.matvec(rows, tf.ones([tf.shape(rows)[0]], x.dtype), transpose_a=True)
 
 
-def channel_sums_of_squares(x):
-  """q_c = sum of x[..., c]^2 over every axis but the last, without a full-size temporary for x^2."""
-  axes = list(range(x.shape.rank - 1))
+def sum_of_squares(x, axes, keepdims=False):
+  """sum(x^2) over axes, without a full-size temporary for x^2."""
   if get_enclosing_xla_context() is not None:
     # XLA has no EuclideanNorm kernel, and fuses the square into the sum.
-    return tf.reduce_sum(tf.square(x), axes)
-  return tf.square(tf.math.reduce_euclidean_norm(x, axes))
+    return tf.reduce_sum(tf.square(x), axes, keepdims=keepdims)
+  return tf.square(tf.math.reduce_euclidean_norm(x, axes, keepdims=keepdims))
 
 
 def normalize(x, mean, variance, gamma, beta, epsilon):
@@ -102,7 +101,9 @@ def _batch_variance(x, mean, count, channel_sum: ChannelSum):
     return two_pass()  # all-reduces may not sit inside tf.cond under MirroredStrategy
   # On CPU the cost is dominated by full-size temporaries (each a fresh
   # allocation); the one-pass form needs none, the two-pass form one.
-  one_pass = tf.maximum(channel_sums_of_squares(x) / count - tf.square(mean), 0.0)
+  one_pass = tf.maximum(
+    sum_of_squares(x, list(range(x.shape.rank - 1))) / count - tf.square(mean), 0.0
+  )
   ill_conditioned = tf.reduce_any(
     tf.square(mean) > _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE * one_pass
   )

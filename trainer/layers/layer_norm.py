@@ -8,14 +8,17 @@ statistics per pixel over C alone.
 No state and no batch statistics, so training and inference compute the same
 function and a sample's output never depends on the rest of the batch, under
 tf.distribute as well. float16 / bfloat16 inputs keep statistics, gamma and
-beta in float32.
+beta in float32. The backward pass is derived by hand (tf.custom_gradient): it
+makes one full-size temporary where automatic differentiation makes several.
 """
 
 import tensorflow as tf
 import tf_keras as keras
 
 from trainer.layers.batch_norm import add_affine_weights
+from trainer.layers.batch_norm import channel_sums
 from trainer.layers.batch_norm import statistics_dtype
+from trainer.layers.batch_norm import sum_of_squares
 
 
 def normalization_axes(rank: int, channels_only: bool) -> list[int]:
@@ -26,12 +29,35 @@ def normalization_axes(rank: int, channels_only: bool) -> list[int]:
 def layer_norm(x, gamma, beta, epsilon, axes):
   """y = gamma * (x - mu_i) / sqrt(var_i + epsilon) + beta, mu_i and var_i over `axes` of each sample i."""
   stats_dtype = statistics_dtype(x.dtype)
-  x_stats = tf.cast(x, stats_dtype)
-  mean = tf.reduce_mean(x_stats, axes, keepdims=True)
-  variance = tf.reduce_mean(tf.math.squared_difference(x_stats, mean), axes, keepdims=True)
-  normalized = (x_stats - mean) * tf.math.rsqrt(variance + epsilon)
-  y = normalized * tf.cast(gamma, stats_dtype) + tf.cast(beta, stats_dtype)
-  return tf.cast(y, x.dtype)
+
+  @tf.custom_gradient
+  def forward(x, gamma, beta):
+    x_stats = tf.cast(x, stats_dtype)
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), stats_dtype)
+    centered = x_stats - tf.reduce_mean(x_stats, axes, keepdims=True)
+    inv_std = tf.math.rsqrt(sum_of_squares(centered, axes, keepdims=True) / count + epsilon)
+    normalized = centered * inv_std
+    y = tf.nn.bias_add(normalized * gamma, beta)
+
+    def backward(dy):
+      dy_stats = tf.cast(dy, stats_dtype)
+      dbeta = channel_sums(dy_stats)
+      dy_normalized = dy_stats * normalized
+      dgamma = channel_sums(dy_normalized)
+      # With g = dy * gamma: dx = inv_std * (g - mean(g) - normalized * mean(g * normalized)),
+      # means over `axes`. The products below are ordered after the last reader of their
+      # operand, so the runtime can write them into its buffer instead of a new one.
+      with tf.control_dependencies([dgamma]):
+        projection = tf.reduce_mean(dy_normalized * gamma, axes, keepdims=True)
+      with tf.control_dependencies([dbeta, dy_normalized]):
+        g = dy_stats * gamma
+      g_centered = g - tf.reduce_mean(g, axes, keepdims=True)
+      dx = (g_centered - normalized * projection) * inv_std
+      return tf.cast(dx, x.dtype), dgamma, dbeta
+
+    return tf.cast(y, x.dtype), backward
+
+  return forward(x, tf.cast(gamma, stats_dtype), tf.cast(beta, stats_dtype))
 
 
 @keras.utils.register_keras_serializable(package="fmnist")
