@@ -16,9 +16,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer.layers.batch_norm import add_affine_weights
-from trainer.layers.batch_norm import channel_sums
 from trainer.layers.batch_norm import statistics_dtype
-from trainer.layers.batch_norm import sum_of_squares
+from trainer.layers.reductions import channel_sums
+from trainer.layers.reductions import sum_of_squares
 
 
 def normalization_axes(rank: int, channels_only: bool) -> list[int]:
