@@ -11,6 +11,7 @@ the machine's speed drifts more between rounds than within one.
 """
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -18,9 +19,11 @@ import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.layers import channel_passes
 from trainer.model import VARIANTS, build_model
 
 KERAS_COUNTERPART = {"batch": "keras_batch", "layer": "keras_layer"}
+STOCK_OPS_SUFFIX = ", stock ops"
 
 
 def make_train_step(model, jit_compile):
@@ -71,21 +74,27 @@ def main():
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
   tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-  variants = list(dict.fromkeys(["none", *args.variants]))
+  rows = list(dict.fromkeys(["none", *args.variants]))
+  if channel_passes.kernels() is not None and not args.jit_compile:
+    # What the fused kernels buy: our layers again, traced on stock TensorFlow ops.
+    rows += [variant + STOCK_OPS_SUFFIX for variant in KERAS_COUNTERPART if variant in rows]
   images = tf.random.stateless_uniform([args.batch_size, 28, 28, 1], seed=[1, 2])
   labels = tf.random.stateless_uniform([args.batch_size], seed=[3, 4], maxval=10, dtype=tf.int32)
 
   steps = {}
-  for variant in variants:
+  for row in rows:
+    variant = row.removesuffix(STOCK_OPS_SUFFIX)
     model = build_model(variant, filters=args.filters, conv_blocks=args.conv_blocks, seed=0)
-    steps[variant] = make_train_step(model, args.jit_compile)
-    time_steps(steps[variant], images, labels, 5)  # trace, compile, warm caches
+    steps[row] = make_train_step(model, args.jit_compile)
+    passes = channel_passes.stock_ops() if row != variant else contextlib.nullcontext()
+    with passes:
+      time_steps(steps[row], images, labels, 5)  # trace, compile, warm caches
 
-  rates = {variant: [] for variant in variants}
+  rates = {row: [] for row in rows}
   for _ in range(args.rounds):
-    for variant in variants:
-      rates[variant].append(time_steps(steps[variant], images, labels, args.steps))
-  median = {variant: statistics.median(r) for variant, r in rates.items()}
+    for row in rows:
+      rates[row].append(time_steps(steps[row], images, labels, args.steps))
+  median = {row: statistics.median(r) for row, r in rates.items()}
 
   def ratio(variant, reference):
     per_round = [a / b for a, b in zip(rates[variant], rates[reference])]
@@ -97,14 +106,12 @@ def main():
     f"jit_compile={args.jit_compile}, filters={args.filters}, "
     f"conv_blocks={args.conv_blocks}, threads={args.threads or 'default'}"
   )
-  print(f"| {'variant':<12}| {'images/s':>9} | {'vs none (IQR)':>18} | {'vs Keras (IQR)':>18} |")
-  print(f"|{'-' * 13}|{'-' * 11}|{'-' * 20}|{'-' * 20}|")
-  for variant in variants:
-    counterpart = KERAS_COUNTERPART.get(variant)
-    vs_keras = ratio(variant, counterpart) if counterpart in median else ""
-    print(
-      f"| {variant:<12}| {median[variant]:>9.0f} | {ratio(variant, 'none'):>18} | {vs_keras:>18} |"
-    )
+  print(f"| {'variant':<19}| {'images/s':>9} | {'vs none (IQR)':>18} | {'vs Keras (IQR)':>18} |")
+  print(f"|{'-' * 20}|{'-' * 11}|{'-' * 20}|{'-' * 20}|")
+  for row in rows:
+    counterpart = KERAS_COUNTERPART.get(row.removesuffix(STOCK_OPS_SUFFIX))
+    vs_keras = ratio(row, counterpart) if counterpart in median else ""
+    print(f"| {row:<19}| {median[row]:>9.0f} | {ratio(row, 'none'):>18} | {vs_keras:>18} |")
 
 
 if __name__ == "__main__":

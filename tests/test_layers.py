@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.layers import batch_norm, layer_norm, weight_norm
+from trainer.layers import batch_norm, channel_passes, layer_norm, weight_norm
 from trainer.layers.batch_norm import BatchNormalization
 from trainer.layers.layer_norm import LayerNormalization
 from trainer.layers.weight_norm import WeightNormConv2D, WeightNormDense
@@ -13,6 +13,19 @@ from trainer.layers.weight_norm import WeightNormConv2D, WeightNormDense
 MOMENTUM = 0.9
 EPSILON = 1e-3
 FD_DELTA = 1e-6  # float64 central differences: truncation ~1e-12, rounding ~1e-10
+
+
+@pytest.fixture(autouse=True, params=["fused_kernels", "stock_ops"])
+def channel_pass_implementation(request):
+  """Every layer test runs on the fused CPU kernels and again on stock TensorFlow ops."""
+  if request.param == "stock_ops":
+    with channel_passes.stock_ops():
+      yield
+  else:
+    assert channel_passes.kernels() is not None, (
+      f"kernel library not built: run {channel_passes.BUILD_COMMAND}"
+    )
+    yield
 
 
 def _random(shape, seed, dtype=tf.float64, mean=0.0, stddev=1.0):

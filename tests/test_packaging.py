@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -51,3 +52,44 @@ def test_constraints_pin_every_package_exactly():
   pins = dict(line.split('==') for line in lines)
   assert pins['tfx'] == '1.16.0' and pins['apache-beam'] == '2.59.0'
   assert pins['tensorflow-transform'] == '1.16.0' and pins['tf-keras'] == '2.16.0'
+
+
+def test_installed_package_carries_the_kernel_source_but_no_local_build(tmp_path):
+  # A non-editable install (the image's) must be able to build the kernels, and must
+  # not ship a library compiled here against some other TensorFlow.
+  # Built from a copy: setuptools builds in the source tree and would leave build/ behind.
+  source = tmp_path / 'source'
+  shutil.copytree(
+    ROOT,
+    source,
+    ignore=shutil.ignore_patterns('.git', '.venv', 'build', 'outputs', '*.egg-info', '__pycache__'),
+  )
+  result = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'pip',
+      'wheel',
+      '--no-deps',
+      '--no-build-isolation',
+      '-w',
+      tmp_path,
+      source,
+    ],
+    capture_output=True,
+    text=True,
+  )
+  assert result.returncode == 0, result.stderr
+  (wheel,) = tmp_path.glob('*.whl')
+  names = zipfile.ZipFile(wheel).namelist()
+  assert 'trainer/layers/channel_ops.cc' in names
+  assert 'trainer/layers/build_channel_ops.py' in names
+  assert not [name for name in names if name.endswith('.so')]
+
+
+def test_image_builds_the_kernels_against_its_own_tensorflow():
+  dockerfile = _read('Dockerfile')
+  install = dockerfile.index('pip install --no-cache-dir -c constraints.txt .')
+  assert dockerfile.index('python -m trainer.layers.build_channel_ops') > install
+  assert re.search(r'apt-get install .*\bg\+\+', dockerfile)
+  assert '**/_channel_ops.so' in _read('.dockerignore').splitlines()

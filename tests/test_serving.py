@@ -4,6 +4,8 @@ import http.server
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 
 import apache_beam as beam
@@ -23,6 +25,7 @@ from tests import idx_files
 from trainer import export
 from trainer import features
 from trainer import preprocessing
+from trainer.layers import channel_passes
 from trainer.model import build_model
 
 MODEL_NAME = 'fashion_mnist'
@@ -65,6 +68,23 @@ def test_version_records_its_variant_and_size(served):
   model, version_dir, _ = served
   with open(os.path.join(version_dir, export.MODEL_INFO_FILE)) as info:
     assert json.load(info) == {'variant': 'batch', 'parameters': model.count_params()}
+
+
+def test_saved_model_loads_in_plain_tensorflow_without_the_kernel_library(served):
+  # The model trained here on the project's fused kernels; TF Serving and TFMA
+  # load the export with nothing but TensorFlow, as this fresh interpreter does.
+  assert channel_passes.uses_kernels(tf.ones([1, 28, 28, 32]))
+  _, version_dir, _ = served
+  script = (
+    'import sys, tensorflow as tf\n'
+    'signature = tf.saved_model.load(sys.argv[1]).signatures["predict_images"]\n'
+    'print(signature(images=tf.zeros([2, 28, 28], tf.uint8))["class_ids"].shape)\n'
+  )
+  result = subprocess.run(
+    [sys.executable, '-c', script, version_dir], capture_output=True, text=True, timeout=300
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1] == '(2,)'
 
 
 def _expected(model, images):

@@ -6,7 +6,9 @@ batch statistics and updates the moving ones; training=False (or None) uses the
 moving statistics, so inference output never depends on the rest of the batch.
 
 float16 / bfloat16 inputs keep statistics, gamma, beta and the moving averages
-in float32.
+in float32. The passes over the activations (sums, scale-and-shift, the
+backward combination) run on fused CPU kernels where they apply; see
+channel_passes.py.
 
 Under tf.distribute: with synchronized=False (the default, like
 keras BatchNormalization(synchronized=False)) every replica normalizes with the
@@ -22,9 +24,11 @@ from typing import Callable
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.layers.channel_passes import channel_affine
+from trainer.layers.channel_passes import channel_linear_combination
+from trainer.layers.channel_passes import channel_sum_and_dot
+from trainer.layers.channel_passes import channel_sum_and_sum_of_squares
 from trainer.layers.reductions import channel_sums
-from trainer.layers.reductions import outer_axes
-from trainer.layers.reductions import sum_of_squares
 
 ChannelSum = Callable[[tf.Tensor], tf.Tensor]
 
@@ -54,11 +58,10 @@ def add_affine_weights(layer: keras.layers.Layer, channels: int) -> None:
 
 def normalize(x, mean, variance, gamma, beta, epsilon):
   """y = gamma * (x - mean) / sqrt(variance + epsilon) + beta."""
-  # Folding everything into one per-channel scale and offset leaves two
-  # elementwise passes over x instead of four.
+  # Folded into one per-channel scale and offset: a single pass over x.
   scale = gamma * tf.math.rsqrt(variance + epsilon)
   offset = beta - mean * scale
-  return tf.nn.bias_add(x * tf.cast(scale, x.dtype), tf.cast(offset, x.dtype))
+  return channel_affine(x, tf.cast(scale, x.dtype), tf.cast(offset, x.dtype))
 
 
 def moving_average_decrement(moving, batch_value, momentum):
@@ -71,17 +74,20 @@ def moving_average_decrement(moving, batch_value, momentum):
 _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE = 100.0
 
 
-def _batch_variance(x, mean, count, channel_sum: ChannelSum):
-  """var_B = E[(x - mean)^2], one-pass as E[x^2] - mean^2 when that is accurate."""
+def _batch_variance(x, mean, count, sum_of_squares, channel_sum: ChannelSum):
+  """var_B = E[(x - mean)^2], one-pass as E[x^2] - mean^2 when that is accurate.
+
+  sum_of_squares is this replica's sum of x^2, taken in the same pass as sum(x).
+  """
 
   def two_pass():
     return channel_sum(channel_sums(tf.math.squared_difference(x, mean))) / count
 
   if channel_sum is not _local_sum:
     return two_pass()  # all-reduces may not sit inside tf.cond under MirroredStrategy
-  # On CPU the cost is dominated by full-size temporaries (each a fresh
-  # allocation); the one-pass form needs none, the two-pass form one.
-  one_pass = tf.maximum(sum_of_squares(x, outer_axes(x)) / count - tf.square(mean), 0.0)
+  # On CPU the cost is dominated by passes over x; the one-pass form needs no
+  # pass of its own, the two-pass form a second one and a full-size temporary.
+  one_pass = tf.maximum(sum_of_squares / count - tf.square(mean), 0.0)
   ill_conditioned = tf.reduce_any(
     tf.square(mean) > _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE * one_pass
   )
@@ -100,19 +106,20 @@ def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _loca
   def forward(x, gamma, beta):
     x_stats = tf.cast(x, stats_dtype)
     count = channel_sum(tf.cast(tf.size(x) // tf.shape(x)[-1], stats_dtype))
-    mean = channel_sum(channel_sums(x_stats)) / count
-    variance = _batch_variance(x_stats, mean, count, channel_sum)
+    local_sum, local_sum_of_squares = channel_sum_and_sum_of_squares(x_stats)
+    mean = channel_sum(local_sum) / count
+    variance = _batch_variance(x_stats, mean, count, local_sum_of_squares, channel_sum)
     inv_std = tf.math.rsqrt(variance + epsilon)
     scale = gamma * inv_std
-    y = tf.nn.bias_add(x_stats * scale, beta - mean * scale)
+    y = channel_affine(x_stats, scale, beta - mean * scale)
 
     def backward(dy, dmean, dvariance):
       dy_stats = tf.cast(dy, stats_dtype)
-      local_sum_dy = channel_sums(dy_stats)
+      local_sum_dy, local_sum_dy_x = channel_sum_and_dot(dy_stats, x_stats)
       # sum(dy * (x - mean)) = sum(dy * x) - mean * sum(dy); the
       # cancellation costs ~|mean|/std ulps, far below the 1e-5 budget
       # for normalized activations, and saves a full pass.
-      local_sum_dy_centered = channel_sums(dy_stats * x_stats) - mean * local_sum_dy
+      local_sum_dy_centered = local_sum_dy_x - mean * local_sum_dy
       # gamma and beta are replicated: the strategy all-reduces their
       # gradients itself, so only x needs the totals here.
       sum_dy = channel_sum(local_sum_dy)
@@ -124,11 +131,10 @@ def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _loca
         channel_sum(2.0 * dvariance) - scale * inv_std * inv_std * sum_dy_centered
       ) / count
       constant = (channel_sum(dmean) - scale * sum_dy) / count - x_coefficient * mean
-      # Scaling dy only after both sums have consumed it lets the runtime
-      # reuse dy's buffer instead of allocating (the costly part on CPU).
+      # Combining only after both sums have consumed dy lets the runtime
+      # write dx into dy's buffer instead of allocating (costly on CPU).
       with tf.control_dependencies([local_sum_dy, local_sum_dy_centered]):
-        scaled_dy = dy_stats * scale
-      dx = tf.nn.bias_add(x_stats * x_coefficient, constant) + scaled_dy
+        dx = channel_linear_combination(dy_stats, x_stats, scale, x_coefficient, constant)
       return tf.cast(dx, x.dtype), local_sum_dy_centered * inv_std, local_sum_dy
 
     return (tf.cast(y, x.dtype), mean, variance), backward

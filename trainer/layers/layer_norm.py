@@ -17,6 +17,7 @@ import tf_keras as keras
 
 from trainer.layers.batch_norm import add_affine_weights
 from trainer.layers.batch_norm import statistics_dtype
+from trainer.layers.channel_passes import channel_affine
 from trainer.layers.reductions import channel_sums
 from trainer.layers.reductions import sum_of_squares
 
@@ -37,7 +38,7 @@ def layer_norm(x, gamma, beta, epsilon, axes):
     centered = x_stats - tf.reduce_mean(x_stats, axes, keepdims=True)
     inv_std = tf.math.rsqrt(sum_of_squares(centered, axes, keepdims=True) / count + epsilon)
     normalized = centered * inv_std
-    y = tf.nn.bias_add(normalized * gamma, beta)
+    y = channel_affine(normalized, gamma, beta)
 
     def backward(dy):
       dy_stats = tf.cast(dy, stats_dtype)
