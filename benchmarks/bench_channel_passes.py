@@ -44,10 +44,7 @@ def make_runner(apply_pass, repeats, stock):
       checksum += sum(tf.reshape(out, [-1])[0] for out in tf.nest.flatten(outputs))
     return checksum
 
-  if stock:
-    with channel_passes.stock_ops():
-      run.get_concrete_function()
-  else:
+  with channel_passes.stock_ops(stock):
     run.get_concrete_function()
   return run
 

@@ -11,7 +11,6 @@ the machine's speed drifts more between rounds than within one.
 """
 
 import argparse
-import contextlib
 import statistics
 import time
 
@@ -86,8 +85,7 @@ def main():
     variant = row.removesuffix(STOCK_OPS_SUFFIX)
     model = build_model(variant, filters=args.filters, conv_blocks=args.conv_blocks, seed=0)
     steps[row] = make_train_step(model, args.jit_compile)
-    passes = channel_passes.stock_ops() if row != variant else contextlib.nullcontext()
-    with passes:
+    with channel_passes.stock_ops(row != variant):
       time_steps(steps[row], images, labels, 5)  # trace, compile, warm caches
 
   rates = {row: [] for row in rows}

@@ -18,13 +18,11 @@ FD_DELTA = 1e-6  # float64 central differences: truncation ~1e-12, rounding ~1e-
 @pytest.fixture(autouse=True, params=["fused_kernels", "stock_ops"])
 def channel_pass_implementation(request):
   """Every layer test runs on the fused CPU kernels and again on stock TensorFlow ops."""
-  if request.param == "stock_ops":
-    with channel_passes.stock_ops():
-      yield
-  else:
-    assert channel_passes.kernels() is not None, (
-      f"kernel library not built: run {channel_passes.BUILD_COMMAND}"
-    )
+  stock = request.param == "stock_ops"
+  assert stock or channel_passes.kernels() is not None, (
+    f"kernel library not built: run {channel_passes.BUILD_COMMAND}"
+  )
+  with channel_passes.stock_ops(stock):
     yield
 
 

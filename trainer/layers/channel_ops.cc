@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -121,23 +122,52 @@ void ParallelFor(OpKernelContext* ctx, int64_t units, int64_t cost_per_unit, Wor
   ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(units, cost_per_unit, work);
 }
 
+// An op's inputs, checked and as raw data: the first tensors, of one shape, are
+// the full-size operands; the rest are vectors of one value per channel.
+template <typename T>
+struct ChannelOpInputs {
+  Layout layout;
+  std::vector<const T*> tensors;
+  std::vector<const T*> vectors;
+};
+
+// Reads inputs 0..names.size()-1, the first num_tensors of them full-size;
+// errors name the input at fault.
+template <typename T>
+Status ReadInputs(OpKernelContext* ctx, int num_tensors, std::initializer_list<const char*> names,
+                  ChannelOpInputs<T>* inputs) {
+  const Tensor& first = ctx->input(0);
+  TF_RETURN_IF_ERROR(GetLayout(first, &inputs->layout));
+  int index = 0;
+  for (const char* name : names) {
+    const Tensor& input = ctx->input(index);
+    if (index < num_tensors) {
+      TF_RETURN_IF_ERROR(CheckSameShape(first, input, name));
+      inputs->tensors.push_back(input.flat<T>().data());
+    } else {
+      TF_RETURN_IF_ERROR(CheckChannelVector(input, name, inputs->layout.channels));
+      inputs->vectors.push_back(input.flat<T>().data());
+    }
+    ++index;
+  }
+  return ::tensorflow::OkStatus();
+}
+
 template <typename T>
 class ChannelSumAndDotOp : public OpKernel {
  public:
   explicit ChannelSumAndDotOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& y = ctx->input(1);
-    Layout layout;
-    OP_REQUIRES_OK(ctx, GetLayout(x, &layout));
-    OP_REQUIRES_OK(ctx, CheckSameShape(x, y, "y"));
+    ChannelOpInputs<T> inputs;
+    OP_REQUIRES_OK(ctx, ReadInputs(ctx, 2, {"x", "y"}, &inputs));
+    const Layout layout = inputs.layout;
     const int64_t channels = layout.channels;
     const int64_t blocks = (layout.rows + kRowsPerBlock - 1) / kRowsPerBlock;
     // Per block: channels sums of x, then channels sums of x * y.
     std::vector<double> block_sums(2 * blocks * channels, 0.0);
-    const T* x_data = x.flat<T>().data();
-    const T* y_data = y.flat<T>().data();
+    const T* x_data = inputs.tensors[0];
+    const T* y_data = inputs.tensors[1];
     auto sum_blocks = [&](int64_t first_block, int64_t end_block) {
       std::vector<T> sum_x(channels), sum_xy(channels);
       for (int64_t block = first_block; block < end_block; ++block) {
@@ -185,19 +215,16 @@ class ChannelAffineOp : public OpKernel {
   explicit ChannelAffineOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    Layout layout;
-    OP_REQUIRES_OK(ctx, GetLayout(x, &layout));
-    OP_REQUIRES_OK(ctx, CheckChannelVector(ctx->input(1), "scale", layout.channels));
-    OP_REQUIRES_OK(ctx, CheckChannelVector(ctx->input(2), "offset", layout.channels));
+    ChannelOpInputs<T> inputs;
+    OP_REQUIRES_OK(ctx, ReadInputs(ctx, 1, {"x", "scale", "offset"}, &inputs));
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
-    const int64_t channels = layout.channels;
-    const T* x_data = x.flat<T>().data();
-    const T* scale = ctx->input(1).flat<T>().data();
-    const T* offset = ctx->input(2).flat<T>().data();
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, ctx->input(0).shape(), &y));
+    const int64_t channels = inputs.layout.channels;
+    const T* x_data = inputs.tensors[0];
+    const T* scale = inputs.vectors[0];
+    const T* offset = inputs.vectors[1];
     T* y_data = y->flat<T>().data();
-    ParallelFor(ctx, layout.rows, 3 * channels, [&](int64_t first_row, int64_t end_row) {
+    ParallelFor(ctx, inputs.layout.rows, 3 * channels, [&](int64_t first_row, int64_t end_row) {
       for (int64_t row = first_row; row < end_row; ++row) {
         const T* xr = x_data + row * channels;
         T* yr = y_data + row * channels;
@@ -213,24 +240,19 @@ class ChannelLinearCombinationOp : public OpKernel {
   explicit ChannelLinearCombinationOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& a = ctx->input(0);
-    const Tensor& b = ctx->input(1);
-    Layout layout;
-    OP_REQUIRES_OK(ctx, GetLayout(a, &layout));
-    OP_REQUIRES_OK(ctx, CheckSameShape(a, b, "b"));
-    OP_REQUIRES_OK(ctx, CheckChannelVector(ctx->input(2), "a_scale", layout.channels));
-    OP_REQUIRES_OK(ctx, CheckChannelVector(ctx->input(3), "b_scale", layout.channels));
-    OP_REQUIRES_OK(ctx, CheckChannelVector(ctx->input(4), "offset", layout.channels));
+    ChannelOpInputs<T> inputs;
+    OP_REQUIRES_OK(ctx, ReadInputs(ctx, 2, {"a", "b", "a_scale", "b_scale", "offset"}, &inputs));
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0, 1}, 0, a.shape(), &y));
-    const int64_t channels = layout.channels;
-    const T* a_data = a.flat<T>().data();
-    const T* b_data = b.flat<T>().data();
-    const T* a_scale = ctx->input(2).flat<T>().data();
-    const T* b_scale = ctx->input(3).flat<T>().data();
-    const T* offset = ctx->input(4).flat<T>().data();
+    OP_REQUIRES_OK(ctx,
+                   ctx->forward_input_or_allocate_output({0, 1}, 0, ctx->input(0).shape(), &y));
+    const int64_t channels = inputs.layout.channels;
+    const T* a_data = inputs.tensors[0];
+    const T* b_data = inputs.tensors[1];
+    const T* a_scale = inputs.vectors[0];
+    const T* b_scale = inputs.vectors[1];
+    const T* offset = inputs.vectors[2];
     T* y_data = y->flat<T>().data();
-    ParallelFor(ctx, layout.rows, 5 * channels, [&](int64_t first_row, int64_t end_row) {
+    ParallelFor(ctx, inputs.layout.rows, 5 * channels, [&](int64_t first_row, int64_t end_row) {
       for (int64_t row = first_row; row < end_row; ++row) {
         const T* ar = a_data + row * channels;
         const T* br = b_data + row * channels;

@@ -39,10 +39,10 @@ _stock_only = threading.local()
 
 
 @contextlib.contextmanager
-def stock_ops():
-  """Within this block (at trace time), every pass uses stock TensorFlow ops."""
+def stock_ops(active: bool = True):
+  """Within this block (at trace time), every pass uses stock TensorFlow ops; a no-op if not active."""
   previous = getattr(_stock_only, "active", False)
-  _stock_only.active = True
+  _stock_only.active = active or previous
   try:
     yield
   finally:
