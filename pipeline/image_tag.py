@@ -22,7 +22,7 @@ IMAGE_SOURCES = (
 def _git(checkout: str, *args: str) -> str:
   return subprocess.run(
     ['git', '-C', checkout, *args], capture_output=True, text=True, check=True
-  ).stdout.strip()
+  ).stdout
 
 
 def tag_of(image: str) -> str:
@@ -36,7 +36,7 @@ def mismatch(image: str, checkout: str) -> Optional[str]:
   """One line saying why `image` may not be this checkout's code, or None if its tag is the
   commit of a clean checkout."""
   try:
-    commit = _git(checkout, 'rev-parse', 'HEAD')
+    commit = _git(checkout, 'rev-parse', 'HEAD').strip()
     changed = _git(checkout, 'status', '--porcelain', '--', *IMAGE_SOURCES)
   except (OSError, subprocess.CalledProcessError):
     return f'cannot tell which commit image {image} holds: {checkout} is not a git checkout'
@@ -48,6 +48,7 @@ def mismatch(image: str, checkout: str) -> Optional[str]:
       'other code than the one fingerprinted here (build and tag it with `make image`)'
     )
   if changed:
+    # Porcelain lines are 'XY path': two status letters (or spaces) and a space.
     files = ', '.join(line[3:] for line in changed.splitlines())
     return (
       f'uncommitted changes ({files}) are not in image {image}, built from commit {short}: '

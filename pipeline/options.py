@@ -149,6 +149,21 @@ def _checked(value: Any, kind: Any, path: str) -> Any:
   return value
 
 
+def _belongs_under(cls: type, name: str, prefix: str) -> str:
+  """A hint when `name` is an option of one of cls's nested groups (epochs → training)."""
+  for field in option_fields(cls):
+    kind, _ = _value_type(cls, field)
+    if not dataclasses.is_dataclass(kind):
+      continue
+    if field.metadata.get(FLATTEN):
+      hint = _belongs_under(kind, name, prefix)
+      if hint:
+        return hint
+    elif name in {option.name for option in option_fields(kind)}:
+      return f' (an option of {prefix}{field.name}: put it under {field.name}:)'
+  return ''
+
+
 def build(cls: type, values: Any, where: str = '') -> Any:
   """`cls` from a mapping (a parsed config file, or values_from_args), nested dataclasses too.
 
@@ -164,7 +179,7 @@ def build(cls: type, values: Any, where: str = '') -> Any:
   nested_names = {
     name: {option.name for option in option_fields(hints[name][0])} for name in flattened
   }
-  known = sorted(set(fields) - set(flattened)) + sorted(set().union(*nested_names.values()))
+  known = ', '.join(sorted((set(fields) - set(flattened)).union(*nested_names.values())))
   built: Dict[str, Any] = {}
   nested_values: Dict[str, Dict[str, Any]] = {name: {} for name in flattened}
   for name, value in values.items():
@@ -177,7 +192,7 @@ def build(cls: type, values: Any, where: str = '') -> Any:
       internal = {field.name: field for field in dataclasses.fields(cls)}.get(name)
       if internal is not None and INTERNAL in internal.metadata:
         raise ConfigError(f'{path} {internal.metadata[INTERNAL]}')
-      raise ConfigError(f'unknown key {path}; known: {", ".join(known)}')
+      raise ConfigError(f'unknown key {path}{_belongs_under(cls, name, prefix)}; known: {known}')
     kind, optional = hints[name]
     if value is None and optional:
       built[name] = None
