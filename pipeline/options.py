@@ -211,13 +211,10 @@ def build(cls: type, values: Any, where: str = '') -> Any:
     if absent:
       raise ConfigError(f'missing key {prefix}{absent[0]} (required: {", ".join(required)})')
     built[name] = build(hints[name][0], nested_values[name], where)
-  missing = [
-    name
-    for name, field in fields.items()
-    if name not in built and _default(field) is dataclasses.MISSING
-  ]
+  required = [name for name, field in fields.items() if _default(field) is dataclasses.MISSING]
+  missing = [name for name in required if name not in built]
   if missing:
-    raise ConfigError(f'missing key {prefix}{missing[0]} (required: {", ".join(missing)})')
+    raise ConfigError(f'missing key {prefix}{missing[0]} (required: {", ".join(required)})')
   try:
     return cls(**built)
   except (TypeError, ValueError) as error:

@@ -179,7 +179,10 @@ def test_an_unknown_yaml_key_lists_the_known_ones(tmp_path):
   with pytest.raises(vertex_config.VertexConfigError) as error:
     _load_yaml(tmp_path, {**DEPLOY_REQUIRED, 'learning_rate': 0.1})
   message = str(error.value)
-  assert message.startswith(f'{tmp_path / "deploy.yaml"}: unknown key learning_rate; known: ')
+  assert message.startswith(
+    f'{tmp_path / "deploy.yaml"}: unknown key learning_rate '
+    '(an option of training: put it under training:); known: '
+  )
   for key in ('project', 'dataflow', 'accuracy_threshold', 'eval_percent', 'training'):
     assert key in message
   with pytest.raises(vertex_config.VertexConfigError, match='unknown key training.epoch; known: '):

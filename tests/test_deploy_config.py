@@ -66,7 +66,11 @@ def _without(key):
       'unknown key dataflow.max_workers; known: ',
     ),
     ({**GOOD, 'training': {'variant': 'batch'}}, 'training.variant is set per Trainer'),
-    (_without('project'), 'missing key project (required: project)'),
+    (_without('project'), 'missing key project (required: project, region, image)'),
+    (
+      {**GOOD, 'dataflow': {'machine_type': 'n1-standard-8'}},
+      'missing key dataflow.temp_location (required: temp_location)',
+    ),
     (_without('output_root'), 'missing key output_root (required: output_root, data_dir)'),
     (
       {**GOOD, 'dataflow': {'temp_location': '/tmp/dataflow'}},
