@@ -23,9 +23,9 @@ for _pinned_version_warning in (
 
 from components.idx_example_gen.idx import IdxFormatError  # noqa: E402  (after the environment is set)
 from pipeline import data  # noqa: E402
+from pipeline import options  # noqa: E402
 from pipeline import predict  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
-from pipeline import options  # noqa: E402
 from pipeline.options import ConfigError  # noqa: E402
 
 DEFAULT_OUTPUT_ROOT = PipelineConfig.output_root
@@ -61,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
   options.add_arguments(run, PipelineConfig)
 
   download = commands.add_parser('download', help='fetch the Fashion-MNIST files and verify them')
-  download.add_argument('--data-dir', default=os.path.expanduser('~/.keras/datasets/fashion-mnist'))
+  download.add_argument(
+    '--data-dir',
+    default=os.path.expanduser('~/.keras/datasets/fashion-mnist'),
+    help='where the four IDX gz files go (default: %(default)s)',
+  )
 
   summary = commands.add_parser('summary', help="print the last run's summary")
   summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT, help=_OUTPUT_ROOT_HELP)
@@ -154,6 +158,11 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 def _run(args: argparse.Namespace) -> int:
   config = config_from_args(args)
+  if '://' in config.output_root:
+    raise ConfigError(
+      f'--output-root {config.output_root}: a local run keeps its MLMD store (SQLite) there, so '
+      'it must be a local directory; `compile` / `submit` deploy to a gs:// output root'
+    )
   missing = data.missing_files(config.data_dir)
   if missing:
     print(

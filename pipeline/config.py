@@ -70,15 +70,17 @@ class PipelineConfig:
     ACCURACY, 'the metric VariantSelector ranks blessed variants by', choices=SELECTION_METRICS
   )
   enable_cache: bool = option(True, "reuse TFX's cached results of unchanged components")
-  serving_root: Optional[str] = option(None, 'where Pusher writes (default: <output_root>/serving)')
+  serving_root: Optional[str] = option(
+    None, 'the directory Pusher writes model versions under; none means <output_root>/serving'
+  )
   # Beam args of every Beam component (deployments without Dataflow keep these too).
   beam_pipeline_args: List[str] = dataclasses.field(
     default_factory=lambda: ['--direct_running_mode=in_memory'],
-    metadata={INTERNAL: 'comes from the deploy config'},
+    metadata={INTERNAL: 'is set from the deploy config\'s `dataflow` section'},
   )
   # Appended to the above for the Beam components of each kind named here (e.g. Dataflow).
   component_beam_args: Mapping[str, Tuple[str, ...]] = dataclasses.field(
-    default_factory=dict, metadata={INTERNAL: 'comes from the deploy config `dataflow` section'}
+    default_factory=dict, metadata={INTERNAL: 'is set from `dataflow.components`'}
   )
 
   def __post_init__(self):

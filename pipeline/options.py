@@ -179,6 +179,13 @@ def build(cls: type, values: Any, where: str = '') -> Any:
   nested_names = {
     name: {option.name for option in option_fields(hints[name][0])} for name in flattened
   }
+  # Fields that are no option, here or in a flattened group, with the reason to show.
+  not_options = {
+    field.name: field.metadata[INTERNAL]
+    for owner in (cls, *(hints[group][0] for group in flattened))
+    for field in dataclasses.fields(owner)
+    if INTERNAL in field.metadata
+  }
   known = ', '.join(sorted((set(fields) - set(flattened)).union(*nested_names.values())))
   built: Dict[str, Any] = {}
   nested_values: Dict[str, Dict[str, Any]] = {name: {} for name in flattened}
@@ -189,9 +196,8 @@ def build(cls: type, values: Any, where: str = '') -> Any:
       nested_values[owner][name] = value
       continue
     if name not in fields or name in flattened:
-      internal = {field.name: field for field in dataclasses.fields(cls)}.get(name)
-      if internal is not None and INTERNAL in internal.metadata:
-        raise ConfigError(f'{path} {internal.metadata[INTERNAL]}')
+      if name in not_options:
+        raise ConfigError(f'{path} {not_options[name]}')
       raise ConfigError(f'unknown key {path}{_belongs_under(cls, name, prefix)}; known: {known}')
     kind, optional = hints[name]
     if value is None and optional:

@@ -136,3 +136,9 @@ def test_report_and_summary_read_the_newest_comparison_from_the_files(tmp_path, 
   assert cli.main(['summary', '--output-root', str(tmp_path)]) == 0
   out = capsys.readouterr().out
   assert f'No ML Metadata store under {tmp_path}' in out and '| layer | selected |' in out
+
+
+def test_a_local_run_needs_a_local_output_root(tmp_path, capsys):
+  code = cli.main(['run', '--output-root', 'gs://bucket/fmnist', '--data-dir', str(tmp_path)])
+  assert code == 2
+  assert capsys.readouterr().err.startswith('error: --output-root gs://bucket/fmnist: a local run')

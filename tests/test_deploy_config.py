@@ -66,6 +66,10 @@ def _without(key):
       'unknown key dataflow.max_workers; known: ',
     ),
     ({**GOOD, 'training': {'variant': 'batch'}}, 'training.variant is set per Trainer'),
+    (
+      {**GOOD, 'beam_pipeline_args': ['--runner=DataflowRunner']},
+      "beam_pipeline_args is set from the deploy config's `dataflow` section",
+    ),
     (_without('project'), 'missing key project (required: project, region, image)'),
     (
       {**GOOD, 'dataflow': {'machine_type': 'n1-standard-8'}},
