@@ -2,6 +2,7 @@
 submit with one line and write nothing, Dataflow only where the config says, the image recipe
 and its tag check, and the code fingerprint."""
 
+import dataclasses
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import yaml
 from pipeline import cli
 from pipeline import image_tag
 from pipeline import staging
+from pipeline import vertex_config
 from pipeline import vertex_submit
 from pipeline.config import BEAM_COMPONENT_KINDS
 from pipeline.config import PipelineConfig
@@ -332,3 +334,19 @@ def test_the_images_gpu_check_names_the_missing_cuda_library():
   with open(os.path.join(ROOT, 'constraints.txt')) as source:
     pins = source.read()
   assert 'nvidia-cudnn-cu12==8.9.7.29' in pins and 'nvidia-cuda-runtime-cu12==12.3.101' in pins
+
+
+def test_the_example_deploy_file_compiles_and_shows_every_deployment_key(tmp_path, capsys):
+  example = os.path.join(ROOT, 'deploy', 'vertex.example.yaml')
+  output = str(tmp_path / 'pipeline.json')
+  assert cli.main(['compile', '--config', example, '--output', output]) == 0
+  assert os.path.exists(output)
+  with open(example) as source:
+    raw = yaml.safe_load(source)
+  groups = {'trainer': vertex_config.TrainerResources, 'dataflow': vertex_config.DataflowConfig}
+  for field in dataclasses.fields(vertex_config.VertexConfig):
+    if field.name == 'pipeline':  # the options: `run --help` documents them
+      continue
+    assert field.name in raw, field.name
+    if field.name in groups:
+      assert {f.name for f in dataclasses.fields(groups[field.name])} <= set(raw[field.name])
