@@ -320,17 +320,26 @@ def test_code_fingerprint_covers_every_file_that_changes_behaviour(tmp_path, mon
   assert staging.code_fingerprint() == original
 
 
-def test_the_images_gpu_check_names_the_missing_cuda_library():
-  """This machine has no CUDA: the Dockerfile's check fails there, so the image build installs
-  TensorFlow's pinned CUDA wheels when its base lacks them."""
-  with open(os.path.join(ROOT, 'Dockerfile')) as source:
-    dockerfile = source.read().replace('\\\n', '')
-  (check,) = re.findall(r'RUN python -c "(.*?)" +\|\| pip install', dockerfile)
-  result = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True)
-  assert result.returncode != 0 and 'libcudart.so.12' in result.stderr
-  assert (
-    "pip install --no-cache-dir -c constraints.txt 'tensorflow[and-cuda]==2.16.2'" in dockerfile
+def test_the_images_gpu_check_names_what_is_missing():
+  """This machine has no CUDA: the check the Dockerfile runs fails here naming the libraries, so
+  the image build installs TensorFlow's pinned CUDA wheels when its base lacks them."""
+  check = subprocess.run(
+    [sys.executable, os.path.join(ROOT, 'tools', 'cuda_libraries.py')],
+    capture_output=True,
+    text=True,
   )
+  assert check.returncode == 1
+  missing = check.stderr.splitlines()
+  assert len(missing) == 7 and missing[0].startswith('libcudart.so.12: cannot open'), missing
+  with open(os.path.join(ROOT, 'Dockerfile')) as source:
+    dockerfile = source.read()
+  install = dockerfile[dockerfile.index('RUN python tools/cuda_libraries.py') :]
+  install = install[: install.index('\n\n')]
+  # Installed when the check fails, then registered with the linker and checked again.
+  assert (
+    "|| (pip install --no-cache-dir -c constraints.txt 'tensorflow[and-cuda]==2.16.2'" in install
+  )
+  assert install.index('ldconfig') < install.rindex('python tools/cuda_libraries.py)')
   with open(os.path.join(ROOT, 'constraints.txt')) as source:
     pins = source.read()
   assert 'nvidia-cudnn-cu12==8.9.7.29' in pins and 'nvidia-cuda-runtime-cu12==12.3.101' in pins
