@@ -16,6 +16,7 @@ IMAGE_SOURCES = (
   'components',
   'pipeline',
   'trainer',
+  'tools/cuda_libraries.py',
 )
 
 

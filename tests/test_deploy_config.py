@@ -88,8 +88,10 @@ def _without(key):
     ),
     (
       {**GOOD, 'dataflow': {**DATAFLOW, 'components': ['VariantSelector']}},
-      'dataflow.components must be one of IdxExampleGen, StatisticsGen, Transform, Evaluator, '
-      "got 'VariantSelector'",
+      (
+        'dataflow.components must be one of IdxExampleGen, StatisticsGen, Transform, Evaluator, '
+        "got 'VariantSelector'"
+      ),
     ),
     (
       {**GOOD, 'pixel_scaling': 'minmax'},
@@ -270,12 +272,20 @@ def test_make_image_tags_with_the_commit_and_refuses_uncommitted_code(checkout):
   assert f'docker build -t us-central1-docker.pkg.dev/proj/fmnist/pipeline:{short} .' in dry_run
   makefile = os.path.join(ROOT, 'Makefile')
   clean = subprocess.run(
-    ['make', '-s', '-f', makefile, 'clean-checkout'], cwd=checkout, capture_output=True, text=True
+    ['make', '-s', '-f', makefile, 'clean-checkout'],
+    cwd=checkout,
+    capture_output=True,
+    text=True,
+    check=False,
   )
   assert clean.returncode == 0, clean.stderr
   (checkout / 'trainer' / 'task.py').write_text('STEPS = 2\n')
   dirty = subprocess.run(
-    ['make', '-s', '-f', makefile, 'clean-checkout'], cwd=checkout, capture_output=True, text=True
+    ['make', '-s', '-f', makefile, 'clean-checkout'],
+    cwd=checkout,
+    capture_output=True,
+    text=True,
+    check=False,
   )
   assert dirty.returncode != 0 and 'uncommitted changes' in dirty.stderr
   assert 'trainer/task.py' in dirty.stderr
@@ -327,6 +337,7 @@ def test_the_images_gpu_check_names_what_is_missing():
     [sys.executable, os.path.join(ROOT, 'tools', 'cuda_libraries.py')],
     capture_output=True,
     text=True,
+    check=False,
   )
   assert check.returncode == 1
   missing = check.stderr.splitlines()
