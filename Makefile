@@ -6,8 +6,18 @@ DATA_DIR ?= /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 KERNELS := trainer/layers/_channel_ops.so
+# The pipeline image: built here (`make image`, then `docker push $(IMAGE)`) or on Cloud Build
+# (`make cloud-image`), tagged with the commit, the tag `fmnist-pipeline compile` checks.
+REGION ?= us-central1
+PROJECT ?= $(shell gcloud config get-value project 2>/dev/null)
+REPOSITORY ?= fmnist
+IMAGE_REPO ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/pipeline
+TAG = $(shell git rev-parse --short HEAD)
+IMAGE = $(IMAGE_REPO):$(TAG)
+# What the Dockerfile copies (pipeline/image_tag.py IMAGE_SOURCES): must be committed.
+IMAGE_SOURCES := Dockerfile constraints.txt pyproject.toml components pipeline trainer tools/cuda_libraries.py
 
-.PHONY: run quick test data venv kernels clean
+.PHONY: run quick test data venv kernels image cloud-image clean-checkout clean
 
 run: $(INSTALLED) $(KERNELS) data
 	$(BIN)/fmnist-pipeline run --data-dir $(DATA_DIR) --output-root $(OUTPUT_ROOT)
@@ -48,6 +58,24 @@ data:
 	else \
 	  $(BIN)/fmnist-pipeline download --data-dir $(DATA_DIR); \
 	fi
+
+image: clean-checkout
+	@case "$(IMAGE_REPO)" in *//*) \
+	  echo "no GCP project: make image PROJECT=my-gcp-project (or IMAGE_REPO=...)" >&2; exit 1;; esac
+	docker build -t $(IMAGE) .
+	@echo "Built $(IMAGE); push it with: docker push $(IMAGE)"
+
+cloud-image: clean-checkout
+	gcloud builds submit --config cloudbuild.yaml \
+	  --substitutions=_TAG=$(TAG),_REGION=$(REGION),_REPOSITORY=$(REPOSITORY)
+
+# An image tagged with a commit must hold that commit's code, not uncommitted edits.
+clean-checkout:
+	@changed=$$(git status --porcelain -- $(IMAGE_SOURCES)); \
+	  if [ -n "$$changed" ]; then \
+	    echo "uncommitted changes would go into an image tagged $(TAG); commit them first:" >&2; \
+	    echo "$$changed" >&2; exit 1; \
+	  fi
 
 clean:
 	rm -rf $(VENV) $(OUTPUT_ROOT) $(KERNELS)

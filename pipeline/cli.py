@@ -7,7 +7,7 @@ import datetime
 import json
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 import warnings
 
 os.environ.setdefault(
@@ -23,20 +23,19 @@ for _pinned_version_warning in (
 
 from components.idx_example_gen.idx import IdxFormatError  # noqa: E402  (after the environment is set)
 from pipeline import data  # noqa: E402
+from pipeline import options  # noqa: E402
 from pipeline import predict  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
-from pipeline.config import default_data_dir  # noqa: E402
-from pipeline.vertex_config import VertexConfigError  # noqa: E402
-from trainer.config import LEARNING_RATE_SCHEDULES  # noqa: E402
-from trainer.config import TrainingConfig  # noqa: E402
-from trainer.model import VARIANTS  # noqa: E402
-from trainer.preprocessing import PIXEL_SCALINGS  # noqa: E402
+from pipeline.options import ConfigError  # noqa: E402
 
-DEFAULT_OUTPUT_ROOT = 'outputs'
-DEFAULT_EPOCHS = 10
+DEFAULT_OUTPUT_ROOT = PipelineConfig.output_root
 # A smoke run: every component on the real data, a few hundred training steps.
-QUICK_TRAIN_STEPS = 200
-QUICK_ACCURACY_THRESHOLD = 0.7
+QUICK_PRESET = {
+  'train_steps': 200,
+  'accuracy_threshold': 0.7,
+  'training': {'epochs': 1, 'log_every_n_steps': 50},
+}
+_OUTPUT_ROOT_HELP = "the run's output root, a directory or gs://… (default: %(default)s)"
 DEPLOY_CONFIG_ENV = 'FMNIST_DEPLOY_CONFIG'
 IMAGE_ENV = 'FMNIST_IMAGE'
 DEFAULT_PIPELINE_JSON = 'pipeline.json'
@@ -46,83 +45,35 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='fmnist-pipeline', description=__doc__)
   commands = parser.add_subparsers(dest='command', required=True)
 
-  run = commands.add_parser('run', help='run the whole pipeline locally (LocalDagRunner)')
-  run.add_argument(
-    '--data-dir',
-    default=default_data_dir(),
-    help='directory with the four Fashion-MNIST IDX gz files (default: %(default)s)',
+  run = commands.add_parser(
+    'run',
+    help='run the whole pipeline locally (LocalDagRunner)',
+    description='Every option below is also a key of the deploy YAML, with the same name '
+    '(--learning-rate is learning_rate:, under training: for training options).',
   )
-  run.add_argument(
-    '--output-root',
-    default=DEFAULT_OUTPUT_ROOT,
-    help='pipeline artifacts, MLMD, logs and served models go here (default: %(default)s)',
-  )
-  run.add_argument('--epochs', type=int, default=DEFAULT_EPOCHS)
   run.add_argument(
     '--quick',
     action='store_true',
-    help=f'smoke run: {QUICK_TRAIN_STEPS} training steps, blessing threshold '
-    f'{QUICK_ACCURACY_THRESHOLD} (not a production model)',
+    help='smoke run, not a production model: '
+    + ', '.join(f'{options.flag(name)} {value}' for name, value in _quick_flags())
+    + '; options given explicitly win over these',
   )
-  run.add_argument(
-    '--variants',
-    type=_variant_list,
-    default=PipelineConfig.variants,
-    help='comma-separated normalization variants to train and compare, from '
-    f'{",".join(VARIANTS)} (default: all)',
-  )
-  run.add_argument('--batch-size', type=int, default=TrainingConfig.batch_size)
-  run.add_argument(
-    '--conv-blocks',
-    type=int,
-    default=TrainingConfig.conv_blocks,
-    help='conv → norm → ReLU → pool blocks, filters doubling in each (default: %(default)s; '
-    "--conv-blocks 1 --hidden-units 0 is the notebook's network)",
-  )
-  run.add_argument(
-    '--filters', type=int, default=TrainingConfig.filters, help='filters of the first block'
-  )
-  run.add_argument(
-    '--hidden-units',
-    type=int,
-    default=TrainingConfig.hidden_units,
-    help='units of the dense layer before the logits, 0 for none (default: %(default)s)',
-  )
-  run.add_argument('--learning-rate', type=float, default=TrainingConfig.learning_rate)
-  run.add_argument(
-    '--learning-rate-schedule',
-    default=TrainingConfig.learning_rate_schedule,
-    choices=LEARNING_RATE_SCHEDULES,
-    help='constant, or cosine decay to 0 over the run (default: %(default)s)',
-  )
-  run.add_argument('--seed', type=int, default=TrainingConfig.seed)
-  run.add_argument('--pixel-scaling', default=PipelineConfig.pixel_scaling, choices=PIXEL_SCALINGS)
-  run.add_argument(
-    '--accuracy-threshold',
-    type=float,
-    default=None,
-    help=f'eval accuracy a model needs to be pushed (default: '
-    f'{PipelineConfig.accuracy_threshold}, --quick: {QUICK_ACCURACY_THRESHOLD})',
-  )
-  run.add_argument(
-    '--max-accuracy-drop',
-    type=float,
-    default=PipelineConfig.max_accuracy_drop,
-    help='how far below the production model a candidate may be and still be blessed '
-    '(default: %(default)s, i.e. never worse)',
-  )
-  run.add_argument('--no-cache', action='store_true', help='re-run every component')
+  options.add_arguments(run, PipelineConfig)
 
   download = commands.add_parser('download', help='fetch the Fashion-MNIST files and verify them')
-  download.add_argument('--data-dir', default=os.path.expanduser('~/.keras/datasets/fashion-mnist'))
+  download.add_argument(
+    '--data-dir',
+    default=os.path.expanduser('~/.keras/datasets/fashion-mnist'),
+    help='where the four IDX gz files go (default: %(default)s)',
+  )
 
   summary = commands.add_parser('summary', help="print the last run's summary")
-  summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
+  summary.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT, help=_OUTPUT_ROOT_HELP)
 
   report = commands.add_parser(
     'report', help="print the last variant comparison table and where its plots are"
   )
-  report.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT)
+  report.add_argument('--output-root', default=DEFAULT_OUTPUT_ROOT, help=_OUTPUT_ROOT_HELP)
 
   predict_ = commands.add_parser(
     'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process'
@@ -154,16 +105,6 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _variant_list(text: str) -> Tuple[str, ...]:
-  variants = tuple(name.strip() for name in text.split(',') if name.strip())
-  unknown = [name for name in variants if name not in VARIANTS]
-  if unknown or not variants:
-    raise argparse.ArgumentTypeError(
-      f'unknown variant(s) {", ".join(unknown) or "(none given)"}; choose from {", ".join(VARIANTS)}'
-    )
-  return variants
-
-
 def _name_value(text: str) -> Tuple[str, str]:
   if '=' not in text:
     raise argparse.ArgumentTypeError(f'expected NAME=VALUE, got {text!r}')
@@ -191,40 +132,37 @@ def _add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
   )
 
 
+def _quick_flags() -> List[Tuple[str, Any]]:
+  """The --quick preset as (option, value) pairs, nested options by their own name."""
+  pairs = []
+  for name, value in QUICK_PRESET.items():
+    pairs += list(value.items()) if isinstance(value, dict) else [(name, value)]
+  return pairs
+
+
+def _local_path(path: str) -> str:
+  """Absolute, unless a URI (gs://…) that the pipeline reads through tf.io.gfile."""
+  return path if '://' in path else os.path.abspath(path)
+
+
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-  training = TrainingConfig(
-    epochs=args.epochs,
-    batch_size=args.batch_size,
-    conv_blocks=args.conv_blocks,
-    filters=args.filters,
-    hidden_units=args.hidden_units,
-    learning_rate=args.learning_rate,
-    learning_rate_schedule=args.learning_rate_schedule,
-    seed=args.seed,
+  """The PipelineConfig of `run`'s flags, built by the loader the deploy YAML uses."""
+  given = options.values_from_args(args)
+  config = options.build(
+    PipelineConfig, options.merged(QUICK_PRESET, given) if args.quick else given
   )
-  config = PipelineConfig(
-    output_root=os.path.abspath(args.output_root),
-    data_dir=os.path.abspath(args.data_dir),
-    training=training,
-    variants=args.variants,
-    max_accuracy_drop=args.max_accuracy_drop,
-    pixel_scaling=args.pixel_scaling,
-    enable_cache=not args.no_cache,
+  return dataclasses.replace(
+    config, output_root=_local_path(config.output_root), data_dir=_local_path(config.data_dir)
   )
-  if args.quick:
-    config = dataclasses.replace(
-      config,
-      train_steps=QUICK_TRAIN_STEPS,
-      accuracy_threshold=QUICK_ACCURACY_THRESHOLD,
-      training=dataclasses.replace(training, epochs=1, log_every_n_steps=50),
-    )
-  if args.accuracy_threshold is not None:
-    config = dataclasses.replace(config, accuracy_threshold=args.accuracy_threshold)
-  return config
 
 
 def _run(args: argparse.Namespace) -> int:
   config = config_from_args(args)
+  if '://' in config.output_root:
+    raise ConfigError(
+      f'--output-root {config.output_root}: a local run keeps its MLMD store (SQLite) there, so '
+      'it must be a local directory; `compile` / `submit` deploy to a gs:// output root'
+    )
   missing = data.missing_files(config.data_dir)
   if missing:
     print(
@@ -257,10 +195,7 @@ def _run(args: argparse.Namespace) -> int:
   return 0
 
 
-def _print_from_metadata(output_root: str, read, what: str) -> int:
-  """Prints what `read(metadata_path)` finds in the output root's MLMD store."""
-  metadata_path = PipelineConfig(output_root=os.path.abspath(output_root)).metadata_path
-  found = read(metadata_path) if os.path.exists(metadata_path) else None
+def _print_found(found, output_root: str, what: str) -> int:
   if found is None:
     print(f'no {what} recorded under {output_root}', file=sys.stderr)
     return 1
@@ -269,15 +204,16 @@ def _print_from_metadata(output_root: str, read, what: str) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-  from pipeline.run_summary import summarize_last_run  # pylint: disable=import-outside-toplevel
+  from pipeline.run_summary import last_run  # pylint: disable=import-outside-toplevel
 
-  return _print_from_metadata(args.output_root, summarize_last_run, 'run')
+  return _print_found(last_run(_local_path(args.output_root)), args.output_root, 'run')
 
 
 def _report(args: argparse.Namespace) -> int:
-  from pipeline.run_summary import latest_comparison  # pylint: disable=import-outside-toplevel
+  from pipeline.run_summary import newest_comparison  # pylint: disable=import-outside-toplevel
 
-  return _print_from_metadata(args.output_root, latest_comparison, 'variant comparison')
+  pipeline_root = PipelineConfig(output_root=_local_path(args.output_root)).pipeline_root
+  return _print_found(newest_comparison(pipeline_root), args.output_root, 'variant comparison')
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -287,13 +223,23 @@ def _download(args: argparse.Namespace) -> int:
   return 0
 
 
-def _compile_for_deployment(args: argparse.Namespace):
-  """The deployment config and the path of the pipeline JSON compiled from it."""
+def _compile_for_deployment(args: argparse.Namespace, for_vertex: bool = False):
+  """The deployment config and the path of the pipeline JSON compiled from it.
+
+  The config is checked completely before anything is written.
+  """
   # pylint: disable=import-outside-toplevel
+  from pipeline import image_tag
   from pipeline import kubeflow_v2_runner
+  from pipeline import staging
   from pipeline import vertex_config
 
   config = vertex_config.load(args.config, image=args.image)
+  if for_vertex:
+    vertex_config.require_gcs(config, args.config)
+  warning = image_tag.mismatch(config.image, staging.PACKAGE_ROOT)
+  if warning:
+    print(f'warning: {warning}', file=sys.stderr)
   kubeflow_v2_runner.compile_pipeline(config, args.output)
   return config, args.output
 
@@ -308,7 +254,7 @@ def _submit(args: argparse.Namespace) -> int:
   from pipeline import vertex_submit  # pylint: disable=import-outside-toplevel
 
   parameters = dict(args.parameter)
-  config, pipeline_json = _compile_for_deployment(args)
+  config, pipeline_json = _compile_for_deployment(args, for_vertex=True)
   if args.dry_run:
     request = vertex_submit.dry_run(config, pipeline_json, parameters)
     print(json.dumps(request, indent=2, sort_keys=True))
@@ -345,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   }
   try:
     return commands[args.command](args)
-  except VertexConfigError as error:
+  except ConfigError as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
 

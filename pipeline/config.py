@@ -2,11 +2,17 @@
 
 import dataclasses
 import os
-from typing import List, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from components.variant_selection.selection import ACCURACY
+from components.variant_selection.selection import CALIBRATION_ERROR
+from components.variant_selection.selection import LOSS
+from trainer.config import DOC
+from trainer.config import INTERNAL
 from trainer.config import TrainingConfig
+from trainer.config import option
 from trainer.model import VARIANTS
+from trainer.preprocessing import PIXEL_SCALINGS
 from trainer.preprocessing import UNIT_SCALING
 
 DEBIAN_DATA_DIR = '/usr/share/datasets/fashion-mnist'
@@ -18,31 +24,64 @@ def default_data_dir() -> str:
   return DEBIAN_DATA_DIR if os.path.isdir(DEBIAN_DATA_DIR) else KERAS_CACHE_DATA_DIR
 
 
+# The pipeline's Beam components by kind (class name; per-variant Evaluators share one kind).
+BEAM_COMPONENT_KINDS = ('IdxExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+SELECTION_METRICS = (ACCURACY, LOSS, CALIBRATION_ERROR)
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-  """What to run on which data, and where the outputs go."""
+  """What to run on which data, and where the outputs go.
 
-  output_root: str
-  data_dir: str = dataclasses.field(default_factory=default_data_dir)
-  pipeline_name: str = 'fashion-mnist'
-  model_name: str = 'fashion_mnist'
+  Every field made with `option` is a `fmnist-pipeline run` flag and a deploy-YAML key of the
+  same name (pipeline/options.py); that doc is the option's only description.
+  """
+
+  output_root: str = option(
+    'outputs', 'pipeline artifacts, MLMD, logs and pushed models go under this directory'
+  )
+  data_dir: str = dataclasses.field(
+    default_factory=default_data_dir,
+    metadata={DOC: 'directory with the four Fashion-MNIST IDX gz files'},
+  )
+  pipeline_name: str = option('fashion-mnist', 'the TFX pipeline name (MLMD context, Vertex job)')
+  model_name: str = option('fashion_mnist', 'Pusher writes <serving root>/<model_name>/<version>/')
   # One Trainer and Evaluator each; the order breaks exact ties in selection.
-  variants: Tuple[str, ...] = VARIANTS
+  variants: Tuple[str, ...] = option(
+    VARIANTS,
+    'normalization variants to train and compare (one Trainer and Evaluator each)',
+    choices=VARIANTS,
+  )
   # Shared by every variant's Trainer; its `variant` field is set per Trainer.
   training: TrainingConfig = TrainingConfig()
-  train_steps: Optional[int] = None  # caps the steps that training.epochs imply
-  eval_steps: Optional[int] = None  # caps the Trainer's per-epoch evaluation
-  pixel_scaling: str = UNIT_SCALING
-  eval_percent: int = 10
-  accuracy_threshold: float = 0.85
-  # How far below production a candidate's eval accuracy may be and still be blessed.
-  max_accuracy_drop: float = 0.0
-  selection_metric: str = ACCURACY
-  beam_pipeline_args: List[str] = dataclasses.field(
-    default_factory=lambda: ['--direct_running_mode=in_memory']
+  train_steps: Optional[int] = option(None, 'caps the training steps that the epochs imply')
+  eval_steps: Optional[int] = option(None, "caps the Trainer's per-epoch evaluation steps")
+  pixel_scaling: str = option(
+    UNIT_SCALING,
+    'Transform: unit scales pixels to [0,1]; zscore uses the dataset mean and std',
+    choices=PIXEL_SCALINGS,
   )
-  enable_cache: bool = True
-  serving_root_override: Optional[str] = None  # deployments push to a bucket of their own
+  eval_percent: int = option(10, 'percent of the 60k training file held out as the eval split')
+  accuracy_threshold: float = option(0.85, 'eval accuracy a candidate needs to be blessed')
+  max_accuracy_drop: float = option(
+    0.0, 'how far below the production model a candidate may be and still be blessed'
+  )
+  selection_metric: str = option(
+    ACCURACY, 'the metric VariantSelector ranks blessed variants by', choices=SELECTION_METRICS
+  )
+  enable_cache: bool = option(True, "reuse TFX's cached results of unchanged components")
+  serving_root: Optional[str] = option(
+    None, 'the directory Pusher writes model versions under; none means <output_root>/serving'
+  )
+  # Beam args of every Beam component (deployments without Dataflow keep these too).
+  beam_pipeline_args: List[str] = dataclasses.field(
+    default_factory=lambda: ['--direct_running_mode=in_memory'],
+    metadata={INTERNAL: 'is set from the deploy config\'s `dataflow` section'},
+  )
+  # Appended to the above for the Beam components of each kind named here (e.g. Dataflow).
+  component_beam_args: Mapping[str, Tuple[str, ...]] = dataclasses.field(
+    default_factory=dict, metadata={INTERNAL: 'is set from `dataflow.components`'}
+  )
 
   def __post_init__(self):
     unknown = [variant for variant in self.variants if variant not in VARIANTS]
@@ -54,6 +93,10 @@ class PipelineConfig:
   def training_for(self, variant: str) -> TrainingConfig:
     return dataclasses.replace(self.training, variant=variant)
 
+  def beam_args_for(self, component_kind: str) -> Tuple[str, ...]:
+    """Beam args a component of this kind adds to beam_pipeline_args (later ones win)."""
+    return tuple(self.component_beam_args.get(component_kind, ()))
+
   @property
   def pipeline_root(self) -> str:
     return os.path.join(self.output_root, 'pipeline')
@@ -63,10 +106,8 @@ class PipelineConfig:
     return os.path.join(self.output_root, 'metadata.sqlite')
 
   @property
-  def serving_root(self) -> str:
-    return self.serving_root_override or os.path.join(self.output_root, 'serving')
-
-  @property
   def serving_model_dir(self) -> str:
     """Where Pusher writes versions: the model base path TF Serving is given."""
-    return os.path.join(self.serving_root, self.model_name)
+    return os.path.join(
+      self.serving_root or os.path.join(self.output_root, 'serving'), self.model_name
+    )

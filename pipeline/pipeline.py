@@ -197,6 +197,12 @@ def create_pipeline(
     selector,
     pusher,
   ]
+  # Per-kind Beam args (the deploy config's Dataflow components) follow the pipeline-level ones
+  # TFX puts first, so their --runner wins; the other Beam steps stay in their own container.
+  for component in components:
+    component_args = config.beam_args_for(type(component).__name__)
+    if component_args:
+      component.with_beam_pipeline_args(component_args)
   return tfx.dsl.Pipeline(
     pipeline_name=config.pipeline_name,
     pipeline_root=config.pipeline_root,

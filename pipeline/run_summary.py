@@ -1,16 +1,22 @@
-"""What the last run did, read back from ML Metadata: components, the variant comparison, push."""
+"""What the last run did: components, the variant comparison and the push, read back from ML
+Metadata for a local run, from the pipeline root's files (local or gs://) for a deployed one."""
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 import tensorflow as tf
 
-from components.variant_selection import report
 from components.artifacts import VariantComparison
+from components.variant_selection import report
+from components.variant_selection.keys import REPORT
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import SELECTOR_ID
 
+# Directories between a pipeline root and a component's: Vertex's <project number>/<job>.
+_MAX_RUN_DIRECTORY_DEPTH = 3
 _STATES = {
   metadata_store_pb2.Execution.COMPLETE: 'ran',
   metadata_store_pb2.Execution.CACHED: 'cached',
@@ -129,11 +135,61 @@ def summarize_last_run(metadata_path: str) -> Optional[RunSummary]:
   return summary
 
 
-def latest_comparison(metadata_path: str) -> Optional[ComparisonReport]:
-  """The newest comparison report in the store."""
-  store = _open_read_only(metadata_path)
-  reports = store.get_artifacts_by_type(VariantComparison.TYPE_NAME)
+def comparison_reports(pipeline_root: str) -> List[str]:
+  """The VariantSelector report directories under a pipeline root, local or gs://.
+
+  Each orchestrator lays out artifacts its own way: LocalDagRunner
+  <root>/VariantSelector/report/<execution id>/, Vertex AI
+  <root>/<project number>/<job>/VariantSelector_<task id>/report/, KFP
+  <root>/<pipeline>/<run>/VariantSelector/report/. Each depth is one glob (on GCS one
+  listing), the shallowest depth that has reports wins.
+  """
+  for depth in range(_MAX_RUN_DIRECTORY_DEPTH + 1):
+    pattern = os.path.join(pipeline_root, *['*'] * depth, f'{SELECTOR_ID}*', REPORT, '*')
+    reports = set()
+    for match in tf.io.gfile.glob(pattern):
+      if os.path.basename(match) == report.REPORT_JSON:
+        reports.add(os.path.dirname(match))
+      elif tf.io.gfile.exists(os.path.join(match, report.REPORT_JSON)):
+        reports.add(match)
+    if reports:
+      return sorted(reports)
+  return []
+
+
+def newest_comparison(pipeline_root: str) -> Optional[ComparisonReport]:
+  """The comparison report written last under the pipeline root, by its report.json's mtime."""
+  reports = comparison_reports(pipeline_root)
   if not reports:
     return None
-  newest = max(reports, key=lambda artifact: artifact.create_time_since_epoch)
-  return ComparisonReport(newest.uri)
+  return ComparisonReport(
+    max(reports, key=lambda uri: tf.io.gfile.stat(os.path.join(uri, report.REPORT_JSON)).mtime_nsec)
+  )
+
+
+@dataclasses.dataclass
+class DeployedRunSummary:
+  """What the files of a run without a local MLMD store (Vertex, KFP) say: its comparison."""
+
+  output_root: str
+  comparison: ComparisonReport
+
+  def lines(self) -> List[str]:
+    return [
+      (
+        f'No ML Metadata store under {self.output_root}: the component states and the push of '
+        "a deployed run are in its orchestrator's console. Its newest comparison:"
+      ),
+      '',
+      *self.comparison.lines(),
+    ]
+
+
+def last_run(output_root: str) -> Optional[Union[RunSummary, DeployedRunSummary]]:
+  """The last run under `output_root`: from the MLMD store a local run keeps there, else from
+  the newest comparison report (a deployed run's metadata is the orchestrator's)."""
+  config = PipelineConfig(output_root=output_root)
+  if os.path.exists(config.metadata_path):
+    return summarize_last_run(config.metadata_path)
+  comparison = newest_comparison(config.pipeline_root)
+  return None if comparison is None else DeployedRunSummary(output_root, comparison)

@@ -8,7 +8,10 @@ import tensorflow as tf
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_FILE = os.path.join(PACKAGE_ROOT, 'pipeline', 'schema', 'schema.pbtxt')
-CODE_PACKAGES = ('components', 'trainer')
+# Everything the components load at run time: the Python, the kernels' C++ source, the schema.
+CODE_DIRECTORIES = ('components', 'trainer', os.path.join('pipeline', 'schema'))
+# Build products and caches, which follow from those sources.
+_NOT_SOURCES = ('.pyc', '.so')
 
 
 def _digest(paths: Iterable[str]) -> str:
@@ -28,9 +31,11 @@ def code_fingerprint() -> str:
   custom_config and a code change re-runs them.
   """
   sources = []
-  for package in CODE_PACKAGES:
-    for directory, _, files in os.walk(os.path.join(PACKAGE_ROOT, package)):
-      sources.extend(os.path.join(directory, name) for name in files if name.endswith('.py'))
+  for code_directory in CODE_DIRECTORIES:
+    for directory, _, files in os.walk(os.path.join(PACKAGE_ROOT, code_directory)):
+      sources.extend(
+        os.path.join(directory, name) for name in files if not name.endswith(_NOT_SOURCES)
+      )
   return _digest(sources)
 
 

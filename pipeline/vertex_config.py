@@ -1,33 +1,52 @@
 """Where and on what the pipeline runs on Vertex AI / Kubeflow Pipelines, read from one YAML file.
 
-Everything environment-specific lives here; the DAG (pipeline.pipeline) is the
-one LocalDagRunner runs. `deploy/vertex.example.yaml` documents every key.
+Everything environment-specific lives here (project, region, image, Trainer resources,
+Dataflow); the pipeline's own options are PipelineConfig's, under the same names as the
+`fmnist-pipeline run` flags. The DAG (pipeline.pipeline) is the one LocalDagRunner runs.
+`deploy/vertex.example.yaml` documents every deployment key.
 """
 
 import dataclasses
-import os
-import typing
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from pipeline import options
+from pipeline.config import BEAM_COMPONENT_KINDS
 from pipeline.config import PipelineConfig
-from trainer.config import TrainingConfig
+from pipeline.options import FLATTEN
+from pipeline.options import REQUIRED
+from pipeline.options import ConfigError
+from trainer.config import CHOICES
 
 
-class VertexConfigError(ValueError):
-  """The deployment config file is missing a field or has a bad one."""
+class VertexConfigError(ConfigError):
+  """The deployment config file is missing a key or has a bad one; the message names both."""
+
+
+# Beam components that get the Dataflow args by default: the passes over the whole dataset. The
+# Evaluators (6k eval examples each) and VariantSelector (not a Beam component) run in their own
+# containers, where they finish before a Dataflow job would have started its workers.
+DEFAULT_DATAFLOW_COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'Transform')
 
 
 @dataclasses.dataclass(frozen=True)
 class DataflowConfig:
-  """Runs the Beam steps (ExampleGen, StatisticsGen, Transform, Evaluator) on Dataflow."""
+  """Runs the Beam components listed in `components` on Dataflow; the others run in-container."""
 
   temp_location: str  # gs:// staging and temp files of the Dataflow jobs
   region: Optional[str] = None  # defaults to the pipeline's region
   machine_type: str = 'n1-standard-4'
   max_num_workers: int = 10
   disk_size_gb: int = 50
+  service_account: Optional[str] = None  # the workers' identity (default: Compute Engine's)
+  subnetwork: Optional[str] = None  # regions/REGION/subnetworks/NAME, or its full URL
+  use_public_ips: bool = True  # false: workers get internal IPs only (needs Private Google Access)
+  labels: Dict[str, str] = dataclasses.field(default_factory=dict)  # on every Dataflow job
+  extra_args: List[str] = dataclasses.field(default_factory=list)  # any further Beam options
+  components: Tuple[str, ...] = dataclasses.field(
+    default=DEFAULT_DATAFLOW_COMPONENTS, metadata={CHOICES: BEAM_COMPONENT_KINDS}
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,100 +61,65 @@ class TrainerResources:
 
 @dataclasses.dataclass(frozen=True)
 class VertexConfig:
-  """One deployment: a GCP project and region, its bucket paths, the image and the resources."""
+  """One deployment: a GCP project and region, the image, resources, and the pipeline's options."""
 
   project: str
   region: str
   image: str  # the project's image (Dockerfile), e.g. us-docker.pkg.dev/P/repo/fmnist:TAG
-  output_root: str  # gs://…; the pipeline root is <output_root>/pipeline
-  data_dir: str  # gs://… directory with the four Fashion-MNIST IDX gz files
-  serving_root: Optional[str] = None  # Pusher's target; defaults to <output_root>/serving
   service_account: Optional[str] = None
   labels: Dict[str, str] = dataclasses.field(default_factory=dict)
-  enable_caching: bool = True
-  pipeline_name: str = PipelineConfig.pipeline_name
-  accuracy_threshold: float = PipelineConfig.accuracy_threshold
-  max_accuracy_drop: float = PipelineConfig.max_accuracy_drop
-  variants: Tuple[str, ...] = PipelineConfig.variants
-  selection_metric: str = PipelineConfig.selection_metric
-  train_steps: Optional[int] = None
-  training: TrainingConfig = TrainingConfig()
   trainer: TrainerResources = TrainerResources()
   dataflow: Optional[DataflowConfig] = None
+  # Every PipelineConfig option (its `training` included) is a top-level key of the file; the
+  # local defaults of these two mean nothing to a deployment, so the file must set them.
+  pipeline: PipelineConfig = dataclasses.field(
+    default_factory=PipelineConfig,
+    metadata={FLATTEN: True, REQUIRED: ('output_root', 'data_dir')},
+  )
+
+  @property
+  def pipeline_name(self) -> str:
+    return self.pipeline.pipeline_name
+
+  @property
+  def output_root(self) -> str:
+    return self.pipeline.output_root
+
+  @property
+  def enable_caching(self) -> bool:
+    return self.pipeline.enable_cache
 
   def pipeline_config(self) -> PipelineConfig:
-    """The PipelineConfig create_pipeline takes; without Dataflow, Beam runs as it does locally."""
-    config = PipelineConfig(
-      output_root=self.output_root,
-      data_dir=self.data_dir,
-      pipeline_name=self.pipeline_name,
-      training=self.training,
-      variants=tuple(self.variants),
-      selection_metric=self.selection_metric,
-      train_steps=self.train_steps,
-      accuracy_threshold=self.accuracy_threshold,
-      max_accuracy_drop=self.max_accuracy_drop,
-      enable_cache=self.enable_caching,
-      serving_root_override=self.serving_root,
-    )
+    """The PipelineConfig create_pipeline takes: the options plus the Dataflow components' args."""
     if self.dataflow is None:
-      return config
-    return dataclasses.replace(config, beam_pipeline_args=self.dataflow_beam_args())
+      return self.pipeline
+    dataflow_args = tuple(self.dataflow_beam_args())
+    return dataclasses.replace(
+      self.pipeline,
+      component_beam_args={kind: dataflow_args for kind in self.dataflow.components},
+    )
 
   def dataflow_beam_args(self) -> List[str]:
+    dataflow = self.dataflow
     return [
       '--runner=DataflowRunner',
       f'--project={self.project}',
-      f'--region={self.dataflow.region or self.region}',
-      f'--temp_location={self.dataflow.temp_location}',
-      f'--machine_type={self.dataflow.machine_type}',
-      f'--max_num_workers={self.dataflow.max_num_workers}',
-      f'--disk_size_gb={self.dataflow.disk_size_gb}',
+      f'--region={dataflow.region or self.region}',
+      f'--temp_location={dataflow.temp_location}',
+      f'--machine_type={dataflow.machine_type}',
+      f'--max_num_workers={dataflow.max_num_workers}',
+      f'--disk_size_gb={dataflow.disk_size_gb}',
       # Workers run the same image, so the IDX executor and preprocessing_fn import there too.
       f'--sdk_container_image={self.image}',
       '--experiments=use_runner_v2',
+      *(
+        [f'--service_account_email={dataflow.service_account}'] if dataflow.service_account else []
+      ),
+      *([f'--subnetwork={dataflow.subnetwork}'] if dataflow.subnetwork else []),
+      *([] if dataflow.use_public_ips else ['--no_use_public_ips']),
+      *(f'--labels={key}={value}' for key, value in sorted(dataflow.labels.items())),
+      *dataflow.extra_args,
     ]
-
-
-def _build(cls: type, values: Any, where: str) -> Any:
-  """`cls` from a mapping, nested dataclasses included; errors name the field by its dotted path."""
-  if not isinstance(values, Mapping):
-    raise VertexConfigError(f'{where or "the file"} must be a mapping, got {values!r}')
-  fields = {field.name: field for field in dataclasses.fields(cls)}
-  unknown = sorted(set(values) - set(fields))
-  if unknown:
-    raise VertexConfigError(
-      f'unknown key {where + "." if where else ""}{unknown[0]}; known: {sorted(fields)}'
-    )
-  hints = typing.get_type_hints(cls)
-  built = {}
-  for name, value in values.items():
-    path = f'{where}.{name}' if where else name
-    kind = hints[name]
-    if typing.get_origin(kind) is typing.Union and value is not None:
-      kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-    if dataclasses.is_dataclass(kind):
-      value = _build(kind, value, path)
-    elif kind in (int, float, str, bool) and not isinstance(value, kind):
-      # YAML reads 4 as int where a float is wanted; any other mismatch is a mistake.
-      if not (kind is float and isinstance(value, int) and not isinstance(value, bool)):
-        raise VertexConfigError(f'{path} must be {kind.__name__}, got {value!r}')
-    built[name] = value
-  missing = sorted(
-    name
-    for name, field in fields.items()
-    if name not in built
-    and field.default is dataclasses.MISSING
-    and field.default_factory is dataclasses.MISSING
-  )
-  if missing:
-    raise VertexConfigError(
-      f'missing key {where + "." if where else ""}{missing[0]} (required: {missing})'
-    )
-  try:
-    return cls(**built)
-  except (TypeError, ValueError) as error:
-    raise VertexConfigError(f'{where or "config"}: {error}') from error
 
 
 def _validate(config: VertexConfig) -> VertexConfig:
@@ -153,16 +137,30 @@ def _validate(config: VertexConfig) -> VertexConfig:
 
 
 def load(path: str, image: Optional[str] = None) -> VertexConfig:
-  """Reads a deployment config file (YAML; JSON is YAML too); `image` overrides its image."""
-  with open(path) as source:
-    values = yaml.safe_load(source) or {}
-  if image:
-    values = {**values, 'image': image}
-  if isinstance(values.get('training'), Mapping) and 'variant' in values['training']:
-    raise VertexConfigError(
-      f'{os.path.basename(path)}: training.variant is set per Trainer; list them in `variants`'
-    )
+  """Reads a deployment config file (YAML; JSON is YAML too); `image` overrides its image.
+
+  Any error is one VertexConfigError line naming the file and the key.
+  """
   try:
-    return _validate(_build(VertexConfig, values, ''))
-  except VertexConfigError as error:
-    raise VertexConfigError(f'{os.path.basename(path)}: {error}') from error
+    with open(path) as source:
+      values = yaml.safe_load(source) or {}
+    if image:
+      values = {**values, 'image': image} if isinstance(values, dict) else values
+    return _validate(options.build(VertexConfig, values))
+  except OSError as error:
+    raise VertexConfigError(f'{path}: {error.strerror}') from error
+  except yaml.YAMLError as error:
+    mark = getattr(error, 'problem_mark', None)
+    where = f' (line {mark.line + 1})' if mark else ''
+    raise VertexConfigError(f'{path}: not valid YAML{where}') from error
+  except ConfigError as error:
+    raise VertexConfigError(f'{path}: {error}') from error
+
+
+def require_gcs(config: VertexConfig, path: str) -> None:
+  """Vertex AI's steps read and write Cloud Storage only: the roots must be gs:// URIs."""
+  pipeline = config.pipeline
+  for key in ('output_root', 'data_dir', 'serving_root'):
+    value = getattr(pipeline, key)
+    if value is not None and not value.startswith('gs://'):
+      raise VertexConfigError(f'{path}: {key} must be a gs:// URI for Vertex AI, got {value!r}')

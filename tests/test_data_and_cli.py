@@ -2,10 +2,13 @@
 
 import gzip
 import hashlib
+import json
 import os
+import time
 
 import pytest
 
+from components.variant_selection import report
 from pipeline import cli
 from pipeline import data
 from pipeline import local_runner
@@ -71,35 +74,6 @@ def test_run_without_data_says_how_to_get_it(tmp_path, capsys):
   )
 
 
-def test_quick_profile_caps_steps_and_flags_override_it():
-  config = cli.config_from_args(cli._parser().parse_args(['run', '--quick', '--epochs', '5']))
-  assert config.train_steps == cli.QUICK_TRAIN_STEPS and config.training.epochs == 1
-  assert config.accuracy_threshold == cli.QUICK_ACCURACY_THRESHOLD
-  config = cli.config_from_args(
-    cli._parser().parse_args(
-      [
-        'run',
-        '--variants',
-        'none, weight',
-        '--accuracy-threshold',
-        '0.5',
-        '--learning-rate',
-        '0.01',
-      ]
-    )
-  )
-  assert config.train_steps is None and config.training.epochs == cli.DEFAULT_EPOCHS
-  assert config.variants == ('none', 'weight') and config.training.learning_rate == 0.01
-  assert config.training_for('weight').variant == 'weight'
-  assert config.accuracy_threshold == 0.5
-
-
-def test_variants_flag_names_an_unknown_variant(capsys):
-  with pytest.raises(SystemExit):
-    cli._parser().parse_args(['run', '--variants', 'batch,group'])
-  assert 'unknown variant(s) group' in capsys.readouterr().err
-
-
 def test_second_run_on_the_same_output_root_stops_at_once(tmp_path):
   with local_runner.exclusive_output_root(str(tmp_path)):
     with pytest.raises(local_runner.OutputRootBusyError, match=str(tmp_path)):
@@ -115,3 +89,56 @@ def test_summary_and_report_say_when_nothing_ran_under_the_output_root(
 ):
   assert cli.main([command, '--output-root', str(tmp_path)]) == 1
   assert f'no {what} recorded under {tmp_path}' in capsys.readouterr().err
+
+
+def _write_report(selector_dir, variant, seconds_ago):
+  """A VariantSelector report directory as the executor writes it, its files `seconds_ago` old."""
+  os.makedirs(selector_dir)
+  files = {
+    report.REPORT_JSON: json.dumps({'selected': variant}),
+    report.REPORT_MARKDOWN: f'| variant | verdict |\n| {variant} | selected |\n',
+    'learning_curves.png': '',
+  }
+  stamp = time.time() - seconds_ago
+  for name, content in files.items():
+    path = os.path.join(selector_dir, name)
+    with open(path, 'w') as out:
+      out.write(content)
+    os.utime(path, (stamp, stamp))
+
+
+@pytest.mark.parametrize(
+  'layout',
+  [
+    # Vertex AI: <pipeline root>/<project number>/<job>/<task>_<task id>/<output>/
+    lambda root, job, task_id: os.path.join(
+      root, '1234', job, f'VariantSelector_{task_id}', 'report'
+    ),
+    # LocalDagRunner: <pipeline root>/<component>/<output>/<execution id>/
+    lambda root, job, task_id: os.path.join(root, 'VariantSelector', 'report', str(task_id)),
+  ],
+  ids=['vertex', 'local'],
+)
+def test_report_and_summary_read_the_newest_comparison_from_the_files(tmp_path, capsys, layout):
+  """A deployed run leaves no MLMD store under the output root (a gs:// one is read through the
+  same tf.io.gfile code as this local one)."""
+  pipeline_root = str(tmp_path / 'pipeline')
+  newest = layout(pipeline_root, 'fashion-mnist-20261130', 7)
+  _write_report(layout(pipeline_root, 'fashion-mnist-20261129', 3), 'batch', seconds_ago=3600)
+  _write_report(newest, 'layer', seconds_ago=60)
+
+  assert cli.main(['report', '--output-root', str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert out.startswith(f'Comparison report: {newest}\n')
+  assert '| layer | selected |' in out and '| batch |' not in out
+  assert os.path.join(newest, 'learning_curves.png') in out
+
+  assert cli.main(['summary', '--output-root', str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert f'No ML Metadata store under {tmp_path}' in out and '| layer | selected |' in out
+
+
+def test_a_local_run_needs_a_local_output_root(tmp_path, capsys):
+  code = cli.main(['run', '--output-root', 'gs://bucket/fmnist', '--data-dir', str(tmp_path)])
+  assert code == 2
+  assert capsys.readouterr().err.startswith('error: --output-root gs://bucket/fmnist: a local run')

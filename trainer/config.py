@@ -8,30 +8,54 @@ CUSTOM_CONFIG_KEY = 'training'
 CONSTANT = 'constant'
 COSINE = 'cosine'
 LEARNING_RATE_SCHEDULES = (CONSTANT, COSINE)
+# Field metadata keys (pipeline/options.py reads them): an option's description, its allowed
+# values, and for a field that is no option, why not.
+DOC = 'doc'
+CHOICES = 'choices'
+INTERNAL = 'internal'
+
+
+def option(default: Any, doc: str, **metadata: Any) -> Any:
+  """A config field users set: `doc` is its one description, shown by `fmnist-pipeline run --help`
+  and read for the deploy YAML (pipeline/options.py builds both surfaces from the fields)."""
+  return dataclasses.field(default=default, metadata={DOC: doc, **metadata})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
   """Everything a training run depends on besides the data."""
 
-  variant: str = 'batch'
-  epochs: int = 1
-  batch_size: int = 64
-  learning_rate: float = 1e-3
-  # 'cosine' decays the rate to 0 over the run: the last epochs settle instead of oscillating.
-  learning_rate_schedule: str = COSINE
-  seed: int = 42
-  # Two conv blocks (32, 64 filters) and a hidden dense layer: the notebook's network
-  # (conv_blocks=1, hidden_units=0) stays below 0.92 test accuracy.
-  filters: int = 32
-  conv_blocks: int = 2
-  hidden_units: int = 128
-  # Mirror training images left-right at random (trainer/augmentation.py).
-  random_mirror: bool = True
-  log_every_n_steps: int = 100
-  checkpoint_every_n_steps: int = 500
-  # float16 compute with float32 variables and a float32 loss; pays off on GPUs with tensor cores.
-  mixed_precision: bool = False
+  # Not a user option: the pipeline sets it per Trainer from PipelineConfig.variants.
+  variant: str = dataclasses.field(
+    default='batch', metadata={INTERNAL: 'is set per Trainer; list them in `variants`'}
+  )
+  epochs: int = option(10, 'passes over the train split')
+  batch_size: int = option(64, 'examples per training step')
+  learning_rate: float = option(1e-3, 'Adam learning rate (the peak of the schedule)')
+  learning_rate_schedule: str = option(
+    COSINE,
+    'constant, or cosine decay to 0 over the run (the last epochs settle instead of oscillating)',
+    choices=LEARNING_RATE_SCHEDULES,
+  )
+  seed: int = option(42, 'seed of weight init, shuffling and augmentation')
+  # The notebook's network (conv_blocks=1, hidden_units=0) stays below 0.92 test accuracy.
+  filters: int = option(32, 'filters of the first conv block; each further block doubles them')
+  conv_blocks: int = option(
+    2,
+    "conv → norm → ReLU → pool blocks (--conv-blocks 1 --hidden-units 0 is the notebook's network)",
+  )
+  hidden_units: int = option(128, 'units of the dense layer before the logits, 0 for none')
+  random_mirror: bool = option(
+    True, 'mirror training images left-right at random (trainer/augmentation.py)'
+  )
+  log_every_n_steps: int = option(100, 'steps between progress log lines and summaries')
+  checkpoint_every_n_steps: int = option(
+    500, 'steps between checkpoints a restarted Trainer resumes from'
+  )
+  mixed_precision: bool = option(
+    False,
+    'float16 compute with float32 variables and loss; pays off on GPUs with tensor cores',
+  )
 
   def __post_init__(self):
     if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
