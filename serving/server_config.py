@@ -168,7 +168,7 @@ class VersionPlan:
       if self.keep_latest
       else 'versions ' + ', '.join(map(str, self.specific))
     )
-    labels = ', '.join(f'{label} → {version}' for label, version in self.labels.items())
+    labels = ', '.join(f'{label} = {version}' for label, version in self.labels.items())
     return f'serves {served}; labels: {labels}'
 
 

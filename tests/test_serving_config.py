@@ -100,7 +100,7 @@ def test_the_messages_the_wheel_lacks_match_tf_servings_2_16_1_protos():
 def test_the_files_parse_with_tf_servings_protos(tmp_path, capsys):
   root = _push(tmp_path, 1700000100, 1700000200, 1700000300)
   assert _serving_config(root, '--cpu-cores', '8') == 0
-  assert 'stable → 1700000300' in capsys.readouterr().out
+  assert 'labels: stable = 1700000300' in capsys.readouterr().out
 
   model = _model_config(root)
   assert (model.name, model.base_path, model.model_platform) == (
