@@ -94,11 +94,11 @@ def load_split(directory: str, count: Optional[int] = None) -> Inputs:
   images, labels = [], []
   for record in tf.data.TFRecordDataset(files, compression_type='GZIP').take(count or -1):
     feature = tf.train.Example.FromString(record.numpy()).features.feature
-    pixels = feature[features.IMAGE_KEY].int64_list.value
-    images.append(np.array(pixels, np.uint8).reshape(features.IMAGE_HEIGHT, features.IMAGE_WIDTH))
+    images.append(list(feature[features.IMAGE_KEY].int64_list.value))
     label = feature[features.LABEL_KEY].int64_list.value if features.LABEL_KEY in feature else []
     labels.append(label[0] if label else UNKNOWN_LABEL)
-  return Inputs(np.array(images, np.uint8), np.array(labels, np.int64))
+  shape = (-1, features.IMAGE_HEIGHT, features.IMAGE_WIDTH)
+  return Inputs(np.array(images, np.uint8).reshape(shape), np.array(labels, np.int64))
 
 
 def labels_file_beside(images_path: str) -> Optional[str]:
@@ -167,14 +167,20 @@ class Limits:
   max_bytes: int = DEFAULT_MAX_REQUEST_BYTES
   max_images: int = server_config.MAX_REQUEST_IMAGES
 
+  def __post_init__(self):
+    if self.max_images < 1 or self.max_bytes <= REQUEST_OVERHEAD_BYTES:
+      raise PredictError(
+        f'--max-request-images must be at least 1 and --max-request-bytes over '
+        f'{REQUEST_OVERHEAD_BYTES}; got {self.max_images} and {self.max_bytes}'
+      )
+
 
 # --- REST ---------------------------------------------------------------------------------
 
 
-def rest_url(server: str, model_name: str, version: Optional[int] = None) -> str:
+def rest_url(server: str, servable: requests.Servable) -> str:
   base = server if '://' in server else f'http://{server}'
-  path = f'/v1/models/{model_name}' + (f'/versions/{version}' if version else '')
-  return base.rstrip('/') + path + ':predict'
+  return base.rstrip('/') + servable.rest_path() + ':predict'
 
 
 def rest_bodies(images: np.ndarray, limits: Limits = Limits()) -> Iterator[bytes]:
@@ -212,13 +218,12 @@ def _post(url: str, body: bytes, timeout: float) -> List[Prediction]:
 
 def predict_rest(
   server: str,
-  model_name: str,
+  servable: requests.Servable,
   images: np.ndarray,
-  version: Optional[int] = None,
   timeout: float = 30.0,
   limits: Limits = Limits(),
 ) -> List[Prediction]:
-  url = rest_url(server, model_name, version)
+  url = rest_url(server, servable)
   predictions = []
   for body in rest_bodies(images, limits):
     predictions.extend(_post(url, body, timeout))
@@ -229,13 +234,13 @@ def predict_rest(
 
 
 def grpc_requests(
-  images: np.ndarray, model_name: str, version: Optional[int] = None, limits: Limits = Limits()
+  images: np.ndarray, servable: requests.Servable, limits: Limits = Limits()
 ) -> Iterator:
   """PredictRequests for `serving_default` carrying serialized tf.Examples."""
   examples = requests.serialized_examples(images)
   sizes = [len(example) + ITEM_OVERHEAD_BYTES for example in examples]
   for part in request_slices(sizes, limits.max_bytes, limits.max_images):
-    yield requests.examples_request(examples[part], model_name, version)
+    yield requests.examples_request(examples[part], servable)
 
 
 def parse_grpc_response(response) -> List[Prediction]:
@@ -244,9 +249,8 @@ def parse_grpc_response(response) -> List[Prediction]:
 
 def predict_grpc(
   server: str,
-  model_name: str,
+  servable: requests.Servable,
   images: np.ndarray,
-  version: Optional[int] = None,
   timeout: float = 30.0,
   limits: Limits = Limits(),
 ) -> List[Prediction]:
@@ -256,7 +260,7 @@ def predict_grpc(
   predictions = []
   with grpc.insecure_channel(server) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    for request in grpc_requests(images, model_name, version, limits):
+    for request in grpc_requests(images, servable, limits):
       try:
         predictions.extend(parse_grpc_response(stub.Predict(request, timeout)))
       except grpc.RpcError as error:
@@ -335,7 +339,11 @@ def add_arguments(parser) -> None:
     help='a pushed model directory (or one version of it), run in this process',
   )
   parser.add_argument('--model-name', default='fashion_mnist')
-  parser.add_argument('--model-version', type=int, default=None, help='default: the latest')
+  version = parser.add_mutually_exclusive_group()
+  version.add_argument('--model-version', type=int, default=None, help='default: the newest')
+  version.add_argument(
+    '--model-label', default=None, help='a version label of the server, e.g. stable or canary'
+  )
   parser.add_argument(
     '--max-request-bytes',
     type=int,
@@ -354,14 +362,15 @@ def run(args) -> Tuple[Inputs, List[Prediction]]:
   inputs = load_inputs(args.images, args.count)
   limits = Limits(args.max_request_bytes, args.max_request_images)
   if args.local:
+    if args.model_label:
+      raise PredictError(
+        '--model-label needs a server (--rest or --grpc): labels live in its config'
+      )
     return inputs, predict_local(args.local, inputs.images, args.model_version, limits)
+  servable = requests.Servable(args.model_name, args.model_version, args.model_label)
   if args.rest:
-    return inputs, predict_rest(
-      args.rest, args.model_name, inputs.images, args.model_version, limits=limits
-    )
-  return inputs, predict_grpc(
-    args.grpc, args.model_name, inputs.images, args.model_version, limits=limits
-  )
+    return inputs, predict_rest(args.rest, servable, inputs.images, limits=limits)
+  return inputs, predict_grpc(args.grpc, servable, inputs.images, limits=limits)
 
 
 def main(args) -> int:

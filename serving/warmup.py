@@ -20,7 +20,7 @@ from trainer import features
 
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
 # TF Serving ignores the model spec of a warmup request; the name only documents it.
-MODEL_NAME = 'fashion_mnist'
+SERVABLE = requests.Servable('fashion_mnist')
 
 
 def warmup_images(batch_size: int) -> np.ndarray:
@@ -34,8 +34,8 @@ def warmup_logs() -> List[prediction_log_pb2.PredictionLog]:
   for batch_size in server_config.warmup_batch_sizes():
     images = warmup_images(batch_size)
     for request in (
-      requests.examples_request(requests.serialized_examples(images), MODEL_NAME),
-      requests.images_request(images, MODEL_NAME),
+      requests.examples_request(requests.serialized_examples(images), SERVABLE),
+      requests.images_request(images, SERVABLE),
     ):
       log = prediction_log_pb2.PredictionLog()
       log.predict_log.request.CopyFrom(request)

@@ -23,6 +23,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from components.idx_example_gen import executor
 from pipeline import cli
 from serving import predict
+from serving import requests
 from serving import server_config
 from tests import idx_files
 from tests import serving_model
@@ -33,6 +34,7 @@ from trainer.layers import channel_passes
 from trainer.model import build_model
 
 MODEL_NAME = 'fashion_mnist'
+SERVABLE = requests.Servable(MODEL_NAME)
 
 
 @pytest.fixture(scope='module')
@@ -173,7 +175,7 @@ def test_warmup_requests_replay_against_the_saved_model_as_tf_serving_does(serve
 
 def test_grpc_request_decoded_as_tf_serving_does_gives_the_model_predictions(served):
   model, version_dir, images = served
-  (request,) = predict.grpc_requests(images, MODEL_NAME, version=1)
+  (request,) = predict.grpc_requests(images, requests.Servable(MODEL_NAME, version=1))
   assert (request.model_spec.name, request.model_spec.version.value) == (MODEL_NAME, 1)
   outputs = _run_predict_request(tf.saved_model.load(version_dir), request)
   np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, images), atol=1e-5)
@@ -206,14 +208,17 @@ class _FakeTfServing(http.server.BaseHTTPRequestHandler):
   loaded = None
   max_body_bytes = None
   body_sizes: ClassVar[List[int]] = []
+  paths: ClassVar[List[str]] = []
 
   def do_POST(self):  # pylint: disable=invalid-name
     size = int(self.headers['Content-Length'])
+    data = self.rfile.read(size)  # read even when refusing, so the client sees the reply
     if self.max_body_bytes and size > self.max_body_bytes:
       return self._reply(413, {'error': f'request body of {size} bytes is too large'})
     self.body_sizes.append(size)
-    match = re.fullmatch(r'/v1/models/([^/:]+)(?:/versions/(\d+))?:predict', self.path)
-    body = json.loads(self.rfile.read(size))
+    self.paths.append(self.path)
+    match = re.fullmatch(r'/v1/models/([^/:]+)(?:/versions/\d+|/labels/\w+)?:predict', self.path)
+    body = json.loads(data)
     if not match or match.group(1) != MODEL_NAME:
       name = match.group(1) if match else self.path
       return self._reply(404, {'error': f'Servable not found for request: Latest({name})'})
@@ -246,6 +251,7 @@ def rest_server(served):
   _FakeTfServing.loaded = tf.saved_model.load(version_dir)
   _FakeTfServing.max_body_bytes = None
   _FakeTfServing.body_sizes = []
+  _FakeTfServing.paths = []
   server = http.server.HTTPServer(('127.0.0.1', 0), _FakeTfServing)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
@@ -256,7 +262,7 @@ def rest_server(served):
 
 def test_rest_client_end_to_end_matches_in_process_predictions(served, rest_server):
   model, version_dir, images = served
-  over_http = predict.predict_rest(rest_server, MODEL_NAME, images, version=1)
+  over_http = predict.predict_rest(rest_server, requests.Servable(MODEL_NAME, version=1), images)
   local = predict.predict_local(os.path.dirname(version_dir), images)
   assert [p.class_id for p in over_http] == [p.class_id for p in local]
   np.testing.assert_allclose(
@@ -268,9 +274,9 @@ def test_rest_client_end_to_end_matches_in_process_predictions(served, rest_serv
 def test_rest_client_names_a_wrong_model_and_an_unreachable_server(served, rest_server):
   _, _, images = served
   with pytest.raises(predict.PredictError, match='HTTP 404.*Latest\\(fashion\\).*model name'):
-    predict.predict_rest(rest_server, 'fashion', images[:1])
+    predict.predict_rest(rest_server, requests.Servable('fashion'), images[:1])
   with pytest.raises(predict.PredictError, match='cannot reach TF Serving at http://127.0.0.1:9/'):
-    predict.predict_rest('127.0.0.1:9', MODEL_NAME, images[:1], timeout=5)
+    predict.predict_rest('127.0.0.1:9', SERVABLE, images[:1], timeout=5)
 
 
 def test_rest_requests_stay_under_the_servers_body_limit(served, rest_server, tmp_path, capsys):
@@ -281,7 +287,7 @@ def test_rest_requests_stay_under_the_servers_body_limit(served, rest_server, tm
   images = predict.load_inputs([pair.images_path]).images
   # In one request of the default size the server refuses it...
   with pytest.raises(predict.PredictError, match='HTTP 413'):
-    predict.predict_rest(rest_server, MODEL_NAME, images)
+    predict.predict_rest(rest_server, SERVABLE, images)
   # ...under its limit every image is answered, in order.
   command = ['predict', pair.images_path, '--rest', rest_server, '--max-request-bytes', '1000000']
   assert cli.main(command) == 0
@@ -301,9 +307,11 @@ class _SavedModelPredictionService(prediction_service_pb2_grpc.PredictionService
   def __init__(self, version_dir):
     self.loaded = tf.saved_model.load(version_dir)
     self.request_sizes = []
+    self.model_specs = []
 
   def Predict(self, request, context):  # pylint: disable=invalid-name
     self.request_sizes.append(request.ByteSize())
+    self.model_specs.append(request.model_spec)
     if request.model_spec.name != MODEL_NAME:
       context.abort(grpc.StatusCode.NOT_FOUND, f'Servable not found: {request.model_spec.name}')
     response = predict_pb2.PredictResponse()
@@ -339,7 +347,7 @@ def test_grpc_client_sends_a_whole_t10k_file_under_the_4mb_limit(
   images = predict.load_inputs([pair.images_path]).images
   unlimited = predict.Limits(max_bytes=1 << 30, max_images=len(images))
   with pytest.raises(predict.PredictError, match='RESOURCE_EXHAUSTED.*max-request-bytes'):
-    predict.predict_grpc(address, MODEL_NAME, images, limits=unlimited)
+    predict.predict_grpc(address, SERVABLE, images, limits=unlimited)
 
   assert cli.main(['predict', pair.images_path, '--grpc', address]) == 0
   lines = capsys.readouterr().out.splitlines()
@@ -354,10 +362,24 @@ def test_grpc_client_sends_a_whole_t10k_file_under_the_4mb_limit(
   assert lines[-1] == f'accuracy {correct / 10_000:.4f}: {correct} of 10000 labelled images'
 
 
+def test_a_version_label_reaches_rest_and_grpc_servers(grpc_server, rest_server, tmp_path, capsys):
+  png = str(tmp_path / 'one.png')
+  tf.io.write_file(png, tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)))
+  assert cli.main(['predict', png, '--rest', rest_server, '--model-label', 'canary']) == 0
+  assert _FakeTfServing.paths == ['/v1/models/fashion_mnist/labels/canary:predict']
+  address, service = grpc_server
+  assert cli.main(['predict', png, '--grpc', address, '--model-label', 'stable']) == 0
+  (spec,) = service.model_specs
+  assert (spec.name, spec.version_label, spec.HasField('version')) == (MODEL_NAME, 'stable', False)
+  capsys.readouterr()
+  assert cli.main(['predict', png, '--local', str(tmp_path), '--model-label', 'stable']) == 1
+  assert '--model-label needs a server' in capsys.readouterr().err
+
+
 def test_grpc_client_names_an_unreachable_server(served):
   _, _, images = served
   with pytest.raises(predict.PredictError, match='cannot reach TF Serving at 127.0.0.1:9'):
-    predict.predict_grpc('127.0.0.1:9', MODEL_NAME, images[:1], timeout=5)
+    predict.predict_grpc('127.0.0.1:9', SERVABLE, images[:1], timeout=5)
 
 
 def test_images_and_labels_load_from_an_examplegen_split_directory(tmp_path):
