@@ -17,8 +17,10 @@ import urllib.error
 import urllib.request
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
+import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from components.idx_example_gen import idx
 from serving import requests
@@ -254,9 +256,6 @@ def predict_grpc(
   timeout: float = 30.0,
   limits: Limits = Limits(),
 ) -> List[Prediction]:
-  import grpc  # pylint: disable=import-outside-toplevel
-  from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
-
   predictions = []
   with grpc.insecure_channel(server) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -43,6 +43,8 @@ DEFAULT_KEEP = 2
 # The largest request the server accepts; TF Serving splits it into batches of at most
 # `max_execution_batch_size`. The client sends at most this many images per request.
 MAX_REQUEST_IMAGES = 1024
+# How many largest requests' worth of batches may wait; more are refused, not queued.
+QUEUED_LARGEST_REQUESTS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,6 @@ class Batching:
   max_execution_batch_size: int
   batch_timeout_micros: int
   allowed_batch_sizes: Sequence[int]
-  max_enqueued_batches: int
   notes: Sequence[str]
 
 
@@ -62,7 +63,6 @@ BATCHING = {
     max_execution_batch_size=64,
     batch_timeout_micros=0,
     allowed_batch_sizes=(),
-    max_enqueued_batches=64,
     notes=(
       'CPU: a batch runs as soon as a thread is free (batch_timeout_micros 0, the guide\'s',
       'CPU starting point; try 1000-10000). Batches of up to 64 images (the size',
@@ -74,7 +74,6 @@ BATCHING = {
     max_execution_batch_size=256,
     batch_timeout_micros=2000,
     allowed_batch_sizes=(16, 64, 256),
-    max_enqueued_batches=16,
     notes=(
       'GPU: waits up to 2 ms to fill a batch of up to 256 images (the guide: fill',
       'batches, then bound tail latency with a timeout of a few ms). Batches are padded',
@@ -86,8 +85,9 @@ COMMON_NOTES = (
   f'Requests of up to {MAX_REQUEST_IMAGES} images are accepted (max_batch_size) and split',
   'into batches of max_execution_batch_size (enable_large_batch_splitting).',
   'num_batch_threads: the serving machine\'s CPU cores (--cpu-cores), as the guide says for',
-  'CPU and GPU alike. max_enqueued_batches bounds the queue: four requests of the largest',
-  'size wait at most; more are refused (UNAVAILABLE) instead of queuing without bound.',
+  'CPU and GPU alike. max_enqueued_batches bounds the queue: the batches of',
+  f'{QUEUED_LARGEST_REQUESTS} requests of the largest size wait at most; more are refused',
+  '(UNAVAILABLE) instead of queuing without bound.',
 )
 
 
@@ -111,7 +111,9 @@ def batching_parameters(device: str, cpu_cores: int) -> tf_serving_protos.Batchi
   parameters.max_execution_batch_size.value = batching.max_execution_batch_size
   parameters.batch_timeout_micros.value = batching.batch_timeout_micros
   parameters.num_batch_threads.value = cpu_cores
-  parameters.max_enqueued_batches.value = batching.max_enqueued_batches
+  parameters.max_enqueued_batches.value = (
+    QUEUED_LARGEST_REQUESTS * MAX_REQUEST_IMAGES // batching.max_execution_batch_size
+  )
   parameters.allowed_batch_sizes.extend(batching.allowed_batch_sizes)
   return parameters
 
