@@ -8,8 +8,8 @@ order; each ratio is taken within a round and reported as the median over rounds
 interquartile range, because a shared machine's speed drifts more between rounds than within
 one. Goal: at most 1.5x the direct call at batch 64.
 
-  .venv/bin/python benchmarks/bench_serving.py [outputs/serving/fashion_mnist]
-  .venv/bin/python benchmarks/bench_serving.py --untrained   # the default network, exported here
+  .venv/bin/python -m benchmarks.bench_serving [outputs/serving/fashion_mnist]
+  .venv/bin/python -m benchmarks.bench_serving --untrained  # the default network, exported here
 """
 
 import argparse
