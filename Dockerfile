@@ -13,6 +13,7 @@ WORKDIR /pipeline
 COPY constraints.txt pyproject.toml README.md ./
 COPY components/ components/
 COPY pipeline/ pipeline/
+COPY serving/ serving/
 COPY trainer/ trainer/
 # The kernels are compiled against the TensorFlow just installed, then placed in both copies of
 # trainer/: the one in this working directory, which `python -m` entrypoints started here import,

@@ -21,12 +21,12 @@ for _pinned_version_warning in (
 ):
   warnings.filterwarnings('ignore', message=_pinned_version_warning, category=FutureWarning)
 
-from components.idx_example_gen.idx import IdxFormatError  # noqa: E402  (after the environment is set)
-from pipeline import data  # noqa: E402
+from pipeline import data  # noqa: E402  (after the environment is set)
 from pipeline import options  # noqa: E402
-from pipeline import predict  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.options import ConfigError  # noqa: E402
+from serving import predict  # noqa: E402
+from serving import server_config  # noqa: E402
 
 DEFAULT_OUTPUT_ROOT = PipelineConfig.output_root
 # A smoke run: every component on the real data, a few hundred training steps.
@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process'
   )
   predict.add_arguments(predict_)
+
+  serving_config = commands.add_parser(
+    'serving-config',
+    help="write TF Serving's models.config (version policy, labels), batching and monitoring files",
+  )
+  server_config.add_arguments(serving_config)
 
   compile_ = commands.add_parser(
     'compile', help='write the KFP v2 pipeline JSON for Vertex AI / Kubeflow Pipelines (offline)'
@@ -267,17 +273,6 @@ def _submit(args: argparse.Namespace) -> int:
   return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-  try:
-    predictions = predict.run(args)
-  except (predict.PredictError, IdxFormatError) as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 1
-  for number, prediction in enumerate(predictions):
-    print(f'{number:>4}  {prediction.line()}')
-  return 0
-
-
 def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
   commands = {
@@ -287,7 +282,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     'report': _report,
     'compile': _compile,
     'submit': _submit,
-    'predict': _predict,
+    'predict': predict.main,
+    'serving-config': server_config.main,
   }
   try:
     return commands[args.command](args)

@@ -1,5 +1,7 @@
-"""The serving contract: signatures as TF Serving sees them, and the client's REST and gRPC paths."""
+"""The serving contract: signatures as TF Serving sees them, the warmup file it replays at load,
+and the client's REST, gRPC and in-process paths against servers that enforce request limits."""
 
+from concurrent import futures
 import http.server
 import json
 import os
@@ -7,21 +9,24 @@ import re
 import subprocess
 import sys
 import threading
+from typing import ClassVar, List
 
-import apache_beam as beam
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 from tensorflow.python.tools import saved_model_utils
-from tensorflow_transform.tf_metadata import dataset_metadata
-from tensorflow_transform.tf_metadata import metadata_io
-from tensorflow_transform.tf_metadata import schema_utils
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from components.idx_example_gen import executor
 from pipeline import cli
-from pipeline import predict
+from serving import predict
+from serving import requests
+from serving import server_config
 from tests import idx_files
+from tests import serving_model
 from trainer import export
 from trainer import features
 from trainer import preprocessing
@@ -29,37 +34,16 @@ from trainer.layers import channel_passes
 from trainer.model import build_model
 
 MODEL_NAME = 'fashion_mnist'
+SERVABLE = requests.Servable(MODEL_NAME)
 
 
 @pytest.fixture(scope='module')
 def served(tmp_path_factory):
-  """A pushed-style version directory: Transform graph + a briefly trained model, exported."""
-  root = tmp_path_factory.mktemp('serving')
-  raw_spec = {
-    features.IMAGE_KEY: tf.io.FixedLenFeature([784], tf.int64),
-    features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-  }
-  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
-  rows = [{features.IMAGE_KEY: np.zeros(784, np.int64), features.LABEL_KEY: 0}]
-  with (
-    beam.Pipeline() as pipeline,
-    tft_beam.Context(temp_dir=str(root / 'tmp'), force_tf_compat_v1=False),
-  ):
-    transform_fn = (pipeline | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(
-      preprocessing.preprocessing_fn
-    )
-    _ = transform_fn | tft_beam.WriteTransformFn(str(root / 'transform'))
-  # The Transform component writes the raw schema beside the graph; the export parses with it.
-  metadata_io.write_metadata(
-    metadata, str(root / 'transform' / tft.TFTransformOutput.RAW_METADATA_DIR)
-  )
+  """A pushed-style version directory: Transform graph + a model run once in training mode."""
   model = build_model('batch', seed=0)
-  labels = np.arange(40) % 10
-  images = idx_files.learnable_images(labels, seed=0)
-  model(preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(40, -1))), training=True)
-  version_dir = str(root / MODEL_NAME / '1')
-  export.save(
-    model, tft.TFTransformOutput(str(root / 'transform')), version_dir, {'variant': 'batch'}
+  images = idx_files.learnable_images(np.arange(40) % 10, seed=0)
+  version_dir = serving_model.export_version(
+    str(tmp_path_factory.mktemp('serving')), model, 'batch', images
   )
   return model, version_dir, images
 
@@ -133,12 +117,67 @@ def _run_signature(version_dir, signature_name, inputs):
   return {name: value.numpy() for name, value in signature(**inputs).items()}
 
 
+def _run_predict_request(loaded, request):
+  """What TF Serving's Predict does with a request: the named signature (default
+  serving_default), exactly its inputs, each in the signature's dtype, all outputs back."""
+  signature = loaded.signatures[request.model_spec.signature_name or export.SERVING_SIGNATURE]
+  specs = signature.structured_input_signature[1]
+  assert set(request.inputs) == set(specs)
+  inputs = {}
+  for name, proto in request.inputs.items():
+    assert proto.dtype == specs[name].dtype.as_datatype_enum
+    inputs[name] = tf.constant(tf.make_ndarray(proto), specs[name].dtype)
+  return {name: value.numpy() for name, value in signature(**inputs).items()}
+
+
+def _request_images(request):
+  """The pixels a request carries, whichever signature it is for."""
+  if request.model_spec.signature_name == export.IMAGES_SIGNATURE:
+    return tf.make_ndarray(request.inputs[export.IMAGES_INPUT])
+  examples = tf.make_ndarray(request.inputs[export.EXAMPLES_INPUT])
+  return np.array(
+    [
+      tf.train.Example.FromString(example).features.feature[features.IMAGE_KEY].int64_list.value
+      for example in examples
+    ],
+    np.uint8,
+  ).reshape(-1, 28, 28)
+
+
+def test_warmup_requests_replay_against_the_saved_model_as_tf_serving_does(served):
+  model, version_dir, _ = served
+  path = os.path.join(version_dir, 'assets.extra', 'tf_serving_warmup_requests')
+  records = [record.numpy() for record in tf.data.TFRecordDataset(path)]
+  assert 0 < len(records) <= 1000  # TF Serving refuses a version with more
+  loaded = tf.saved_model.load(version_dir)
+  replayed = set()
+  for record in records:
+    log = prediction_log_pb2.PredictionLog.FromString(record)
+    assert log.WhichOneof('log_type') == 'predict_log'
+    request = log.predict_log.request
+    outputs = _run_predict_request(loaded, request)
+    images = _request_images(request)
+    np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, images), atol=1e-5)
+    assert outputs[export.CLASS_IDS].shape == (len(images),)
+    assert len(np.unique(images)) > 100  # image-like pixels over 0..255, not a constant
+    replayed.add((request.model_spec.signature_name, len(images)))
+  # Every batch shape a server runs: one image unbatched, and each batching file's batch sizes.
+  shapes = {1}
+  for device in server_config.BATCHING_FILES:
+    batching = server_config.batching_parameters(device, cpu_cores=2)
+    shapes.update(batching.allowed_batch_sizes or [batching.max_execution_batch_size.value])
+  assert replayed == {
+    (signature, size)
+    for signature in (export.SERVING_SIGNATURE, export.IMAGES_SIGNATURE)
+    for size in shapes
+  }
+
+
 def test_grpc_request_decoded_as_tf_serving_does_gives_the_model_predictions(served):
   model, version_dir, images = served
-  request = predict.grpc_request(images, MODEL_NAME, version=1)
+  (request,) = predict.grpc_requests(images, requests.Servable(MODEL_NAME, version=1))
   assert (request.model_spec.name, request.model_spec.version.value) == (MODEL_NAME, 1)
-  inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
-  outputs = _run_signature(version_dir, request.model_spec.signature_name, inputs)
+  outputs = _run_predict_request(tf.saved_model.load(version_dir), request)
   np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, images), atol=1e-5)
 
 
@@ -152,7 +191,8 @@ def _decode_rest(body, signature_input):
 @pytest.mark.parametrize('form', ['row', 'columnar'])
 def test_rest_body_decoded_as_tf_serving_does_gives_the_model_predictions(served, form):
   model, version_dir, images = served
-  body = json.loads(json.dumps(predict.rest_body(images)))
+  (body,) = predict.rest_bodies(images)
+  body = json.loads(body)
   if form == 'columnar':
     body = {'signature_name': body['signature_name'], 'inputs': body['instances']}
   decoded = _decode_rest(body, export.IMAGES_INPUT)
@@ -162,14 +202,23 @@ def test_rest_body_decoded_as_tf_serving_does_gives_the_model_predictions(served
 
 
 class _FakeTfServing(http.server.BaseHTTPRequestHandler):
-  """Answers /v1/models/NAME[/versions/V]:predict from a loaded SavedModel, in TF Serving's format."""
+  """Answers /v1/models/NAME[/versions/V]:predict from a loaded SavedModel, in TF Serving's
+  format, refusing bodies over `max_body_bytes` as a gateway in front of it would."""
 
-  model_dir = None
   loaded = None
+  max_body_bytes = None
+  body_sizes: ClassVar[List[int]] = []
+  paths: ClassVar[List[str]] = []
 
   def do_POST(self):  # pylint: disable=invalid-name
-    match = re.fullmatch(r'/v1/models/([^/:]+)(?:/versions/(\d+))?:predict', self.path)
-    body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+    size = int(self.headers['Content-Length'])
+    data = self.rfile.read(size)  # read even when refusing, so the client sees the reply
+    if self.max_body_bytes and size > self.max_body_bytes:
+      return self._reply(413, {'error': f'request body of {size} bytes is too large'})
+    self.body_sizes.append(size)
+    self.paths.append(self.path)
+    match = re.fullmatch(r'/v1/models/([^/:]+)(?:/versions/\d+|/labels/\w+)?:predict', self.path)
+    body = json.loads(data)
     if not match or match.group(1) != MODEL_NAME:
       name = match.group(1) if match else self.path
       return self._reply(404, {'error': f'Servable not found for request: Latest({name})'})
@@ -200,6 +249,9 @@ class _FakeTfServing(http.server.BaseHTTPRequestHandler):
 def rest_server(served):
   _, version_dir, _ = served
   _FakeTfServing.loaded = tf.saved_model.load(version_dir)
+  _FakeTfServing.max_body_bytes = None
+  _FakeTfServing.body_sizes = []
+  _FakeTfServing.paths = []
   server = http.server.HTTPServer(('127.0.0.1', 0), _FakeTfServing)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
@@ -210,7 +262,7 @@ def rest_server(served):
 
 def test_rest_client_end_to_end_matches_in_process_predictions(served, rest_server):
   model, version_dir, images = served
-  over_http = predict.predict_rest(rest_server, MODEL_NAME, images, version=1)
+  over_http = predict.predict_rest(rest_server, requests.Servable(MODEL_NAME, version=1), images)
   local = predict.predict_local(os.path.dirname(version_dir), images)
   assert [p.class_id for p in over_http] == [p.class_id for p in local]
   np.testing.assert_allclose(
@@ -222,57 +274,187 @@ def test_rest_client_end_to_end_matches_in_process_predictions(served, rest_serv
 def test_rest_client_names_a_wrong_model_and_an_unreachable_server(served, rest_server):
   _, _, images = served
   with pytest.raises(predict.PredictError, match='HTTP 404.*Latest\\(fashion\\).*model name'):
-    predict.predict_rest(rest_server, 'fashion', images[:1])
+    predict.predict_rest(rest_server, requests.Servable('fashion'), images[:1])
   with pytest.raises(predict.PredictError, match='cannot reach TF Serving at http://127.0.0.1:9/'):
-    predict.predict_rest('127.0.0.1:9', MODEL_NAME, images[:1], timeout=5)
+    predict.predict_rest('127.0.0.1:9', SERVABLE, images[:1], timeout=5)
+
+
+def test_rest_requests_stay_under_the_servers_body_limit(served, rest_server, tmp_path, capsys):
+  model, _, _ = served
+  _FakeTfServing.max_body_bytes = 1_000_000
+  labels = np.arange(2500) % 10
+  pair = idx_files.write_dataset(str(tmp_path), 't10k', 2500, labels=labels)
+  images = predict.load_inputs([pair.images_path]).images
+  # In one request of the default size the server refuses it...
+  with pytest.raises(predict.PredictError, match='HTTP 413'):
+    predict.predict_rest(rest_server, SERVABLE, images)
+  # ...under its limit every image is answered, in order.
+  command = ['predict', pair.images_path, '--rest', rest_server, '--max-request-bytes', '1000000']
+  assert cli.main(command) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert max(_FakeTfServing.body_sizes) <= 1_000_000 and len(_FakeTfServing.body_sizes) > 3
+  predicted = _expected(model, images).argmax(axis=1)
+  assert [line.split()[1] for line in lines[:-1]] == [
+    features.CLASS_NAMES[c].split()[0] for c in predicted
+  ]
+  correct = int(np.sum(predicted == labels))
+  assert lines[-1] == f'accuracy {correct / 2500:.4f}: {correct} of 2500 labelled images'
+
+
+class _SavedModelPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """TF Serving's Predict RPC answered from the SavedModel."""
+
+  def __init__(self, version_dir):
+    self.loaded = tf.saved_model.load(version_dir)
+    self.request_sizes = []
+    self.model_specs = []
+
+  def Predict(self, request, context):  # pylint: disable=invalid-name
+    self.request_sizes.append(request.ByteSize())
+    self.model_specs.append(request.model_spec)
+    if request.model_spec.name != MODEL_NAME:
+      context.abort(grpc.StatusCode.NOT_FOUND, f'Servable not found: {request.model_spec.name}')
+    response = predict_pb2.PredictResponse()
+    response.model_spec.CopyFrom(request.model_spec)
+    for name, value in _run_predict_request(self.loaded, request).items():
+      response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return response
+
+
+@pytest.fixture
+def grpc_server(served):
+  """A gRPC server on 127.0.0.1 with gRPC's default 4 MB limit on what it receives."""
+  _, version_dir, _ = served
+  service = _SavedModelPredictionService(version_dir)
+  server = grpc.server(
+    futures.ThreadPoolExecutor(max_workers=2),
+    options=[('grpc.max_receive_message_length', 4 * 1024 * 1024)],
+  )
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
+  port = server.add_insecure_port('127.0.0.1:0')
+  server.start()
+  yield f'127.0.0.1:{port}', service
+  server.stop(grace=None)
+
+
+def test_grpc_client_sends_a_whole_t10k_file_under_the_4mb_limit(
+  served, grpc_server, tmp_path, capsys
+):
+  model, _, _ = served
+  address, service = grpc_server
+  labels = np.random.default_rng(3).integers(0, 10, size=10_000)
+  pair = idx_files.write_dataset(str(tmp_path), 't10k', 10_000, labels=labels)
+  images = predict.load_inputs([pair.images_path]).images
+  unlimited = predict.Limits(max_bytes=1 << 30, max_images=len(images))
+  with pytest.raises(predict.PredictError, match='RESOURCE_EXHAUSTED.*max-request-bytes'):
+    predict.predict_grpc(address, SERVABLE, images, limits=unlimited)
+
+  assert cli.main(['predict', pair.images_path, '--grpc', address]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 10_001
+  assert service.request_sizes and max(service.request_sizes) <= 4 * 1024 * 1024
+  predicted = _expected(model, images).argmax(axis=1)
+  for line, class_id, label in zip(lines[:3], predicted, labels):
+    name, truth = features.CLASS_NAMES[class_id], features.CLASS_NAMES[label]
+    assert line.split(maxsplit=1)[1].startswith(f'{name:<12} ')
+    assert line.endswith(f'(label: {truth})' + ('' if class_id == label else ' ✗'))
+  correct = int(np.sum(predicted == labels))
+  assert lines[-1] == f'accuracy {correct / 10_000:.4f}: {correct} of 10000 labelled images'
+
+
+def test_a_version_label_reaches_rest_and_grpc_servers(grpc_server, rest_server, tmp_path, capsys):
+  png = str(tmp_path / 'one.png')
+  tf.io.write_file(png, tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)))
+  assert cli.main(['predict', png, '--rest', rest_server, '--model-label', 'canary']) == 0
+  assert _FakeTfServing.paths == ['/v1/models/fashion_mnist/labels/canary:predict']
+  address, service = grpc_server
+  assert cli.main(['predict', png, '--grpc', address, '--model-label', 'stable']) == 0
+  (spec,) = service.model_specs
+  assert (spec.name, spec.version_label, spec.HasField('version')) == (MODEL_NAME, 'stable', False)
+  capsys.readouterr()
+  assert cli.main(['predict', png, '--local', str(tmp_path), '--model-label', 'stable']) == 1
+  assert '--model-label needs a server' in capsys.readouterr().err
 
 
 def test_grpc_client_names_an_unreachable_server(served):
   _, _, images = served
   with pytest.raises(predict.PredictError, match='cannot reach TF Serving at 127.0.0.1:9'):
-    predict.predict_grpc('127.0.0.1:9', MODEL_NAME, images[:1], timeout=5)
+    predict.predict_grpc('127.0.0.1:9', SERVABLE, images[:1], timeout=5)
 
 
-def test_images_load_from_an_examplegen_split_directory(tmp_path):
-  images = idx_files.learnable_images(np.arange(5), seed=4)
+def test_images_and_labels_load_from_an_examplegen_split_directory(tmp_path):
+  labels = np.array([3, 1, 4, 1, 5])
+  images = idx_files.learnable_images(labels, seed=4)
   split_dir = tmp_path / 'Split-test'
   split_dir.mkdir()
   options = tf.io.TFRecordOptions(compression_type='GZIP')
   with tf.io.TFRecordWriter(str(split_dir / 'data_tfrecord-00000-of-00001.gz'), options) as out:
-    for record in predict.serialized_examples(images):
-      out.write(record)
-  np.testing.assert_array_equal(predict.load_images([str(split_dir)], count=3), images[:3])
+    for image, label in zip(images, labels):
+      out.write(executor.to_example(image, label))
+  inputs = predict.load_inputs([str(split_dir)], count=3)
+  np.testing.assert_array_equal(inputs.images, images[:3])
+  np.testing.assert_array_equal(inputs.labels, labels[:3])
   with pytest.raises(predict.PredictError, match='no tf.Example files'):
-    predict.load_images([str(tmp_path)])
+    predict.load_inputs([str(tmp_path)])
 
 
 def test_images_of_the_wrong_size_are_refused_before_sending(tmp_path):
   path = str(tmp_path / 'big.png')
   tf.io.write_file(path, tf.io.encode_png(np.zeros((32, 30, 1), np.uint8)))
   with pytest.raises(predict.PredictError, match=f'{path}: image is 30x32'):
-    predict.load_images([path])
+    predict.load_inputs([path])
 
 
 def test_png_and_idx_inputs_load_the_same_pixels(tmp_path):
   pair = idx_files.write_dataset(str(tmp_path), 't10k', 3)
-  from_idx = predict.load_images([pair.images_path])
+  from_idx = predict.load_inputs([pair.images_path]).images
   png = str(tmp_path / 'first.png')
   tf.io.write_file(png, tf.io.encode_png(from_idx[0][:, :, None]))
-  np.testing.assert_array_equal(predict.load_images([png]), from_idx[:1])
-  assert predict.load_images([pair.images_path], count=2).shape == (2, 28, 28)
+  np.testing.assert_array_equal(predict.load_inputs([png]).images, from_idx[:1])
+  assert predict.load_inputs([pair.images_path], count=2).images.shape == (2, 28, 28)
 
 
-def test_predict_command_prints_class_names_and_probabilities(served, capsys, tmp_path):
-  _, version_dir, images = served
-  pair = idx_files.write_dataset(str(tmp_path), 't10k', 4)
-  assert (
-    cli.main(['predict', pair.images_path, '--count', '3', '--local', os.path.dirname(version_dir)])
-    == 0
-  )
+def test_predict_command_prints_labels_and_accuracy_only_when_known(served, capsys, tmp_path):
+  model, version_dir, _ = served
+  labels = np.array([2, 7, 7, 9])
+  pair = idx_files.write_dataset(str(tmp_path / 'labelled'), 't10k', 4, labels=labels)
+  model_dir = os.path.dirname(version_dir)
+  assert cli.main(['predict', pair.images_path, '--count', '3', '--local', model_dir]) == 0
   lines = capsys.readouterr().out.splitlines()
-  assert len(lines) == 3
-  assert all(any(name in line for name in features.CLASS_NAMES) for line in lines)
-  assert cli.main(['predict', str(tmp_path / 'missing.gz'), '--local', version_dir]) == 1
-  assert 'missing.gz: file not found' in capsys.readouterr().err
-  assert cli.main(['predict', str(tmp_path / 'missing.png'), '--local', version_dir]) == 1
-  assert 'missing.png: file not found' in capsys.readouterr().err
+  predicted = _expected(model, predict.load_inputs([pair.images_path]).images[:3]).argmax(axis=1)
+  correct = int(np.sum(predicted == labels[:3]))
+  assert (
+    len(lines) == 4 and lines[-1] == f'accuracy {correct / 3:.4f}: {correct} of 3 labelled images'
+  )
+  assert all('(label: ' in line for line in lines[:3])
+
+  # Without its labels file (or as PNG) an image has no label: no label column, no accuracy.
+  os.remove(pair.labels_path)
+  png = str(tmp_path / 'one.png')
+  tf.io.write_file(png, tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)))
+  assert cli.main(['predict', pair.images_path, png, '--local', model_dir]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 5 and not any('label' in line or 'accuracy' in line for line in lines)
+
+
+def test_predict_command_bad_inputs_and_model_directories_are_one_line(served, capsys, tmp_path):
+  _, version_dir, _ = served
+  pair = idx_files.write_dataset(str(tmp_path), 't10k', 2)
+  broken = tmp_path / 'broken' / '3'
+  broken.mkdir(parents=True)
+  (broken / 'saved_model.pb').write_bytes(b'not a SavedModel')
+  cases = [
+    ([str(tmp_path / 'missing.gz'), '--local', version_dir], 'missing.gz: file not found'),
+    ([str(tmp_path / 'missing.png'), '--local', version_dir], 'missing.png: file not found'),
+    ([pair.images_path, '--local', str(tmp_path / 'nowhere')], 'nowhere: no such directory'),
+    ([pair.images_path, '--local', str(tmp_path)], 'no SavedModel and no numbered version'),
+    ([pair.images_path, '--local', str(broken.parent)], 'broken/3: not a SavedModel'),
+    (
+      [pair.images_path, '--local', os.path.dirname(version_dir), '--model-version', '9'],
+      'no version 9 (found: 1)',
+    ),
+  ]
+  for arguments, message in cases:
+    assert cli.main(['predict', *arguments]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error, error

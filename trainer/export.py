@@ -88,8 +88,12 @@ def save(
   """Writes the SavedModel that Evaluator reads and Pusher ships to TF Serving.
 
   `model_info` (which variant, its training options) goes to
-  assets.extra/model_info.json, so every pushed version says what it is.
+  assets.extra/model_info.json, so every pushed version says what it is, and
+  assets.extra/tf_serving_warmup_requests holds the requests TF Serving replays at load.
   """
+  # Imported here: serving builds its requests from this module's signature names.
+  from serving import warmup  # pylint: disable=import-outside-toplevel
+
   module = ServingModule(model, transform_output)
   # Traced with stock ops only: TF Serving and TFMA load the SavedModel
   # without this project's kernel library.
@@ -107,3 +111,4 @@ def save(
   tf.io.gfile.makedirs(os.path.dirname(info_path))
   with tf.io.gfile.GFile(info_path, 'w') as info:
     json.dump({**model_info, 'parameters': model.count_params()}, info, indent=1)
+  warmup.write(export_dir)
