@@ -83,10 +83,12 @@ def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
   """Writes the Vertex pipeline JSON to `output_path`, the KFP package next to it
   (kfp_package_path), and returns the JSON as a dict."""
   pipeline_config = config.pipeline_config()
+  parameters = runtime_parameters(pipeline_config)
   pipeline = create_pipeline(
     pipeline_config,
     code_fingerprint=staging.code_fingerprint(),
     vertex_pusher_config=config.vertex_pusher_config(),
+    parameters=parameters,
   )
   request_trainer_resources(pipeline, config.trainer)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
@@ -98,7 +100,7 @@ def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
   pipeline_job = runner.run(pipeline, write_out=False)
   declare_parameter_defaults(
     pipeline_job['pipelineSpec'],
-    {name: parameter.default for name, parameter in runtime_parameters(pipeline_config).items()},
+    {name: parameter.default for name, parameter in parameters.items()},
   )
   with open(output_path, 'w') as out:
     json.dump(pipeline_job, out, indent=2, sort_keys=True)

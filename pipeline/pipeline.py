@@ -1,6 +1,6 @@
 """The pipeline DAG, built from a PipelineConfig; every runner uses this one definition."""
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -33,15 +33,24 @@ TRAINING_PARAMETERS = ('epochs', 'batch_size', 'learning_rate')
 GATE_PARAMETERS = ('accuracy_threshold', 'max_accuracy_drop')
 
 
-def runtime_parameters(config: PipelineConfig) -> Dict[str, tfx.dsl.experimental.RuntimeParameter]:
-  """Every pipeline parameter by name, its default the config's value."""
-  defaults = {
+def parameter_values(config: PipelineConfig) -> Dict[str, Union[int, float]]:
+  """The config's value of every pipeline parameter, by name."""
+  return {
     **{name: getattr(config.training, name) for name in TRAINING_PARAMETERS},
     **{name: getattr(config, name) for name in GATE_PARAMETERS},
   }
+
+
+def runtime_parameters(config: PipelineConfig) -> Dict[str, tfx.dsl.experimental.RuntimeParameter]:
+  """Every pipeline parameter as a RuntimeParameter, its default the config's value.
+
+  Only for the Kubeflow V2 compiler: TFX 1.16's IR compiler, which LocalDagRunner
+  uses, drops a falsy default (max_accuracy_drop 0.0), so local runs take the
+  plain values instead.
+  """
   return {
     name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=type(value), default=value)
-    for name, value in defaults.items()
+    for name, value in parameter_values(config).items()
   }
 
 
@@ -93,15 +102,18 @@ def create_pipeline(
   code_fingerprint: str,
   metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
   vertex_pusher_config: Optional[Dict[str, Any]] = None,
+  parameters: Optional[Mapping[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen → statistics, schema, validation gate → Transform → a Trainer and an Evaluator
   per variant → VariantSelector (the production gate) → Pusher.
 
   With `vertex_pusher_config` (the custom_config of TFX's Vertex Pusher), a
   second Pusher uploads the pushed model to the Vertex AI Model Registry and
-  deploys it to an endpoint.
+  deploys it to an endpoint. `parameters` (default: parameter_values(config))
+  gives epochs, batch size, learning rate and the gate's thresholds, as values
+  or as runtime_parameters(config).
   """
-  parameters = runtime_parameters(config)
+  parameters = parameters or parameter_values(config)
   example_gen = IdxExampleGen(
     input_base=config.data_dir,
     input_config=fashion_mnist_input_config(),

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from components.idx_example_gen import executor
 from components.idx_example_gen import idx
+from components.variant_selection import production
 from trainer import export
 from trainer import features
 
@@ -192,15 +193,13 @@ def predict_grpc(
 
 
 def latest_version_dir(model_dir: str) -> str:
-  """`model_dir` itself if it is a SavedModel, else its highest numbered version, as TF Serving picks."""
-  if tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
+  """`model_dir` if it is a SavedModel, else its newest complete version, as TF Serving picks."""
+  if tf.io.gfile.exists(os.path.join(model_dir, production.SAVED_MODEL_FILE)):
     return model_dir
-  versions = [
-    name.rstrip('/') for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()
-  ]
-  if not versions:
+  latest = production.latest_version(model_dir)
+  if latest is None:
     raise PredictError(f'{model_dir}: no SavedModel and no numbered version directories')
-  return os.path.join(model_dir, max(versions, key=int))
+  return latest
 
 
 def predict_local(model_dir: str, images: np.ndarray) -> List[Prediction]:
