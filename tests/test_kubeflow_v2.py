@@ -549,3 +549,19 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
     comparison = json.load(report_json)
   assert comparison['selected'] == variant and comparison['test']['examples'] == 20
   assert comparison['production'] is None  # nothing pushed to this serving root yet
+
+  # Pusher writes the serving root; the next run's selector takes that version as production
+  # and, since its winner is that very model, does not bless it again.
+  upstream['Pusher'] = run_in_container(spec, 'Pusher', upstream, str(tmp_path), submitted)
+  assert upstream['Pusher']['pushed_model']['metadata']['pushed'] == 1
+  (version,) = os.listdir(tmp_path / 'out' / 'serving' / 'fashion_mnist')
+  next_run = tmp_path / 'next_run'
+  next_run.mkdir()
+  reselected = run_in_container(spec, SELECTOR_ID, upstream, str(next_run), submitted)
+  assert reselected['blessing']['metadata']['blessed'] == 0
+  with open(os.path.join(reselected['report']['uri'], 'report.json')) as report_json:
+    comparison = json.load(report_json)
+  assert comparison['production']['path'] == str(
+    tmp_path / 'out' / 'serving' / 'fashion_mnist' / version
+  )
+  assert comparison['already_in_production'] is True
