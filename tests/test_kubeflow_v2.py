@@ -365,8 +365,10 @@ def test_submit_takes_pipeline_parameters_in_their_declared_types(
   [
     (
       'epoch=3',
-      "unknown pipeline parameter 'epoch'; known: accuracy_threshold, batch_size, epochs, "
-      'learning_rate, max_accuracy_drop',
+      (
+        "unknown pipeline parameter 'epoch'; known: accuracy_threshold, batch_size, epochs, "
+        'learning_rate, max_accuracy_drop'
+      ),
     ),
     ('epochs=three', "pipeline parameter epochs must be NUMBER_INTEGER, got 'three'"),
   ],

@@ -230,7 +230,9 @@ def test_a_model_worse_than_production_is_not_blessed_and_production_stays_serve
     r'model \(allowed: no drop\)',
     out,
   )
-  assert re.search(r'^Production model \(the baseline\): .+, eval accuracy [01]\.\d+', out, re.M)
+  assert re.search(
+    r'^Production model \(the baseline\): .+, eval accuracy [01]\.\d+', out, re.MULTILINE
+  )
   assert 'Pushed: nothing' in out
   assert _versions(output_root) == before and _served(output_root) == served_before
 

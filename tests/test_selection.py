@@ -116,8 +116,10 @@ def test_an_allowed_drop_lets_a_slightly_worse_candidate_through():
   gate = Gate(accuracy_threshold=0.5, production_accuracy=0.91, max_accuracy_drop=0.01)
   assert gate_failures({ACCURACY: 0.90}, gate) == []
   assert gate_failures({ACCURACY: 0.899}, gate) == [
-    f'{ACCURACY} changed by -0.0110 against the production model '
-    '(allowed: a drop of at most 0.0100)'
+    (
+      f'{ACCURACY} changed by -0.0110 against the production model '
+      '(allowed: a drop of at most 0.0100)'
+    )
   ]
 
 
