@@ -29,15 +29,16 @@ SELECTOR_ID = 'VariantSelector'
 VERTEX_PUSHER_ID = 'VertexEndpointPusher'
 # What a user changes per run without recompiling: pipeline parameters on Vertex AI and
 # Kubeflow (root inputDefinitions, defaults from the config); locally, the config's values.
-TRAINING_PARAMETERS = ('epochs', 'batch_size', 'learning_rate')
-GATE_PARAMETERS = ('accuracy_threshold', 'max_accuracy_drop')
+TRAINING_PARAMETERS = {'epochs': int, 'batch_size': int, 'learning_rate': float}
+GATE_PARAMETERS = {'accuracy_threshold': float, 'max_accuracy_drop': float}
 
 
 def parameter_values(config: PipelineConfig) -> Dict[str, Union[int, float]]:
-  """The config's value of every pipeline parameter, by name."""
+  """The config's value of every pipeline parameter, by name, in the parameter's type
+  (a YAML `learning_rate: 1` is an int; the parameter stays a float)."""
   return {
-    **{name: getattr(config.training, name) for name in TRAINING_PARAMETERS},
-    **{name: getattr(config, name) for name in GATE_PARAMETERS},
+    **{name: kind(getattr(config.training, name)) for name, kind in TRAINING_PARAMETERS.items()},
+    **{name: kind(getattr(config, name)) for name, kind in GATE_PARAMETERS.items()},
   }
 
 

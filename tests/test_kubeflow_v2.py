@@ -224,6 +224,16 @@ def test_run_time_options_are_pipeline_parameters_with_the_configs_defaults(comp
     )
 
 
+def test_a_whole_number_in_the_yaml_keeps_a_float_parameter_a_float(tmp_path):
+  values = {**VERTEX, 'accuracy_threshold': 1, 'training': {'learning_rate': 1}}
+  path = _write_config(str(tmp_path), values)
+  spec = compile_pipeline(vertex_config.load(path), str(tmp_path / 'p.json'))['pipelineSpec']
+  declared = spec['root']['inputDefinitions']['parameters']
+  for name in ('accuracy_threshold', 'learning_rate'):
+    assert declared[name]['parameterType'] == 'NUMBER_DOUBLE', name
+    assert declared[name]['defaultValue'] == 1.0
+
+
 def test_the_kfp_package_is_a_pipeline_spec_kfps_client_loads(vertex_config_path, tmp_path):
   """What `kfp.Client().create_run_from_pipeline_package` and the KFP UI's upload read."""
   from kfp import components  # pylint: disable=import-outside-toplevel
