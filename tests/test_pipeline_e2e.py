@@ -166,34 +166,35 @@ def _served(output_root):
   return served, production.saved_model_digest(served)
 
 
-def test_rerun_with_nothing_changed_runs_nothing_and_pushes_nothing(first_run, capsys):
+def _rerun_pushing_nothing(capsys, first_run, **options):
+  """Runs again on the first run's output root; the served model must stay the same.
+
+  Returns the output and the component states."""
   data_dir, output_root = first_run
-  before = _versions(output_root)
-  code, out, err = _run(capsys, data_dir, output_root)
+  served = _served(output_root)
+  code, out, err = _run(capsys, data_dir, output_root, **options)
   assert code == 0, err
-  assert _component_states(out) == {name: 'cached' for name in COMPONENTS}
-  assert _versions(output_root) == before
+  assert _served(output_root) == served
+  return out, _component_states(out)
+
+
+def test_rerun_with_nothing_changed_runs_nothing_and_pushes_nothing(first_run, capsys):
+  versions = _versions(first_run[1])
+  _, states = _rerun_pushing_nothing(capsys, first_run)
+  assert states == {name: 'cached' for name in COMPONENTS}
+  assert _versions(first_run[1]) == versions
 
 
 def test_a_new_gate_decision_does_not_push_the_production_model_again(first_run, capsys):
-  data_dir, output_root = first_run
-  before = _versions(output_root)
   # Only the gate changes: the selector runs again and finds that its winner is what is served.
-  code, out, err = _run(capsys, data_dir, output_root, accuracy_threshold=0.2)
-  assert code == 0, err
-  states = _component_states(out)
+  out, states = _rerun_pushing_nothing(capsys, first_run, accuracy_threshold=0.2)
   assert {name for name, state in states.items() if state == 'ran'} == {'VariantSelector', 'Pusher'}
   assert 'It is the model in production already, so nothing new is pushed.' in out
   assert 'Pushed: nothing' in out
-  assert _versions(output_root) == before
 
 
 def test_model_below_the_threshold_is_not_pushed_and_the_run_says_why(first_run, capsys):
-  data_dir, output_root = first_run
-  before = _versions(output_root)
-  code, out, err = _run(capsys, data_dir, output_root, accuracy_threshold=1.01)
-  assert code == 0, err
-  states = _component_states(out)
+  out, states = _rerun_pushing_nothing(capsys, first_run, accuracy_threshold=1.01)
   for variant in VARIANTS:
     assert states[trainer_id(variant)] == 'cached' and states[evaluator_id(variant)] == 'cached'
     assert re.search(
@@ -204,27 +205,21 @@ def test_model_below_the_threshold_is_not_pushed_and_the_run_says_why(first_run,
     )
   assert 'nothing was selected and nothing will be pushed' in out
   assert 'Pushed: nothing' in out
-  assert _versions(output_root) == before
 
 
 def test_a_model_worse_than_production_is_not_blessed_and_production_stays_served(
   first_run, capsys
 ):
-  data_dir, output_root = first_run
-  before = _versions(output_root)
-  served_before = _served(output_root)
   # A learning rate too small to learn anything in one epoch: far below the pushed model,
   # while the value threshold (0) lets anything through.
-  code, out, err = _run(
+  out, states = _rerun_pushing_nothing(
     capsys,
-    data_dir,
-    output_root,
+    first_run,
     accuracy_threshold=0,
     variants=('none',),
     extra=('--learning-rate', '1e-7'),
   )
-  assert code == 0, err
-  assert _component_states(out)[trainer_id('none')] == 'ran'
+  assert states[trainer_id('none')] == 'ran'
   assert re.search(
     r'not blessed: sparse_categorical_accuracy changed by -[01]\.[0-9]+ against the production '
     r'model \(allowed: no drop\)',
@@ -234,7 +229,6 @@ def test_a_model_worse_than_production_is_not_blessed_and_production_stays_serve
     r'^Production model \(the baseline\): .+, eval accuracy [01]\.\d+', out, re.MULTILINE
   )
   assert 'Pushed: nothing' in out
-  assert _versions(output_root) == before and _served(output_root) == served_before
 
 
 def test_bad_input_file_stops_the_run_and_keeps_the_pushed_model(first_run, capsys, tmp_path):
