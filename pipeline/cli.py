@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
   _add_deployment_arguments(compile_)
 
   submit = commands.add_parser(
-    'submit', help='compile, stage the schema and start a Vertex AI PipelineJob'
+    'submit', help='compile and start a Vertex AI PipelineJob (--dry-run: validate offline)'
   )
   _add_deployment_arguments(submit)
   submit.add_argument(
@@ -251,8 +251,13 @@ def _compile_for_deployment(args: argparse.Namespace, for_vertex: bool = False):
 
 
 def _compile(args: argparse.Namespace) -> int:
+  from pipeline import kubeflow_v2_runner  # pylint: disable=import-outside-toplevel
+
   config, pipeline_json = _compile_for_deployment(args)
-  print(f'Compiled {config.pipeline_name} for image {config.image} to {pipeline_json}')
+  print(
+    f'Compiled {config.pipeline_name} for image {config.image}: {pipeline_json} (Vertex AI), '
+    f'{kubeflow_v2_runner.kfp_package_path(pipeline_json)} (Kubeflow Pipelines)'
+  )
   return 0
 
 

@@ -1,19 +1,23 @@
-"""Compiles the pipeline to the KFP v2 pipeline JSON that Vertex AI Pipelines and KFP v2 run.
+"""Compiles the pipeline for Vertex AI Pipelines and for open-source Kubeflow Pipelines v2.
 
 The DAG is create_pipeline's, the one LocalDagRunner runs; only the
 VertexConfig differs. Compiling does no I/O on the gs:// roots, so it needs no
-credentials: the schema's gs:// location is computed from its content hash
-and `fmnist-pipeline submit` copies it there (staging.stage_schema).
+credentials. Two files come out: Vertex's PipelineJob JSON (display name,
+labels, pipelineSpec, runtimeConfig), and next to it the bare PipelineSpec as
+YAML, the package KFP's client uploads and runs.
 """
 
+import json
 import os
 from typing import Any, Dict, Optional
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
+import yaml
 
 from pipeline import staging
 from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import runtime_parameters
 from pipeline.vertex_config import TrainerResources
 from pipeline.vertex_config import VertexConfig
 
@@ -43,18 +47,62 @@ def request_trainer_resources(pipeline: tfx.dsl.Pipeline, resources: TrainerReso
       component.with_platform_config(spec)
 
 
+def kfp_package_path(output_path: str) -> str:
+  """Where the KFP package goes: next to the Vertex JSON, e.g. pipeline.json → pipeline.kfp.yaml."""
+  return os.path.splitext(output_path)[0] + '.kfp.yaml'
+
+
+def declare_parameter_defaults(spec: Dict[str, Any], parameters: Dict[str, Any]) -> None:
+  """Gives the root's parameters their defaults, which TFX's compiler leaves out.
+
+  With them in the spec, the Vertex console and KFP's UI show each parameter
+  with its value from the config, and a run that sets none of them needs no
+  runtimeConfig entries.
+  """
+  declared = spec['root']['inputDefinitions']['parameters']
+  for name, default in parameters.items():
+    declared[name]['defaultValue'] = default
+    declared[name]['isOptional'] = True
+
+
+def write_kfp_package(pipeline_job: Dict[str, Any], path: str) -> None:
+  """The PipelineSpec inside Vertex's job JSON, with the pipeline root as its default.
+
+  KFP's client takes a bare PipelineSpec (YAML); Vertex sets the root per job
+  (runtimeConfig.gcsOutputDirectory), KFP reads it from the spec.
+  """
+  spec = {
+    **pipeline_job['pipelineSpec'],
+    'defaultPipelineRoot': pipeline_job['runtimeConfig']['gcsOutputDirectory'],
+  }
+  with open(path, 'w') as package:
+    yaml.safe_dump(spec, package, sort_keys=False)
+
+
 def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
-  """Writes the pipeline JSON to `output_path` and returns it as a dict."""
+  """Writes the Vertex pipeline JSON to `output_path`, the KFP package next to it
+  (kfp_package_path), and returns the JSON as a dict."""
   pipeline_config = config.pipeline_config()
+  parameters = runtime_parameters(pipeline_config)
   pipeline = create_pipeline(
     pipeline_config,
-    schema_uri=staging.schema_directory(pipeline_config.pipeline_root),
     code_fingerprint=staging.code_fingerprint(),
+    vertex_pusher_config=config.vertex_pusher_config(),
+    parameters=parameters,
   )
   request_trainer_resources(pipeline, config.trainer)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-    config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image),
-    output_dir=os.path.dirname(os.path.abspath(output_path)),
-    output_filename=os.path.basename(output_path),
+    # Schema 2.1 (parameterType, parameterValues) is what KFP 2's client and backend read.
+    config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+      default_image=config.image, use_pipeline_spec_2_1=True
+    ),
   )
-  return runner.run(pipeline)
+  pipeline_job = runner.run(pipeline, write_out=False)
+  declare_parameter_defaults(
+    pipeline_job['pipelineSpec'],
+    {name: parameter.default for name, parameter in parameters.items()},
+  )
+  with open(output_path, 'w') as out:
+    json.dump(pipeline_job, out, indent=2, sort_keys=True)
+  write_kfp_package(pipeline_job, kfp_package_path(output_path))
+  return pipeline_job

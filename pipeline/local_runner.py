@@ -45,7 +45,6 @@ def run(config: PipelineConfig) -> Optional[RunSummary]:
   with exclusive_output_root(config.output_root):
     pipeline = create_pipeline(
       config,
-      schema_uri=staging.stage_schema(config.pipeline_root),
       code_fingerprint=staging.code_fingerprint(),
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path

@@ -1,12 +1,15 @@
 """The pipeline DAG, built from a PipelineConfig; every runner uses this one definition."""
 
-from typing import List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
+from components import curated_schema
+from components.curated_schema import CuratedSchema
 from components.anomalies_gate import AnomaliesGate
+from components.training_parameters import TrainingParameters
 from components.variant_selection import keys as selector_keys
 from components.variant_selection.component import VariantSelector
 from components.idx_example_gen import executor as idx_executor
@@ -23,8 +26,33 @@ PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
 RUN_FN = 'trainer.task.run_fn'
 CODE_FINGERPRINT_KEY = 'code_fingerprint'
 SELECTOR_ID = 'VariantSelector'
-# Allows for float noise only: a candidate equal to production is not "worse".
-_NO_WORSE = -1e-10
+VERTEX_PUSHER_ID = 'VertexEndpointPusher'
+# What a user changes per run without recompiling: pipeline parameters on Vertex AI and
+# Kubeflow (root inputDefinitions, defaults from the config); locally, the config's values.
+TRAINING_PARAMETERS = {'epochs': int, 'batch_size': int, 'learning_rate': float}
+GATE_PARAMETERS = {'accuracy_threshold': float, 'max_accuracy_drop': float}
+
+
+def parameter_values(config: PipelineConfig) -> Dict[str, Union[int, float]]:
+  """The config's value of every pipeline parameter, by name, in the parameter's type
+  (a YAML `learning_rate: 1` is an int; the parameter stays a float)."""
+  return {
+    **{name: kind(getattr(config.training, name)) for name, kind in TRAINING_PARAMETERS.items()},
+    **{name: kind(getattr(config, name)) for name, kind in GATE_PARAMETERS.items()},
+  }
+
+
+def runtime_parameters(config: PipelineConfig) -> Dict[str, tfx.dsl.experimental.RuntimeParameter]:
+  """Every pipeline parameter as a RuntimeParameter, its default the config's value.
+
+  Only for the Kubeflow V2 compiler: TFX 1.16's IR compiler, which LocalDagRunner
+  uses, drops a falsy default (max_accuracy_drop 0.0), so local runs take the
+  plain values instead.
+  """
+  return {
+    name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=type(value), default=value)
+    for name, value in parameter_values(config).items()
+  }
 
 
 def trainer_id(variant: str) -> str:
@@ -35,12 +63,11 @@ def evaluator_id(variant: str) -> str:
   return f'Evaluator_{variant}'
 
 
-def eval_config(accuracy_threshold: float, max_accuracy_drop: float = 0.0) -> tfma.EvalConfig:
+def eval_config() -> tfma.EvalConfig:
   """TFMA on the eval split: accuracy, loss and calibration error, overall and per label.
 
-  A candidate is blessed when its overall accuracy reaches the threshold and
-  is at most `max_accuracy_drop` below the production model's (the baseline;
-  on a first run there is none and only the threshold applies).
+  No thresholds here: the VariantSelector is the gate (accuracy threshold and
+  the comparison with the model in production), with run-time values.
   """
   return tfma.EvalConfig(
     model_specs=[
@@ -59,24 +86,7 @@ def eval_config(accuracy_threshold: float, max_accuracy_drop: float = 0.0) -> tf
       tfma.MetricsSpec(
         metrics=[
           tfma.MetricConfig(class_name='ExampleCount'),
-          tfma.MetricConfig(
-            class_name='SparseCategoricalAccuracy',
-            # Overall only: a hard class (Shirt) sits well below the overall accuracy.
-            per_slice_thresholds=[
-              tfma.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec()],
-                threshold=tfma.MetricThreshold(
-                  value_threshold=tfma.GenericValueThreshold(
-                    lower_bound={'value': accuracy_threshold}
-                  ),
-                  change_threshold=tfma.GenericChangeThreshold(
-                    direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                    absolute={'value': _NO_WORSE - max_accuracy_drop},
-                  ),
-                ),
-              )
-            ],
-          ),
+          tfma.MetricConfig(class_name='SparseCategoricalAccuracy'),
           tfma.MetricConfig(class_name='SparseCategoricalCrossentropy'),
           tfma.MetricConfig(
             class_name=calibration.ExpectedCalibrationError.__name__,
@@ -90,12 +100,21 @@ def eval_config(accuracy_threshold: float, max_accuracy_drop: float = 0.0) -> tf
 
 def create_pipeline(
   config: PipelineConfig,
-  schema_uri: str,
   code_fingerprint: str,
   metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+  vertex_pusher_config: Optional[Dict[str, Any]] = None,
+  parameters: Optional[Mapping[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen → statistics, schema, validation gate → Transform → a Trainer and an Evaluator
-  per variant → VariantSelector → Pusher."""
+  per variant → VariantSelector (the production gate) → Pusher.
+
+  With `vertex_pusher_config` (the custom_config of TFX's Vertex Pusher), a
+  second Pusher uploads the pushed model to the Vertex AI Model Registry and
+  deploys it to an endpoint. `parameters` (default: parameter_values(config))
+  gives epochs, batch size, learning rate and the gate's thresholds, as values
+  or as runtime_parameters(config).
+  """
+  parameters = parameters or parameter_values(config)
   example_gen = IdxExampleGen(
     input_base=config.data_dir,
     input_config=fashion_mnist_input_config(),
@@ -105,17 +124,15 @@ def create_pipeline(
     },
   )
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_importer = tfx.dsl.Importer(
-    source_uri=schema_uri, artifact_type=tfx.types.standard_artifacts.Schema
-  ).with_id('schema_importer')
+  schema = CuratedSchema(schema_hash=curated_schema.content_hash())
   example_validator = tfx.components.ExampleValidator(
-    statistics=statistics_gen.outputs['statistics'], schema=schema_importer.outputs['result']
+    statistics=statistics_gen.outputs['statistics'], schema=schema.outputs['schema']
   )
   anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
 
   transform = tfx.components.Transform(
     examples=example_gen.outputs['examples'],
-    schema=schema_importer.outputs['result'],
+    schema=schema.outputs['schema'],
     preprocessing_fn=PREPROCESSING_FN,
     splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=['train', 'eval']),
     custom_config={
@@ -125,58 +142,56 @@ def create_pipeline(
   )
   # Transform reads the examples directly; this edge makes it wait for the gate to pass.
   transform.add_upstream_node(anomalies_gate)
-
-  # The model the last run pushed: the selector's blessing names it. Evaluators compare
-  # every candidate against it, so nothing worse than production is blessed. (On Vertex the
-  # compiled query takes the newest blessed ModelBlessing of any producer; within a run the
-  # selector writes the last one, so that is the same model.)
-  production_model = tfx.dsl.Resolver(
-    strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-    model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-    model_blessing=tfx.dsl.Channel(
-      type=tfx.types.standard_artifacts.ModelBlessing,
-      producer_component_id=SELECTOR_ID,
-      output_key=selector_keys.BLESSING,
-    ),
-  ).with_id('production_model')
+  training_parameters = TrainingParameters(
+    **{name: parameters[name] for name in TRAINING_PARAMETERS}
+  )
 
   per_variant = {}
   variant_components = []
   for variant in config.variants:
+    # The run-time options come in through `hyperparameters`; the rest is fixed at compile time.
+    options = {
+      name: value
+      for name, value in config.training_for(variant).as_custom_config().items()
+      if name not in TRAINING_PARAMETERS
+    }
     trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
-      schema=schema_importer.outputs['result'],
+      schema=schema.outputs['schema'],
+      hyperparameters=training_parameters.outputs['hyperparameters'],
       train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
       eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
       custom_config={
-        training_config.CUSTOM_CONFIG_KEY: config.training_for(variant).as_custom_config(),
+        training_config.CUSTOM_CONFIG_KEY: options,
         CODE_FINGERPRINT_KEY: code_fingerprint,
       },
     ).with_id(trainer_id(variant))
     evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
-      baseline_model=production_model.outputs['model'],
       example_splits=['eval'],
-      eval_config=eval_config(config.accuracy_threshold, config.max_accuracy_drop),
+      eval_config=eval_config(),
     ).with_id(evaluator_id(variant))
     per_variant[variant] = {
       selector_keys.MODEL: trainer.outputs['model'],
       selector_keys.MODEL_RUN: trainer.outputs['model_run'],
       selector_keys.EVALUATION: evaluator.outputs['evaluation'],
-      selector_keys.BLESSING: evaluator.outputs['blessing'],
     }
     variant_components += [trainer, evaluator]
 
   selector = VariantSelector(
     examples=example_gen.outputs['examples'],
     per_variant=per_variant,
-    production_model=production_model.outputs['model'],
+    serving_model_dir=config.serving_model_dir,
     selection_metric=config.selection_metric,
+    **{name: parameters[name] for name in GATE_PARAMETERS},
   ).with_id(SELECTOR_ID)
 
+  # The serving root is the record of production the selector reads, so every deployment
+  # pushes there, and an endpoint only after it: a failed endpoint deploy is retried by the
+  # next run (its inputs are unchanged, so only it re-runs), never recorded as production.
   pusher = tfx.components.Pusher(
     model=selector.outputs[selector_keys.MODEL],
     model_blessing=selector.outputs[selector_keys.BLESSING],
@@ -184,18 +199,27 @@ def create_pipeline(
       filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)
     ),
   )
+  pushers = [pusher]
+  if vertex_pusher_config is not None:
+    endpoint_pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
+      model=selector.outputs[selector_keys.MODEL],
+      model_blessing=selector.outputs[selector_keys.BLESSING],
+      custom_config=vertex_pusher_config,
+    ).with_id(VERTEX_PUSHER_ID)
+    endpoint_pusher.add_upstream_node(pusher)
+    pushers.append(endpoint_pusher)
 
   components: List = [
     example_gen,
     statistics_gen,
-    schema_importer,
+    schema,
     example_validator,
     anomalies_gate,
     transform,
-    production_model,
+    training_parameters,
     *variant_components,
     selector,
-    pusher,
+    *pushers,
   ]
   # Per-kind Beam args (the deploy config's Dataflow components) follow the pipeline-level ones
   # TFX puts first, so their --runner wins; the other Beam steps stay in their own container.

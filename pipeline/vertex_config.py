@@ -7,7 +7,7 @@ Dataflow); the pipeline's own options are PipelineConfig's, under the same names
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -60,6 +60,25 @@ class TrainerResources:
 
 
 @dataclasses.dataclass(frozen=True)
+class VertexEndpointConfig:
+  """Uploads every pushed model to the Vertex AI Model Registry and deploys it to an endpoint."""
+
+  endpoint_name: str  # created on the first deploy
+  machine_type: str = 'n1-standard-2'
+  min_replica_count: int = 1
+  max_replica_count: int = 1
+  # Default: Vertex's prebuilt TensorFlow CPU prediction container (TF Serving) in the
+  # region's multi-region; 2.15 is the newest Vertex offers for a TF 2.16 SavedModel.
+  serving_image: Optional[str] = None
+
+
+def prediction_image(region: str) -> str:
+  """Vertex's prebuilt TF 2.15 CPU prediction container in the Artifact Registry near `region`."""
+  multi_region = next((name for name in ('europe', 'asia') if region.startswith(name)), 'us')
+  return f'{multi_region}-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest'
+
+
+@dataclasses.dataclass(frozen=True)
 class VertexConfig:
   """One deployment: a GCP project and region, the image, resources, and the pipeline's options."""
 
@@ -70,6 +89,7 @@ class VertexConfig:
   labels: Dict[str, str] = dataclasses.field(default_factory=dict)
   trainer: TrainerResources = TrainerResources()
   dataflow: Optional[DataflowConfig] = None
+  vertex_endpoint: Optional[VertexEndpointConfig] = None
   # Every PipelineConfig option (its `training` included) is a top-level key of the file; the
   # local defaults of these two mean nothing to a deployment, so the file must set them.
   pipeline: PipelineConfig = dataclasses.field(
@@ -88,6 +108,29 @@ class VertexConfig:
   @property
   def enable_caching(self) -> bool:
     return self.pipeline.enable_cache
+
+  def vertex_pusher_config(self) -> Optional[Dict[str, Any]]:
+    """The custom_config of TFX's Vertex Pusher; None without a vertex_endpoint section."""
+    endpoint = self.vertex_endpoint
+    if endpoint is None:
+      return None
+    # Imported here: the rest of this module needs no TFX.
+    from tfx.extensions.google_cloud_ai_platform import constants  # pylint: disable=import-outside-toplevel
+
+    return {
+      constants.ENABLE_VERTEX_KEY: True,
+      constants.VERTEX_REGION_KEY: self.region,
+      constants.VERTEX_CONTAINER_IMAGE_URI_KEY: endpoint.serving_image
+      or prediction_image(self.region),
+      # aiplatform Model.deploy's arguments, plus the project and the endpoint's display name.
+      constants.SERVING_ARGS_KEY: {
+        'project_id': self.project,
+        'endpoint_name': endpoint.endpoint_name,
+        'machine_type': endpoint.machine_type,
+        'min_replica_count': endpoint.min_replica_count,
+        'max_replica_count': endpoint.max_replica_count,
+      },
+    }
 
   def pipeline_config(self) -> PipelineConfig:
     """The PipelineConfig create_pipeline takes: the options plus the Dataflow components' args."""
@@ -128,6 +171,12 @@ def _validate(config: VertexConfig) -> VertexConfig:
     raise VertexConfigError(
       'trainer.accelerator_type and trainer.accelerator_count go together: '
       f'got type {trainer.accelerator_type!r}, count {trainer.accelerator_count}'
+    )
+  endpoint = config.vertex_endpoint
+  if endpoint and not 1 <= endpoint.min_replica_count <= endpoint.max_replica_count:
+    raise VertexConfigError(
+      'vertex_endpoint needs 1 <= min_replica_count <= max_replica_count: got '
+      f'{endpoint.min_replica_count}, {endpoint.max_replica_count}'
     )
   if config.dataflow and not config.dataflow.temp_location.startswith('gs://'):
     raise VertexConfigError(

@@ -1,13 +1,16 @@
 """Creates a Vertex AI PipelineJob from the compiled pipeline JSON."""
 
-from typing import Any, Dict, Optional
+import json
+from typing import Any, Dict, Mapping, Optional
 
 from google.auth import credentials as auth_credentials
 from google.cloud import aiplatform
 
-from pipeline import staging
 from pipeline.vertex_config import VertexConfig
 from pipeline.vertex_config import VertexConfigError
+
+# How a `--parameter NAME=VALUE` string becomes the type the compiled spec declares.
+_PARSERS = {'NUMBER_INTEGER': int, 'NUMBER_DOUBLE': float, 'STRING': str}
 
 
 def console_url(config: VertexConfig, job_id: str) -> str:
@@ -17,10 +20,36 @@ def console_url(config: VertexConfig, job_id: str) -> str:
   )
 
 
+def pipeline_parameters(pipeline_json: str) -> Dict[str, str]:
+  """The pipeline's parameters (root inputDefinitions) and their types."""
+  with open(pipeline_json) as source:
+    root = json.load(source)['pipelineSpec']['root']
+  parameters = root.get('inputDefinitions', {}).get('parameters', {})
+  return {name: spec['parameterType'] for name, spec in parameters.items()}
+
+
+def parse_parameters(pipeline_json: str, values: Mapping[str, str]) -> Dict[str, Any]:
+  """`values` (text from the command line) converted to the declared types; unknown names and
+  unparsable values are errors that name the parameter and what the pipeline takes."""
+  declared = pipeline_parameters(pipeline_json)
+  parsed = {}
+  for name, text in values.items():
+    if name not in declared:
+      raise VertexConfigError(
+        f'unknown pipeline parameter {name!r}; known: {", ".join(sorted(declared))}'
+      )
+    kind = declared[name]
+    try:
+      parsed[name] = _PARSERS[kind](text)
+    except ValueError as error:
+      raise VertexConfigError(f'pipeline parameter {name} must be {kind}, got {text!r}') from error
+  return parsed
+
+
 def build_job(
   config: VertexConfig,
   pipeline_json: str,
-  parameters: Dict[str, Any],
+  parameters: Mapping[str, str],
   credentials: Optional[auth_credentials.Credentials] = None,
 ) -> aiplatform.PipelineJob:
   """The PipelineJob request; aiplatform checks the JSON, parameters and labels here, offline."""
@@ -29,31 +58,33 @@ def build_job(
     raise VertexConfigError(
       f'output_root must be a gs:// URI for Vertex AI, got {config.output_root!r}'
     )
+  parameter_values = parse_parameters(pipeline_json, parameters)
   try:
     return aiplatform.PipelineJob(
       display_name=config.pipeline_name,
       template_path=pipeline_json,
       pipeline_root=pipeline_root,
-      parameter_values=parameters,
+      parameter_values=parameter_values,
       enable_caching=config.enable_caching,
       labels=config.labels,
       project=config.project,
       location=config.region,
       credentials=credentials,
     )
-  except ValueError as error:  # an unknown parameter, a bad label or job id
+  except ValueError as error:  # a bad label or job id
     raise VertexConfigError(f'Vertex AI rejects the job request: {error}') from error
 
 
-def submit(config: VertexConfig, pipeline_json: str, parameters: Dict[str, Any]) -> str:
-  """Stages the schema the JSON imports, starts the run and returns its console URL."""
+def submit(config: VertexConfig, pipeline_json: str, parameters: Mapping[str, str]) -> str:
+  """Starts the run and returns its console URL."""
   job = build_job(config, pipeline_json, parameters)
-  staging.stage_schema(config.pipeline_config().pipeline_root)
   job.submit(service_account=config.service_account)
   return console_url(config, job.job_id)
 
 
-def dry_run(config: VertexConfig, pipeline_json: str, parameters: Dict[str, Any]) -> Dict[str, Any]:
+def dry_run(
+  config: VertexConfig, pipeline_json: str, parameters: Mapping[str, str]
+) -> Dict[str, Any]:
   """The request `submit` would send, built with anonymous credentials and no network."""
   job = build_job(
     config, pipeline_json, parameters, credentials=auth_credentials.AnonymousCredentials()
@@ -65,6 +96,5 @@ def dry_run(config: VertexConfig, pipeline_json: str, parameters: Dict[str, Any]
   return {
     'jobId': job.job_id,
     'consoleUrl': console_url(config, job.job_id),
-    'schemaStagedTo': staging.schema_directory(config.pipeline_config().pipeline_root),
     'pipelineJob': request,
   }

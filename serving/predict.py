@@ -23,6 +23,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from components.idx_example_gen import idx
+from components.variant_selection import production
 from serving import requests
 from serving import server_config
 from trainer import export
@@ -277,22 +278,21 @@ def predict_grpc(
 
 
 def version_dir(model_dir: str, version: Optional[int] = None) -> str:
-  """`model_dir` itself if it is a SavedModel, else `version` or the highest numbered version,
+  """`model_dir` itself if it is a SavedModel, else `version` or the newest complete version,
   as TF Serving picks."""
   if not tf.io.gfile.isdir(model_dir):
     raise PredictError(f'{model_dir}: no such directory')
-  if tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
+  if tf.io.gfile.exists(os.path.join(model_dir, production.SAVED_MODEL_FILE)):
     return model_dir
-  versions = [
-    name.rstrip('/') for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()
-  ]
   if version is not None:
-    if str(version) not in versions:
-      raise PredictError(f'{model_dir}: no version {version} (found: {", ".join(versions)})')
-    return os.path.join(model_dir, str(version))
-  if not versions:
+    path = os.path.join(model_dir, str(version))
+    if not tf.io.gfile.exists(os.path.join(path, production.SAVED_MODEL_FILE)):
+      raise PredictError(f'{model_dir}: no complete version {version}')
+    return path
+  latest = production.latest_version(model_dir)
+  if latest is None:
     raise PredictError(f'{model_dir}: no SavedModel and no numbered version directories')
-  return os.path.join(model_dir, max(versions, key=int))
+  return latest
 
 
 def load_signature(model_dir: str, signature: str, version: Optional[int] = None):

@@ -1,6 +1,7 @@
 """The Kubeflow V2 / Vertex AI deployment, offline: the compiled spec, the job request, and one
 compiled task run through TFX's container entrypoint the way the step's container runs it."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -12,15 +13,19 @@ import pytest
 from tfx.utils import import_utils
 import yaml
 
+from components import curated_schema
 from pipeline import cli
 from pipeline import staging
 from pipeline import vertex_config
 from pipeline.kubeflow_v2_runner import compile_pipeline
+from pipeline.kubeflow_v2_runner import kfp_package_path
 from pipeline.pipeline import PREPROCESSING_FN
 from pipeline.pipeline import RUN_FN
 from pipeline.pipeline import SELECTOR_ID
+from pipeline.pipeline import VERTEX_PUSHER_ID
 from pipeline.pipeline import evaluator_id
 from pipeline.pipeline import trainer_id
+from trainer import export
 from tests import idx_files
 from tests.test_pipeline_e2e import COMPONENTS
 from tests.test_pipeline_e2e import VARIANTS
@@ -41,7 +46,9 @@ VERTEX = {
   'service_account': 'runner@proj.iam.gserviceaccount.com',
   'labels': {'team': 'vision'},
   'variants': list(VARIANTS),
-  'training': {'epochs': 3, 'mixed_precision': True},
+  'accuracy_threshold': 0.8,
+  'max_accuracy_drop': 0.01,
+  'training': {'epochs': 3, 'batch_size': 96, 'learning_rate': 0.002, 'mixed_precision': True},
   'trainer': {
     'accelerator_type': 'NVIDIA_TESLA_T4',
     'accelerator_count': 2,
@@ -84,27 +91,20 @@ def _executor(spec, task):
 
 
 def _parameter(spec, task, name):
-  value = spec['root']['dag']['tasks'][task]['inputs']['parameters'][name]
-  return value['runtimeValue']['constantValue']['stringValue']
+  return spec['root']['dag']['tasks'][task]['inputs']['parameters'][name]['runtimeValue'][
+    'constant'
+  ]
 
 
 def test_compiled_spec_parses_into_kfp_pipeline_spec(compiled):
   proto = json_format.ParseDict(compiled, pipeline_spec_pb2.PipelineSpec())
   assert proto.pipeline_info.name == 'fashion-mnist'
-  # The production-model resolver compiles to two query tasks: latest blessing, then its model.
-  resolvers = {'production_model-model-blessing-resolver', 'production_model-model-resolver'}
-  assert set(proto.root.dag.tasks) == set(COMPONENTS) | resolvers
+  assert set(proto.root.dag.tasks) == set(COMPONENTS)
 
 
 def test_every_container_step_runs_the_configured_image_and_entrypoint(compiled):
   for task in COMPONENTS:
-    executor = _executor(compiled, task)
-    if task == 'schema_importer':
-      assert executor['importer']['artifactUri']['constantValue']['stringValue'] == (
-        staging.schema_directory('gs://bucket/fmnist/pipeline')
-      )
-      continue
-    container = executor['container']
+    container = _executor(compiled, task)['container']
     assert container['image'] == IMAGE, task
     assert container['command'][-1] == (
       'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor'
@@ -121,7 +121,7 @@ def test_every_trainer_requests_the_configured_gpus_and_machine(compiled):
       'cpuLimit': 8.0,
       'memoryLimit': 30.0,
     }
-  for task in set(COMPONENTS) - {*TRAINERS, 'schema_importer'}:
+  for task in set(COMPONENTS) - set(TRAINERS):
     assert 'resources' not in _executor(compiled, task)['container'], task
 
 
@@ -147,7 +147,8 @@ def test_module_paths_and_custom_config_travel_in_the_spec(compiled):
     trainer_config = json.loads(_parameter(compiled, trainer_id(variant), 'custom_config'))
     assert trainer_config['training']['variant'] == variant
     assert trainer_config['training']['mixed_precision'] is True
-    assert trainer_config['training']['epochs'] == 3
+    # Pipeline parameters, not fixed here: a value here would contradict the one set per run.
+    assert not {'epochs', 'batch_size', 'learning_rate'} & set(trainer_config['training'])
     assert trainer_config['code_fingerprint'] == staging.code_fingerprint()
   assert _parameter(compiled, 'IdxExampleGen', 'input_base') == 'gs://bucket/data'
   assert json.loads(_parameter(compiled, 'Pusher', 'push_destination')) == {
@@ -166,7 +167,6 @@ def test_selector_takes_each_variant_through_its_own_inputs(compiled):
       f'model_{variant}': (trainer_id(variant), 'model'),
       f'model_run_{variant}': (trainer_id(variant), 'model_run'),
       f'evaluation_{variant}': (evaluator_id(variant), 'evaluation'),
-      f'blessing_{variant}': (evaluator_id(variant), 'blessing'),
     }
     for name, producer in expected.items():
       assert _artifact_source(compiled, SELECTOR_ID, name) == producer
@@ -174,13 +174,132 @@ def test_selector_takes_each_variant_through_its_own_inputs(compiled):
   assert _artifact_source(compiled, 'Pusher', 'model_blessing') == (SELECTOR_ID, 'blessing')
 
 
-def test_evaluators_compare_against_the_latest_blessed_model(compiled):
+def test_the_production_baseline_is_the_serving_root_not_a_metadata_query(compiled):
+  """The model in production is what Pusher last wrote, read by the selector; no resolver.
+
+  A resolver's compiled query ('newest blessed ModelBlessing', any producer) would take a
+  per-variant Evaluator's blessing of a model that was never pushed as the baseline.
+  """
+  executors = compiled['deploymentSpec']['executors']
+  assert [label for label, executor in executors.items() if 'resolver' in executor] == []
   for variant in VARIANTS:
-    producer, _ = _artifact_source(compiled, evaluator_id(variant), 'baseline_model')
-    resolver = _executor(compiled, producer)['resolver']
-    (query,) = resolver['outputArtifactQueries'].values()
-    assert 'schema_title="tfx.Model"' in query['filter']
-    assert 'current_model_id' in query['filter']
+    evaluator_inputs = compiled['root']['dag']['tasks'][evaluator_id(variant)]['inputs']
+    assert 'baseline_model' not in evaluator_inputs.get('artifacts', {})
+  pushed_to = json.loads(_parameter(compiled, 'Pusher', 'push_destination'))
+  assert (
+    _parameter(compiled, SELECTOR_ID, 'serving_model_dir')
+    == (pushed_to['filesystem']['base_directory'])
+  )
+
+
+PIPELINE_PARAMETERS = {
+  'epochs': ('NUMBER_INTEGER', 3),
+  'batch_size': ('NUMBER_INTEGER', 96),
+  'learning_rate': ('NUMBER_DOUBLE', 0.002),
+  'accuracy_threshold': ('NUMBER_DOUBLE', 0.8),
+  'max_accuracy_drop': ('NUMBER_DOUBLE', 0.01),
+}
+
+
+def _component_input(spec, task, name):
+  return spec['root']['dag']['tasks'][task]['inputs']['parameters'][name]['componentInputParameter']
+
+
+def test_run_time_options_are_pipeline_parameters_with_the_configs_defaults(compiled):
+  declared = compiled['root']['inputDefinitions']['parameters']
+  assert {
+    name: (spec['parameterType'], spec['defaultValue']) for name, spec in declared.items()
+  } == PIPELINE_PARAMETERS
+  for name in ('epochs', 'batch_size', 'learning_rate'):
+    assert _component_input(compiled, 'TrainingParameters', name) == name
+  for name in ('accuracy_threshold', 'max_accuracy_drop'):
+    assert _component_input(compiled, SELECTOR_ID, name) == name
+  for trainer in TRAINERS:
+    assert _artifact_source(compiled, trainer, 'hyperparameters') == (
+      'TrainingParameters',
+      'hyperparameters',
+    )
+
+
+def test_a_whole_number_in_the_yaml_keeps_a_float_parameter_a_float(tmp_path):
+  values = {**VERTEX, 'accuracy_threshold': 1, 'training': {'learning_rate': 1}}
+  path = _write_config(str(tmp_path), values)
+  spec = compile_pipeline(vertex_config.load(path), str(tmp_path / 'p.json'))['pipelineSpec']
+  declared = spec['root']['inputDefinitions']['parameters']
+  for name in ('accuracy_threshold', 'learning_rate'):
+    assert declared[name]['parameterType'] == 'NUMBER_DOUBLE', name
+    assert declared[name]['defaultValue'] == 1.0
+
+
+def test_the_kfp_package_is_a_pipeline_spec_kfps_client_loads(vertex_config_path, tmp_path):
+  """What `kfp.Client().create_run_from_pipeline_package` and the KFP UI's upload read."""
+  from kfp import components  # pylint: disable=import-outside-toplevel
+  from kfp.client import client  # pylint: disable=import-outside-toplevel
+
+  output = str(tmp_path / 'pipeline.json')
+  assert cli.main(['compile', '--config', vertex_config_path, '--output', output]) == 0
+  package = kfp_package_path(output)
+  assert package == str(tmp_path / 'pipeline.kfp.yaml')
+  # The client's own reader: it refuses the Vertex JSON and takes the package.
+  with pytest.raises(ValueError, match='should end with one of the following formats'):
+    client._extract_pipeline_yaml(output)
+  document = client._extract_pipeline_yaml(package)
+  with open(output) as vertex_json:
+    assert json_format.MessageToDict(document.pipeline_spec) == {
+      **json.load(vertex_json)['pipelineSpec'],
+      'defaultPipelineRoot': 'gs://bucket/fmnist/pipeline',
+    }
+  pipeline = components.load_component_from_file(package)
+  assert pipeline.name == 'fashion-mnist'
+  assert {name: spec.default for name, spec in pipeline.component_spec.inputs.items()} == {
+    name: default for name, (_, default) in PIPELINE_PARAMETERS.items()
+  }
+
+
+def test_without_an_endpoint_section_nothing_is_deployed_to_vertex(compiled):
+  assert VERTEX_PUSHER_ID not in compiled['root']['dag']['tasks']
+
+
+def test_an_endpoint_section_deploys_the_pushed_model_to_a_vertex_endpoint(tmp_path):
+  from google.cloud import aiplatform  # pylint: disable=import-outside-toplevel
+  from google.cloud.aiplatform.constants import prediction  # pylint: disable=import-outside-toplevel
+
+  endpoint = {'endpoint_name': 'fmnist', 'machine_type': 'n1-standard-4', 'max_replica_count': 3}
+  path = _write_config(str(tmp_path), {**VERTEX, 'vertex_endpoint': endpoint})
+  spec = compile_pipeline(vertex_config.load(path), str(tmp_path / 'p.json'))['pipelineSpec']
+  task = spec['root']['dag']['tasks'][VERTEX_PUSHER_ID]
+  # After the filesystem push, the record of production, and from the same selection.
+  assert set(task['dependentTasks']) == {'Pusher', SELECTOR_ID}
+  assert _artifact_source(spec, VERTEX_PUSHER_ID, 'model') == (SELECTOR_ID, 'model')
+  assert _artifact_source(spec, VERTEX_PUSHER_ID, 'model_blessing') == (SELECTOR_ID, 'blessing')
+  container = _executor(spec, VERTEX_PUSHER_ID)['container']
+  executor_class = container['args'][container['args'].index('--executor_class_path') + 1]
+  assert executor_class == 'tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor'
+  config = json.loads(_parameter(spec, VERTEX_PUSHER_ID, 'custom_config'))
+  assert config['ai_platform_enable_vertex'] is True
+  assert config['ai_platform_vertex_region'] == 'europe-west4'
+  image = config['ai_platform_vertex_container_image_uri']
+  assert image == 'europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest'
+  assert image in prediction.TF_CONTAINER_URIS  # one of Vertex's prebuilt TF Serving images
+  serving_args = config['ai_platform_serving_args']
+  assert serving_args == {
+    'project_id': 'proj',
+    'endpoint_name': 'fmnist',
+    'machine_type': 'n1-standard-4',
+    'min_replica_count': 1,
+    'max_replica_count': 3,
+  }
+  # TFX's executor passes what remains after these keys to aiplatform's Model.deploy.
+  deploy_arguments = set(serving_args) - {'project_id', 'endpoint_name'}
+  assert deploy_arguments <= set(inspect.signature(aiplatform.Model.deploy).parameters)
+
+
+def test_replica_counts_out_of_order_are_rejected(tmp_path, capsys):
+  endpoint = {'endpoint_name': 'fmnist', 'min_replica_count': 3, 'max_replica_count': 2}
+  path = _write_config(str(tmp_path), {**VERTEX, 'vertex_endpoint': endpoint})
+  assert cli.main(['compile', '--config', path, '--output', str(tmp_path / 'p.json')]) == 2
+  assert 'min_replica_count <= max_replica_count' in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / 'p.json')
 
 
 def test_a_training_variant_in_the_deploy_config_is_rejected(tmp_path, capsys):
@@ -215,10 +334,14 @@ def test_config_errors_name_the_field(tmp_path, capsys, change, message):
   assert message in capsys.readouterr().err
 
 
+def _submit_dry_run(config_path, tmp_path, *parameters):
+  arguments = [f'--parameter={parameter}' for parameter in parameters]
+  output = str(tmp_path / 'p.json')
+  return cli.main(['submit', '--config', config_path, '--output', output, '--dry-run', *arguments])
+
+
 def test_submit_dry_run_builds_the_job_request_offline(vertex_config_path, tmp_path, capsys):
-  code = cli.main(
-    ['submit', '--config', vertex_config_path, '--output', str(tmp_path / 'p.json'), '--dry-run']
-  )
+  code = _submit_dry_run(vertex_config_path, tmp_path)
   out = capsys.readouterr().out
   assert code == 0
   request = json.loads(out[: out.rindex('}') + 1])
@@ -232,38 +355,66 @@ def test_submit_dry_run_builds_the_job_request_offline(vertex_config_path, tmp_p
   assert request['consoleUrl'] in out and request['consoleUrl'].startswith(
     'https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/'
   )
-  assert not os.path.exists(request['schemaStagedTo'])  # nothing was written
 
 
-def test_submit_rejects_an_unknown_parameter(vertex_config_path, tmp_path, capsys):
-  code = cli.main(
-    [
-      'submit',
-      '--config',
-      vertex_config_path,
-      '--output',
-      str(tmp_path / 'p.json'),
-      '--dry-run',
-      '--parameter',
-      'epochs=3',
-    ]
-  )
-  assert code == 2
-  assert 'The pipeline parameter epochs is not found' in capsys.readouterr().err
+def test_submit_takes_pipeline_parameters_in_their_declared_types(
+  vertex_config_path, tmp_path, capsys
+):
+  code = _submit_dry_run(vertex_config_path, tmp_path, 'epochs=5', 'learning_rate=0.01')
+  out = capsys.readouterr().out
+  assert code == 0
+  job = json.loads(out[: out.rindex('}') + 1])['pipelineJob']
+  assert job['runtimeConfig']['parameterValues'] == {'epochs': 5, 'learning_rate': 0.01}
 
 
-# --- One compiled task chain run the way Vertex runs it ------------------------------------------
+@pytest.mark.parametrize(
+  'parameter, message',
+  [
+    (
+      'epoch=3',
+      (
+        "unknown pipeline parameter 'epoch'; known: accuracy_threshold, batch_size, epochs, "
+        'learning_rate, max_accuracy_drop'
+      ),
+    ),
+    ('epochs=three', "pipeline parameter epochs must be NUMBER_INTEGER, got 'three'"),
+  ],
+)
+def test_submit_rejects_a_bad_parameter_in_one_line(
+  vertex_config_path, tmp_path, capsys, parameter, message
+):
+  assert _submit_dry_run(vertex_config_path, tmp_path, parameter) == 2
+  captured = capsys.readouterr()
+  # The line before, if any, is the image tag warning (the test image is not tagged with a commit).
+  assert captured.err.splitlines()[-1] == f'error: {message}' and captured.out == ''
+  assert captured.err.count('error:') == 1
 
 
-def _executor_input(spec, task, upstream, task_root):
+# --- Compiled tasks run the way Vertex runs them ------------------------------------------------
+
+
+def pipeline_parameter_values(spec, overrides=None):
+  """The values a run gives the pipeline's parameters: the declared defaults, then `overrides`."""
+  declared = spec['root'].get('inputDefinitions', {}).get('parameters', {})
+  return {**{name: value['defaultValue'] for name, value in declared.items()}, **(overrides or {})}
+
+
+def _parameter_value(value, pipeline_parameters):
+  """What Vertex substitutes for a task's parameter: its constant or the pipeline's value."""
+  if 'componentInputParameter' in value:
+    return pipeline_parameters[value['componentInputParameter']]
+  return value['runtimeValue']['constant']
+
+
+def _executor_input(spec, task, upstream, task_root, pipeline_parameters):
   """The ExecutorInput Vertex hands a task's container in place of the `{{$}}` placeholder."""
   task_spec = spec['root']['dag']['tasks'][task]
   component = spec['components'][task_spec['componentRef']['name']]
   inputs = task_spec.get('inputs', {})
   return {
     'inputs': {
-      'parameters': {
-        name: value['runtimeValue']['constantValue']
+      'parameterValues': {
+        name: _parameter_value(value, pipeline_parameters)
         for name, value in inputs.get('parameters', {}).items()
       },
       # The executor output carries uri and properties; Vertex adds the type from the spec.
@@ -279,8 +430,6 @@ def _executor_input(spec, task, upstream, task_root):
           ]
         }
         for name, source in inputs.get('artifacts', {}).items()
-        # A resolver that found nothing (first run: no production model) leaves the input empty.
-        if source['taskOutputArtifact']['producerTask'] in upstream
       },
     },
     'outputs': {
@@ -294,7 +443,7 @@ def _executor_input(spec, task, upstream, task_root):
             }
           ]
         }
-        for name, output in component['outputDefinitions']['artifacts'].items()
+        for name, output in component.get('outputDefinitions', {}).get('artifacts', {}).items()
       },
       'outputFile': os.path.join(task_root, 'executor_output.json'),
     },
@@ -304,9 +453,18 @@ def _executor_input(spec, task, upstream, task_root):
 CONTAINER_ENVIRONMENT = {**os.environ, 'PYTHONPATH': ROOT}
 
 
-def container_commands(spec, task, upstream, work_dir):
-  """The task's driver hook (if any) and container command lines, with the ExecutorInput."""
-  invocation = json.dumps(_executor_input(spec, task, upstream, os.path.join(work_dir, task)))
+def container_commands(spec, task, upstream, work_dir, parameters=None):
+  """The task's driver hook (if any) and container command lines, with the ExecutorInput;
+  `parameters` are the run's pipeline parameter values (default: the declared defaults)."""
+  invocation = json.dumps(
+    _executor_input(
+      spec,
+      task,
+      upstream,
+      os.path.join(work_dir, task),
+      pipeline_parameter_values(spec, parameters),
+    )
+  )
   container = _executor(spec, task)['container']
   steps = [container.get('lifecycle', {}).get('preCacheCheck'), container]
   return [
@@ -316,22 +474,26 @@ def container_commands(spec, task, upstream, work_dir):
   ]
 
 
-def run_in_container(spec, task, upstream, work_dir):
+def run_in_container(spec, task, upstream, work_dir, parameters=None):
   """Runs the task's container command (and its driver hook, if any) with its spec's args."""
   task_root = os.path.join(work_dir, task)
-  for command in container_commands(spec, task, upstream, work_dir):
+  for command in container_commands(spec, task, upstream, work_dir, parameters):
     result = subprocess.run(
       command, cwd=work_dir, env=CONTAINER_ENVIRONMENT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, f'{task}: {result.stderr[-3000:]}'
-  with open(os.path.join(task_root, 'executor_output.json')) as source:
-    artifacts = json.load(source)['artifacts']
+  output_file = os.path.join(task_root, 'executor_output.json')
+  if not os.path.exists(output_file):  # a component without outputs, e.g. AnomaliesGate
+    return {}
+  with open(output_file) as source:
+    artifacts = json.load(source).get('artifacts', {})
   return {name: value['artifacts'][0] for name, value in artifacts.items()}
 
 
-def compile_for_local_files(tmp_path, variant, train_count, **overrides):
-  """The compiled spec of a one-variant pipeline on generated local files, and the staged
-  schema as the first upstream output."""
+def compile_for_local_files(tmp_path, variant, train_count, parameters=None, **overrides):
+  """The compiled spec of a one-variant pipeline on generated local files, and the outputs of
+  its first steps, run through the container entrypoint: the schema and the training parameters
+  (the run's `parameters`, default the config's)."""
   data_dir = idx_files.write_fashion_mnist_like(
     str(tmp_path / 'data'), train_count=train_count, test_count=20
   )
@@ -346,27 +508,34 @@ def compile_for_local_files(tmp_path, variant, train_count, **overrides):
   }
   config = vertex_config.load(_write_config(str(tmp_path), local))
   spec = compile_pipeline(config, str(tmp_path / 'pipeline.json'))['pipelineSpec']
-  schema_uri = staging.stage_schema(config.pipeline_config().pipeline_root)
-  return spec, {'schema_importer': {'result': {'uri': schema_uri}}}
+  upstream = {}
+  for task in ('CuratedSchema', 'TrainingParameters'):
+    upstream[task] = run_in_container(spec, task, upstream, str(tmp_path), parameters)
+  return spec, upstream
 
 
 def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
-  """ExampleGen (driver + executor) → Transform → Trainer → Evaluator → VariantSelector from the
-  compiled spec, on local files.
+  """CuratedSchema, TrainingParameters, ExampleGen (driver + executor) → Transform → Trainer →
+  Evaluator → VariantSelector from the compiled spec, on local files, with pipeline parameters
+  given at submission as Vertex passes them.
 
   These carry the module paths (IDX executor, preprocessing_fn, run_fn, the selector's
-  executor), the JSON custom_config and the selector's per-variant input names, which a
-  serialization slip would break only inside the container.
+  executor), the JSON custom_config, the parameters and the selector's per-variant input names,
+  which a serialization slip would break only inside the container.
   """
   variant = 'none'
+  submitted = {'epochs': 2, 'batch_size': 8, 'learning_rate': 0.005, 'accuracy_threshold': 0.0}
   spec, upstream = compile_for_local_files(
     tmp_path,
     variant,
     train_count=120,
-    accuracy_threshold=0.0,
+    parameters=submitted,
     train_steps=4,
     training={'batch_size': 16, 'mixed_precision': False},
   )
+  schema_file = os.path.join(upstream['CuratedSchema']['schema']['uri'], 'schema.pbtxt')
+  with open(schema_file) as copied, open(curated_schema.SCHEMA_FILE) as shipped:
+    assert copied.read() == shipped.read()
   for task in (
     'IdxExampleGen',
     'Transform',
@@ -374,15 +543,36 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
     evaluator_id(variant),
     SELECTOR_ID,
   ):
-    upstream[task] = run_in_container(spec, task, upstream, str(tmp_path))
+    upstream[task] = run_in_container(spec, task, upstream, str(tmp_path), submitted)
 
   examples = upstream['IdxExampleGen']['examples']
   assert json.loads(examples['metadata']['split_names']) == ['train', 'eval', 'test']
-  trained = upstream[trainer_id(variant)]['model']['uri']
-  assert os.path.exists(os.path.join(trained, 'Format-Serving', 'saved_model.pb'))
+  trained = os.path.join(upstream[trainer_id(variant)]['model']['uri'], 'Format-Serving')
+  assert os.path.exists(os.path.join(trained, 'saved_model.pb'))
+  # The values given at submission, not the config's (batch size 16, 3 epochs, rate 0.002).
+  with open(os.path.join(trained, export.MODEL_INFO_FILE)) as model_info:
+    training = json.load(model_info)['training']
+  assert (training['epochs'], training['batch_size'], training['learning_rate']) == (2, 8, 0.005)
   selected = upstream[SELECTOR_ID]
   assert selected['blessing']['metadata']['blessed'] == 1
   assert os.path.exists(os.path.join(selected['model']['uri'], 'Format-Serving', 'saved_model.pb'))
   with open(os.path.join(selected['report']['uri'], 'report.json')) as report_json:
     comparison = json.load(report_json)
   assert comparison['selected'] == variant and comparison['test']['examples'] == 20
+  assert comparison['production'] is None  # nothing pushed to this serving root yet
+
+  # Pusher writes the serving root; the next run's selector takes that version as production
+  # and, since its winner is that very model, does not bless it again.
+  upstream['Pusher'] = run_in_container(spec, 'Pusher', upstream, str(tmp_path), submitted)
+  assert upstream['Pusher']['pushed_model']['metadata']['pushed'] == 1
+  (version,) = os.listdir(tmp_path / 'out' / 'serving' / 'fashion_mnist')
+  next_run = tmp_path / 'next_run'
+  next_run.mkdir()
+  reselected = run_in_container(spec, SELECTOR_ID, upstream, str(next_run), submitted)
+  assert reselected['blessing']['metadata']['blessed'] == 0
+  with open(os.path.join(reselected['report']['uri'], 'report.json')) as report_json:
+    comparison = json.load(report_json)
+  assert comparison['production']['path'] == str(
+    tmp_path / 'out' / 'serving' / 'fashion_mnist' / version
+  )
+  assert comparison['already_in_production'] is True

@@ -1,6 +1,5 @@
 """The whole pipeline through the CLI with LocalDagRunner, on a tiny generated IDX dataset."""
 
-import functools
 import json
 import os
 import re
@@ -12,9 +11,10 @@ import tensorflow as tf
 
 from components.idx_example_gen import executor
 from components.idx_example_gen import idx
+from components import curated_schema
+from components.variant_selection import production
 from components.variant_selection import report
 from pipeline import cli
-from pipeline import staging
 from pipeline.pipeline import evaluator_id
 from pipeline.pipeline import trainer_id
 from tests import idx_files
@@ -24,11 +24,12 @@ from trainer import features
 VARIANTS = ('batch', 'weight', 'none')
 COMPONENTS = (
   'IdxExampleGen',
-  'schema_importer',
+  'CuratedSchema',
   'StatisticsGen',
   'ExampleValidator',
   'AnomaliesGate',
   'Transform',
+  'TrainingParameters',
   *(trainer_id(variant) for variant in VARIANTS),
   *(evaluator_id(variant) for variant in VARIANTS),
   'VariantSelector',
@@ -159,37 +160,43 @@ def test_first_run_compares_every_variant_and_pushes_the_winner(first_run, capsy
   )
 
 
-def test_rerun_with_nothing_changed_retrains_nothing_and_pushes_nothing_new(first_run, capsys):
+def _served(output_root):
+  """The version TF Serving would load (the newest) and its SavedModel digest."""
+  served = production.latest_version(os.path.join(output_root, 'serving', 'fashion_mnist'))
+  return served, production.saved_model_digest(served)
+
+
+def _rerun_pushing_nothing(capsys, first_run, **options):
+  """Runs again on the first run's output root; the served model must stay the same.
+
+  Returns the output and the component states."""
   data_dir, output_root = first_run
-  before = _versions(output_root)
-  # Since the first run pushed, the Evaluators have a production baseline to compare with:
-  # they re-run once; the winner is the production model itself and is not pushed again.
-  code, out, err = _run(capsys, data_dir, output_root)
+  served = _served(output_root)
+  code, out, err = _run(capsys, data_dir, output_root, **options)
   assert code == 0, err
-  states = _component_states(out)
-  assert {name for name, state in states.items() if state == 'ran'} == {
-    *(evaluator_id(variant) for variant in VARIANTS),
-    'VariantSelector',
-    'Pusher',
-  }
+  assert _served(output_root) == served
+  return out, _component_states(out)
+
+
+def test_rerun_with_nothing_changed_runs_nothing_and_pushes_nothing(first_run, capsys):
+  versions = _versions(first_run[1])
+  _, states = _rerun_pushing_nothing(capsys, first_run)
+  assert states == {name: 'cached' for name in COMPONENTS}
+  assert _versions(first_run[1]) == versions
+
+
+def test_a_new_gate_decision_does_not_push_the_production_model_again(first_run, capsys):
+  # Only the gate changes: the selector runs again and finds that its winner is what is served.
+  out, states = _rerun_pushing_nothing(capsys, first_run, accuracy_threshold=0.2)
+  assert {name for name, state in states.items() if state == 'ran'} == {'VariantSelector', 'Pusher'}
   assert 'It is the model in production already, so nothing new is pushed.' in out
   assert 'Pushed: nothing' in out
-  assert _versions(output_root) == before
-  # From then on the inputs stay the same, and the whole run comes from the cache.
-  code, out, err = _run(capsys, data_dir, output_root)
-  assert code == 0, err
-  assert _component_states(out) == {name: 'cached' for name in COMPONENTS}
-  assert _versions(output_root) == before
 
 
 def test_model_below_the_threshold_is_not_pushed_and_the_run_says_why(first_run, capsys):
-  data_dir, output_root = first_run
-  before = _versions(output_root)
-  code, out, err = _run(capsys, data_dir, output_root, accuracy_threshold=1.01)
-  assert code == 0, err
-  states = _component_states(out)
+  out, states = _rerun_pushing_nothing(capsys, first_run, accuracy_threshold=1.01)
   for variant in VARIANTS:
-    assert states[trainer_id(variant)] == 'cached' and states[evaluator_id(variant)] == 'ran'
+    assert states[trainer_id(variant)] == 'cached' and states[evaluator_id(variant)] == 'cached'
     assert re.search(
       rf'^\| {variant} \|.*\| no \| not blessed: .*sparse_categorical_accuracy [0-9.]+ '
       r'is below the threshold 1.01',
@@ -198,30 +205,30 @@ def test_model_below_the_threshold_is_not_pushed_and_the_run_says_why(first_run,
     )
   assert 'nothing was selected and nothing will be pushed' in out
   assert 'Pushed: nothing' in out
-  assert _versions(output_root) == before
 
 
-def test_a_model_worse_than_production_is_not_blessed(first_run, capsys):
-  data_dir, output_root = first_run
-  before = _versions(output_root)
+def test_a_model_worse_than_production_is_not_blessed_and_production_stays_served(
+  first_run, capsys
+):
   # A learning rate too small to learn anything in one epoch: far below the pushed model,
   # while the value threshold (0) lets anything through.
-  code, out, err = _run(
+  out, states = _rerun_pushing_nothing(
     capsys,
-    data_dir,
-    output_root,
+    first_run,
     accuracy_threshold=0,
     variants=('none',),
     extra=('--learning-rate', '1e-7'),
   )
-  assert code == 0, err
+  assert states[trainer_id('none')] == 'ran'
   assert re.search(
     r'not blessed: sparse_categorical_accuracy changed by -[01]\.[0-9]+ against the production '
     r'model \(allowed: no drop\)',
     out,
   )
+  assert re.search(
+    r'^Production model \(the baseline\): .+, eval accuracy [01]\.\d+', out, re.MULTILINE
+  )
   assert 'Pushed: nothing' in out
-  assert _versions(output_root) == before
 
 
 def test_bad_input_file_stops_the_run_and_keeps_the_pushed_model(first_run, capsys, tmp_path):
@@ -267,14 +274,12 @@ def test_examples_outside_the_schema_stop_the_run_before_any_training(
   # (IdxExampleGen rejects such files first), so the data drifts out of a tightened contract
   # instead: the same images against a schema that caps pixels at 200.
   data_dir, _ = first_run
-  with open(staging.SCHEMA_FILE) as schema:
+  with open(curated_schema.SCHEMA_FILE) as schema:
     curated = schema.read()
   assert curated.count('max: 255') == 1
   tight_schema = tmp_path / 'schema.pbtxt'
   tight_schema.write_text(curated.replace('max: 255', 'max: 200'))
-  monkeypatch.setattr(
-    staging, 'stage_schema', functools.partial(staging.stage_schema, schema_file=str(tight_schema))
-  )
+  monkeypatch.setattr(curated_schema, 'SCHEMA_FILE', str(tight_schema))
   output_root = str(tmp_path / 'outputs')
   code, out, err = _run(capsys, data_dir, output_root)
   assert code == 1

@@ -210,7 +210,7 @@ def test_a_serving_root_without_versions_and_a_canary_without_stable_are_refused
 
 def _pipeline_push_destination(serving_root):
   config = PipelineConfig(output_root=str(serving_root), serving_root=str(serving_root))
-  pipeline = create_pipeline(config, schema_uri=str(serving_root), code_fingerprint='test')
+  pipeline = create_pipeline(config, code_fingerprint='test')
   (pusher,) = [node for node in pipeline.components if node.id == 'Pusher']
   return pusher.exec_properties['push_destination']  # as JSON, the form the executor gets
 

@@ -11,7 +11,7 @@ from tfx.types import standard_artifacts
 
 from components import anomalies_gate
 from components.idx_example_gen.executor import to_example
-from pipeline import staging
+from components import curated_schema
 from tfx.utils import io_utils
 
 
@@ -28,7 +28,7 @@ def _anomalies_artifact(tmp_path, records):
     for record in records:
       writer.write(record)
   statistics = tfdv.generate_statistics_from_tfrecord(data)
-  schema = io_utils.SchemaReader().read(staging.SCHEMA_FILE)
+  schema = io_utils.SchemaReader().read(curated_schema.SCHEMA_FILE)
   report = tfdv.validate_statistics(statistics, schema)
   artifact = standard_artifacts.ExampleAnomalies()
   artifact.uri = str(tmp_path / 'anomalies')

@@ -106,7 +106,11 @@ def build_model_and_optimizer(
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the configured CNN variant and exports the serving SavedModel."""
-  config = TrainingConfig.from_custom_config(fn_args.custom_config[CUSTOM_CONFIG_KEY])
+  # The run-time options (epochs, batch size, learning rate) arrive as the Trainer's
+  # hyperparameters input (components/training_parameters.py); the rest is in custom_config.
+  config = TrainingConfig.from_custom_config(
+    {**fn_args.custom_config[CUSTOM_CONFIG_KEY], **(fn_args.hyperparameters or {})}
+  )
   logging.info('Training %s', config)
   keras.utils.set_random_seed(config.seed)
   transform_output = tft.TFTransformOutput(fn_args.transform_output)

@@ -1,15 +1,16 @@
 """VariantSelector: one fixed set of inputs per variant, so Vertex can compile it.
 
 Vertex AI Pipelines rejects union channels, so instead of one list-valued
-input the spec has four inputs per variant (model, model_run, evaluation,
-blessing), named `<kind>_<variant>`. The spec class is built for the variant
-list the pipeline is configured with.
+input the spec has three inputs per variant (model, model_run, evaluation),
+named `<kind>_<variant>`. The spec class is built for the variant list the
+pipeline is configured with.
 """
 
 import json
-from typing import Dict, Optional, Sequence, Type
+from typing import Dict, Sequence, Type, Union
 
 from tfx import types
+from tfx.orchestration import data_types
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
@@ -20,14 +21,17 @@ from tfx.types.component_spec import ExecutionParameter
 from components.artifacts import VariantComparison
 from components.variant_selection import executor
 from components.variant_selection import selection
+from components.variant_selection.keys import ACCURACY_THRESHOLD
 from components.variant_selection.keys import BLESSING
+from components.variant_selection.keys import EVAL_SPLIT
 from components.variant_selection.keys import EVALUATION
 from components.variant_selection.keys import EXAMPLES
+from components.variant_selection.keys import MAX_ACCURACY_DROP
 from components.variant_selection.keys import MODEL
 from components.variant_selection.keys import MODEL_RUN
-from components.variant_selection.keys import PRODUCTION_MODEL
 from components.variant_selection.keys import REPORT
 from components.variant_selection.keys import SELECTION_METRIC
+from components.variant_selection.keys import SERVING_MODEL_DIR
 from components.variant_selection.keys import TEST_SPLIT
 from components.variant_selection.keys import VARIANTS
 from components.variant_selection.keys import input_key
@@ -36,8 +40,8 @@ _PER_VARIANT_TYPES = {
   MODEL: standard_artifacts.Model,
   MODEL_RUN: standard_artifacts.ModelRun,
   EVALUATION: standard_artifacts.ModelEvaluation,
-  BLESSING: standard_artifacts.ModelBlessing,
 }
+FloatOrParameter = Union[float, data_types.RuntimeParameter]
 
 
 class VariantSelectorSpec(ComponentSpec):
@@ -46,12 +50,15 @@ class VariantSelectorSpec(ComponentSpec):
   PARAMETERS = {
     VARIANTS: ExecutionParameter(type=str),  # JSON list, in configuration order (breaks ties)
     SELECTION_METRIC: ExecutionParameter(type=str),
+    # Pusher's base directory: its newest version is the model in production.
+    SERVING_MODEL_DIR: ExecutionParameter(type=str),
+    ACCURACY_THRESHOLD: ExecutionParameter(type=float),
+    MAX_ACCURACY_DROP: ExecutionParameter(type=float),
+    EVAL_SPLIT: ExecutionParameter(type=str),
     TEST_SPLIT: ExecutionParameter(type=str),
   }
   INPUTS = {
     EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
-    # The model the last run pushed, if any: a winner that is this model is not pushed again.
-    PRODUCTION_MODEL: ChannelParameter(type=standard_artifacts.Model, optional=True),
   }
   OUTPUTS = {
     MODEL: ChannelParameter(type=standard_artifacts.Model),
@@ -69,14 +76,19 @@ def spec_for(variants: Sequence[str]) -> Type[VariantSelectorSpec]:
 
 
 class VariantSelector(base_component.BaseComponent):
-  """Selects the best blessed variant, outputs it with a blessing for Pusher, and reports.
+  """The production gate: blesses the best variant that passes it, for Pusher, and reports.
+
+  A variant is blessed when its eval accuracy reaches `accuracy_threshold`
+  and is at most `max_accuracy_drop` below the production model's on the
+  same eval examples. Production is the newest version under
+  `serving_model_dir`, Pusher's target, evaluated here; before the first
+  push only the threshold applies.
 
   The `model` output is a copy of the selected variant's model; when no
   variant is blessed it is the best unblessed one and `blessing` says not
   blessed, so Pusher pushes nothing. Nor does it when the winner is the
-  production model itself (a re-run with nothing changed), so an unchanged
-  model never becomes a new serving version. The blessing's current_model_id
-  names the Trainer's model, which is what the next run's baseline resolver finds.
+  production model itself (same SavedModel bytes: a re-run with nothing
+  changed), so an unchanged model never becomes a new serving version.
   """
 
   SPEC_CLASS = VariantSelectorSpec
@@ -86,11 +98,14 @@ class VariantSelector(base_component.BaseComponent):
     self,
     examples: types.BaseChannel,
     per_variant: Dict[str, Dict[str, types.BaseChannel]],
-    production_model: Optional[types.BaseChannel] = None,
+    serving_model_dir: str,
+    accuracy_threshold: FloatOrParameter,
+    max_accuracy_drop: FloatOrParameter = 0.0,
     selection_metric: str = selection.ACCURACY,
+    eval_split: str = 'eval',
     test_split: str = 'test',
   ):
-    """`per_variant[variant]` maps model / model_run / evaluation / blessing to channels."""
+    """`per_variant[variant]` maps model / model_run / evaluation to channels."""
     if not per_variant:
       raise ValueError('VariantSelector needs at least one variant')
     variants = list(per_variant)
@@ -103,9 +118,12 @@ class VariantSelector(base_component.BaseComponent):
         channels[input_key(kind, variant)] = inputs[kind]
     spec = spec_for(variants)(
       examples=examples,
-      production_model=production_model,
       variants=json.dumps(variants),
       selection_metric=selection_metric,
+      serving_model_dir=serving_model_dir,
+      accuracy_threshold=accuracy_threshold,
+      max_accuracy_drop=max_accuracy_drop,
+      eval_split=eval_split,
       test_split=test_split,
       model=types.Channel(type=standard_artifacts.Model),
       blessing=types.Channel(type=standard_artifacts.ModelBlessing),

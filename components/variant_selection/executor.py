@@ -1,10 +1,10 @@
-"""VariantSelector's executor: reads every variant's evaluation, selects, copies the winner,
-evaluates it on the test split and writes the report."""
+"""VariantSelector's executor: evaluates the model in production, gates and ranks every
+variant's evaluation, copies the winner, evaluates it on the test split and writes the report."""
 
 import json
 import math
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -17,6 +17,7 @@ from tfx.utils import path_utils
 from components.variant_selection import evaluation
 from components.variant_selection import held_out
 from components.variant_selection import keys
+from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import selection
 from trainer import features
@@ -24,7 +25,7 @@ from trainer.export import MODEL_INFO_FILE
 from trainer.summaries import HISTORY_FILE
 from trainer.summaries import TOTALS_PHASE
 
-# The property names TFX's Evaluator and LatestBlessedModelStrategy use on a ModelBlessing.
+# The property names TFX's Evaluator uses on a ModelBlessing, which Pusher reads.
 BLESSED = 'blessed'
 CURRENT_MODEL = 'current_model'
 CURRENT_MODEL_ID = 'current_model_id'
@@ -47,20 +48,14 @@ def _variant_report(
   model: types.Artifact,
   model_run: types.Artifact,
   evaluation_artifact: types.Artifact,
-  blessing: types.Artifact,
+  gate: selection.Gate,
 ) -> report.VariantReport:
   metrics = evaluation.read_metrics(evaluation_artifact.uri, features.LABEL_KEY)
-  blessed = bool(blessing.get_int_custom_property(BLESSED))
   history = _read_json(os.path.join(model_run.uri, HISTORY_FILE))
   totals = [record for record in history if record['phase'] == TOTALS_PHASE]
   model_info = _read_json(os.path.join(path_utils.serving_model_path(model.uri), MODEL_INFO_FILE))
   return report.VariantReport(
-    result=selection.VariantResult(
-      variant=variant,
-      metrics=metrics.overall,
-      blessed=blessed,
-      blessing_failures=() if blessed else evaluation.threshold_failures(evaluation_artifact.uri),
-    ),
+    result=selection.judge(variant, metrics.overall, gate),
     per_class_accuracy={
       name: metrics.by_label.get(label, {}).get(selection.ACCURACY, math.nan)
       for label, name in enumerate(features.CLASS_NAMES)
@@ -70,6 +65,21 @@ def _variant_report(
     images_per_second=totals[-1]['images_per_second'] if totals else math.nan,
     history=history,
   )
+
+
+def _split_files(examples: types.Artifact, split: str) -> List[str]:
+  return tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
+
+
+def _production(serving_model_dir: str, eval_files: List[str]) -> Optional[report.Production]:
+  """The newest pushed version, evaluated on the eval split; None before the first push."""
+  path = production.latest_version(serving_model_dir)
+  if path is None:
+    logging.info('No model under %s yet: only the accuracy threshold applies.', serving_model_dir)
+    return None
+  result = report.Production(path=path, eval=held_out.evaluate(path, eval_files))
+  logging.info('Production model %s on the eval split: %s', path, result.eval.metrics)
+  return result
 
 
 def _write_blessing(blessing: types.Artifact, model: types.Artifact, variant: str, blessed: bool):
@@ -94,12 +104,24 @@ class Executor(base_executor.BaseExecutor):
   ) -> None:
     variants = json.loads(exec_properties[keys.VARIANTS])
     metric = exec_properties[keys.SELECTION_METRIC]
+    examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES])
+    in_service = _production(
+      exec_properties[keys.SERVING_MODEL_DIR],
+      _split_files(examples, exec_properties[keys.EVAL_SPLIT]),
+    )
+    gate = selection.Gate(
+      accuracy_threshold=float(exec_properties[keys.ACCURACY_THRESHOLD]),
+      production_accuracy=None
+      if in_service is None
+      else in_service.eval.metrics[selection.ACCURACY],
+      max_accuracy_drop=float(exec_properties[keys.MAX_ACCURACY_DROP]),
+    )
 
     def single(kind: str, variant: str) -> types.Artifact:
       return artifact_utils.get_single_instance(input_dict[keys.input_key(kind, variant)])
 
     rows = [
-      _variant_report(variant, *(single(kind, variant) for kind in keys.PER_VARIANT))
+      _variant_report(variant, *(single(kind, variant) for kind in keys.PER_VARIANT), gate)
       for variant in variants
     ]
     chosen = selection.select([row.result for row in rows], metric)
@@ -113,15 +135,15 @@ class Executor(base_executor.BaseExecutor):
       logging.info('%s: %s', variant, chosen.verdicts[variant])
 
     selected_model = single(keys.MODEL, candidate)
-    production = input_dict.get(keys.PRODUCTION_MODEL) or []
-    in_production = chosen.winner is not None and any(
-      model.uri == selected_model.uri for model in production
+    selected_path = path_utils.serving_model_path(selected_model.uri)
+    in_production = (
+      chosen.winner is not None
+      and in_service is not None
+      and production.saved_model_digest(selected_path)
+      == production.saved_model_digest(in_service.path)
     )
     output_model = artifact_utils.get_single_instance(output_dict[keys.MODEL])
-    io_utils.copy_dir(
-      path_utils.serving_model_path(selected_model.uri),
-      path_utils.serving_model_path(output_model.uri),
-    )
+    io_utils.copy_dir(selected_path, path_utils.serving_model_path(output_model.uri))
     output_model.set_string_custom_property(SELECTED_VARIANT, candidate)
     _write_blessing(
       artifact_utils.get_single_instance(output_dict[keys.BLESSING]),
@@ -132,13 +154,8 @@ class Executor(base_executor.BaseExecutor):
 
     test_result = None
     if chosen.winner is not None:
-      examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES])
-      test_files = tf.io.gfile.glob(
-        os.path.join(
-          artifact_utils.get_split_uri([examples], exec_properties[keys.TEST_SPLIT]), '*'
-        )
-      )
+      test_files = _split_files(examples, exec_properties[keys.TEST_SPLIT])
       test_result = held_out.evaluate(path_utils.serving_model_path(output_model.uri), test_files)
       logging.info('%s on the test split: %s', chosen.winner, test_result.metrics)
     report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT])
-    report.write(report_artifact.uri, rows, chosen, test_result, in_production)
+    report.write(report_artifact.uri, rows, chosen, test_result, in_production, in_service)

@@ -4,12 +4,15 @@ MODEL = 'model'
 MODEL_RUN = 'model_run'
 EVALUATION = 'evaluation'
 BLESSING = 'blessing'
-PER_VARIANT = (MODEL, MODEL_RUN, EVALUATION, BLESSING)
+PER_VARIANT = (MODEL, MODEL_RUN, EVALUATION)
 EXAMPLES = 'examples'
-PRODUCTION_MODEL = 'production_model'
 REPORT = 'report'
 VARIANTS = 'variants'
 SELECTION_METRIC = 'selection_metric'
+SERVING_MODEL_DIR = 'serving_model_dir'
+ACCURACY_THRESHOLD = 'accuracy_threshold'
+MAX_ACCURACY_DROP = 'max_accuracy_drop'
+EVAL_SPLIT = 'eval_split'
 TEST_SPLIT = 'test_split'
 
 

@@ -28,6 +28,14 @@ CONFUSION_MATRIX_PNG = 'confusion_matrix.png'
 
 
 @dataclasses.dataclass(frozen=True)
+class Production:
+  """The model in production when the selector ran: its serving directory and eval results."""
+
+  path: str
+  eval: HeldOutResult
+
+
+@dataclasses.dataclass(frozen=True)
 class VariantReport:
   """One variant's row: its evaluation plus what its Trainer recorded."""
 
@@ -56,11 +64,15 @@ def _as_json(
   selection: Selection,
   held_out: Optional[HeldOutResult],
   in_production: bool,
+  production: Optional[Production],
 ) -> Dict:
   return {
     'selection_metric': selection.metric,
     'selected': selection.winner,
     'already_in_production': in_production,
+    'production': None
+    if production is None
+    else {'path': production.path, 'eval': production.eval.metrics},
     'variants': [
       {
         'variant': row.result.variant,
@@ -91,6 +103,7 @@ def _markdown(
   selection: Selection,
   held_out: Optional[HeldOutResult],
   in_production: bool,
+  production: Optional[Production],
 ) -> str:
   lines = [
     f'Normalization variants on the eval split; selection by {selection.metric} among '
@@ -118,6 +131,13 @@ def _markdown(
     cells = ' | '.join(_number(row.per_class_accuracy.get(name), 3) for name in CLASS_NAMES)
     lines.append(f'| {row.result.variant} | {cells} |')
   lines.append('')
+  if production is None:
+    lines.append('No model in production yet: the accuracy threshold alone decides.')
+  else:
+    lines.append(
+      f'Production model (the baseline): {production.path}, eval accuracy '
+      f'{_number(production.eval.metrics[ACCURACY])} on the same examples.'
+    )
   if held_out is None:
     lines.append('No variant was blessed, so nothing was selected and nothing will be pushed.')
   else:
@@ -205,6 +225,7 @@ def write(
   selection: Selection,
   held_out: Optional[HeldOutResult],
   in_production: bool = False,
+  production: Optional[Production] = None,
 ) -> List[str]:
   """Writes the report files into `directory` and returns their paths."""
   tf.io.gfile.makedirs(directory)
@@ -213,9 +234,11 @@ def write(
     for name in (REPORT_JSON, REPORT_MARKDOWN, LEARNING_CURVES_PNG, PER_CLASS_ACCURACY_PNG)
   }
   with tf.io.gfile.GFile(paths[REPORT_JSON], 'w') as report_json:
-    json.dump(_as_json(variants, selection, held_out, in_production), report_json, indent=1)
+    json.dump(
+      _as_json(variants, selection, held_out, in_production, production), report_json, indent=1
+    )
   with tf.io.gfile.GFile(paths[REPORT_MARKDOWN], 'w') as report_markdown:
-    report_markdown.write(_markdown(variants, selection, held_out, in_production))
+    report_markdown.write(_markdown(variants, selection, held_out, in_production, production))
   _plot_learning_curves(variants, paths[LEARNING_CURVES_PNG])
   _plot_per_class_accuracy(variants, paths[PER_CLASS_ACCURACY_PNG])
   if held_out is not None:

@@ -9,6 +9,8 @@ LOSS = 'sparse_categorical_crossentropy'
 CALIBRATION_ERROR = 'expected_calibration_error'
 # Metrics where a smaller value is better; every other metric is maximized.
 LOWER_IS_BETTER = frozenset({LOSS, CALIBRATION_ERROR})
+# Float rounding only (float32 metric results): one example of the 6k eval split is 1.7e-4.
+_ROUNDING = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,8 +20,43 @@ class VariantResult:
   variant: str
   metrics: Mapping[str, float]
   blessed: bool
-  # Why the Evaluator did not bless it, one line per failed threshold.
+  # Why it is not blessed, one line per failed requirement (see gate_failures).
   blessing_failures: Sequence[str] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+  """What a variant's eval accuracy must reach to be pushed."""
+
+  accuracy_threshold: float
+  # The pushed model's accuracy on the same eval examples; None before the first push.
+  production_accuracy: Optional[float] = None
+  max_accuracy_drop: float = 0.0
+
+
+def gate_failures(metrics: Mapping[str, float], gate: Gate) -> List[str]:
+  """One line per requirement of `gate` that `metrics` miss; empty when the variant passes."""
+  accuracy = metrics.get(ACCURACY)
+  if not _finite(accuracy):
+    return [f'no {ACCURACY} to check against the threshold']
+  failures = []
+  if accuracy < gate.accuracy_threshold - _ROUNDING:
+    failures.append(f'{ACCURACY} {accuracy:.4f} is below the threshold {gate.accuracy_threshold}')
+  if gate.production_accuracy is not None:
+    change = accuracy - gate.production_accuracy
+    if change < -gate.max_accuracy_drop - _ROUNDING:
+      drop = gate.max_accuracy_drop
+      allowed = 'no drop' if drop < _ROUNDING else f'a drop of at most {drop:.4f}'
+      failures.append(
+        f'{ACCURACY} changed by {change:+.4f} against the production model (allowed: {allowed})'
+      )
+  return failures
+
+
+def judge(variant: str, metrics: Mapping[str, float], gate: Gate) -> VariantResult:
+  """The variant's result, blessed when it passes `gate`, with the reasons when it does not."""
+  failures = gate_failures(metrics, gate)
+  return VariantResult(variant, metrics, blessed=not failures, blessing_failures=tuple(failures))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +112,9 @@ def select(results: Sequence[VariantResult], metric: str = ACCURACY) -> Selectio
   qualifying = [result for result in ranked if result.blessed]
   for result in ranked:
     if not result.blessed:
-      verdicts[result.variant] = 'not blessed: ' + (
-        '; '.join(result.blessing_failures) or 'the Evaluator did not bless it'
-      )
+      reasons = '; '.join(result.blessing_failures)
+      verdicts[result.variant] = f'not blessed: {reasons}' if reasons else 'not blessed'
+
   for place, result in enumerate(qualifying):
     verdicts[result.variant] = 'selected' if place == 0 else f'blessed, ranked {place + 1}'
   return Selection(

@@ -1,0 +1,53 @@
+"""The model in production, read from the serving root Pusher writes: what TF Serving serves.
+
+The serving root, not ML Metadata, is the record of production: a blessing
+in MLMD may name a candidate that was never pushed (a run that died before
+Pusher, a selector that declined to push), and Vertex's artifact queries
+cannot tell one producer's blessings from another's.
+"""
+
+import hashlib
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+SAVED_MODEL_FILE = 'saved_model.pb'
+
+
+def latest_version(model_dir: str) -> Optional[str]:
+  """The newest complete version under `model_dir` (`<model_dir>/<version>/`), or None.
+
+  TF Serving loads the highest numeric version; Pusher copies saved_model.pb
+  last, so a version without it is a push still under way (or one that died).
+  """
+  if not tf.io.gfile.isdir(model_dir):
+    return None
+  versions = sorted(
+    (
+      int(name.rstrip('/')) for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()
+    ),
+    reverse=True,
+  )
+  for version in versions:
+    path = os.path.join(model_dir, str(version))
+    if tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE)):
+      return path
+  return None
+
+
+def saved_model_digest(path: str) -> str:
+  """SHA-256 over a SavedModel directory's relative file names and contents.
+
+  Pusher copies the selected model byte for byte, so a pushed version and the
+  Trainer output it came from have the same digest.
+  """
+  sha = hashlib.sha256()
+  files = []
+  for directory, _, names in tf.io.gfile.walk(path):
+    files.extend(os.path.join(directory, name) for name in names)
+  for file in sorted(files):
+    sha.update(os.path.relpath(file, path).encode())
+    with tf.io.gfile.GFile(file, 'rb') as content:
+      sha.update(content.read())
+  return sha.hexdigest()
