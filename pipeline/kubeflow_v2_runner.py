@@ -102,6 +102,7 @@ def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
     pipeline_job['pipelineSpec'],
     {name: parameter.default for name, parameter in parameters.items()},
   )
+  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
   with open(output_path, 'w') as out:
     json.dump(pipeline_job, out, indent=2, sort_keys=True)
   write_kfp_package(pipeline_job, kfp_package_path(output_path))
