@@ -5,17 +5,16 @@ OUTPUT_ROOT ?= outputs
 DATA_DIR ?= /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-KERNELS := trainer/layers/_channel_ops.so
 
-.PHONY: run quick test data venv kernels clean
+.PHONY: run quick test data venv clean
 
-run: $(INSTALLED) $(KERNELS) data
+run: $(INSTALLED) data
 	$(BIN)/fmnist-pipeline run --data-dir $(DATA_DIR) --output-root $(OUTPUT_ROOT)
 
-quick: $(INSTALLED) $(KERNELS) data
+quick: $(INSTALLED) data
 	$(BIN)/fmnist-pipeline run --quick --data-dir $(DATA_DIR) --output-root $(OUTPUT_ROOT)
 
-test: $(INSTALLED) $(KERNELS)
+test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 venv: $(INSTALLED)
@@ -27,15 +26,6 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt wheel setuptools
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
-
-kernels: $(KERNELS)
-
-# The normalization layers' fused CPU kernels, compiled against the venv's TensorFlow
-# (a C++ compiler is installed with apt when missing and we are root).
-$(KERNELS): trainer/layers/channel_ops.cc $(INSTALLED)
-	@command -v "$${CXX:-g++}" >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
-	  apt-get install -y -qq g++ || (apt-get update -qq && apt-get install -y -qq g++)
-	$(BIN)/python -m trainer.layers.build_channel_ops
 
 # The Debian package puts the four IDX gz files in /usr/share/datasets/fashion-mnist.
 # Elsewhere, `fmnist-pipeline download --data-dir DIR` fetches and verifies them.
@@ -50,4 +40,4 @@ data:
 	fi
 
 clean:
-	rm -rf $(VENV) $(OUTPUT_ROOT) $(KERNELS)
+	rm -rf $(VENV) $(OUTPUT_ROOT)

@@ -27,7 +27,9 @@ from pipeline import predict  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.config import default_data_dir  # noqa: E402
 from pipeline.vertex_config import VertexConfigError  # noqa: E402
+from trainer.config import JIT_COMPILE_CHOICES  # noqa: E402
 from trainer.config import LEARNING_RATE_SCHEDULES  # noqa: E402
+from trainer.config import PRECISIONS  # noqa: E402
 from trainer.config import TrainingConfig  # noqa: E402
 from trainer.model import VARIANTS  # noqa: E402
 from trainer.preprocessing import PIXEL_SCALINGS  # noqa: E402
@@ -96,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
     help='constant, or cosine decay to 0 over the run (default: %(default)s)',
   )
   run.add_argument('--seed', type=int, default=TrainingConfig.seed)
+  run.add_argument(
+    '--precision',
+    default=TrainingConfig.precision,
+    choices=PRECISIONS,
+    help='auto: mixed_float16 on GPUs with tensor cores, mixed_bfloat16 on CPUs with bfloat16 '
+    'instructions, float32 otherwise (default: %(default)s)',
+  )
+  run.add_argument(
+    '--jit-compile',
+    default=TrainingConfig.jit_compile,
+    choices=JIT_COMPILE_CHOICES,
+    help='XLA-compile the training step; auto: on GPUs only (default: %(default)s)',
+  )
   run.add_argument('--pixel-scaling', default=PipelineConfig.pixel_scaling, choices=PIXEL_SCALINGS)
   run.add_argument(
     '--accuracy-threshold',
@@ -201,6 +216,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     learning_rate=args.learning_rate,
     learning_rate_schedule=args.learning_rate_schedule,
     seed=args.seed,
+    precision=args.precision,
+    jit_compile=args.jit_compile,
   )
   config = PipelineConfig(
     output_root=os.path.abspath(args.output_root),

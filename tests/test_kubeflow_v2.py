@@ -44,7 +44,7 @@ VERTEX = {
   'service_account': 'runner@proj.iam.gserviceaccount.com',
   'labels': {'team': 'vision'},
   'variants': list(VARIANTS),
-  'training': {'epochs': 3, 'mixed_precision': True},
+  'training': {'epochs': 3, 'precision': 'mixed_float16', 'jit_compile': True},
   'trainer': {
     'accelerator_type': 'NVIDIA_TESLA_T4',
     'accelerator_count': 2,
@@ -149,7 +149,8 @@ def test_module_paths_and_custom_config_travel_in_the_spec(compiled):
     assert _parameter(compiled, trainer_id(variant), 'run_fn') == RUN_FN
     trainer_config = json.loads(_parameter(compiled, trainer_id(variant), 'custom_config'))
     assert trainer_config['training']['variant'] == variant
-    assert trainer_config['training']['mixed_precision'] is True
+    assert trainer_config['training']['precision'] == 'mixed_float16'
+    assert trainer_config['training']['jit_compile'] == 'true'
     assert trainer_config['training']['epochs'] == 3
     assert trainer_config['code_fingerprint'] == staging.code_fingerprint()
   assert _parameter(compiled, 'IdxExampleGen', 'input_base') == 'gs://bucket/data'
@@ -368,7 +369,7 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
     train_count=120,
     accuracy_threshold=0.0,
     train_steps=4,
-    training={'batch_size': 16, 'mixed_precision': False},
+    training={'batch_size': 16, 'precision': 'float32'},
   )
   for task in (
     'IdxExampleGen',

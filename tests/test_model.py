@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import trainer  # noqa: F401
-from trainer.model import VARIANTS, build_model, uninitialized_layers
+from trainer.model import VARIANTS, build_model, initialize_from_batch, uninitialized_layers
 
 OUR_VARIANTS = ("batch", "layer", "weight")
 
@@ -36,6 +36,7 @@ def _train_step_fn(model, jit_compile=False):
 
 def _trained_model(variant, steps=2, **kwargs):
   model = build_model(variant, filters=8, seed=0, **kwargs)
+  initialize_from_batch(model, _images(16, 0))
   train_step, optimizer = _train_step_fn(model)
   for step in range(steps):
     train_step(_images(16, step), _labels(16, step))
@@ -98,14 +99,28 @@ def test_batch_of_one_and_constant_input_stay_finite(variant):
   assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
 
 
-def test_weight_variant_initializes_on_its_first_training_step_only():
+def test_weight_variant_is_initialized_layer_by_layer_before_training_and_once():
   model = build_model("weight", filters=8, hidden_units=16, seed=6)
-  assert uninitialized_layers(model) == ["block1_conv", "hidden", "logits"]
-  model(_images(4, 10), training=False)
-  assert uninitialized_layers(model) == ["block1_conv", "hidden", "logits"]
+  names = ["block1_conv", "hidden", "logits"]
+  assert uninitialized_layers(model) == names
   train_step, _ = _train_step_fn(model)
-  train_step(_images(16, 11), _labels(16, 11))
+  train_step(_images(4, 10), _labels(4, 10))
+  assert uninitialized_layers(model) == names, "a training step must not initialize"
+
+  model = build_model("weight", filters=8, hidden_units=16, seed=6)
+  batch = _images(64, 11)
+  assert initialize_from_batch(model, batch) == names
   assert uninitialized_layers(model) == []
+  # Each layer normalizes the activations that reach it through the ones initialized before it.
+  outputs = keras.Model(model.inputs, [model.get_layer(name).output for name in names])(batch)
+  for name, output in zip(names, outputs):
+    per_unit = tf.reshape(output, [-1, output.shape[-1]])
+    np.testing.assert_allclose(tf.reduce_mean(per_unit, 0), 0.0, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(tf.math.reduce_std(per_unit, 0), 1.0, atol=1e-2, err_msg=name)
+  state = _state(model)
+  assert initialize_from_batch(model, _images(64, 12) + 1.0) == []
+  for name, value in _state(model).items():
+    np.testing.assert_array_equal(value, state[name], err_msg=name)
 
 
 def _state(model):
@@ -132,8 +147,8 @@ def test_checkpoint_restores_statistics_g_and_init_flag(variant, tmp_path):
   x = _images(4, 8)
   np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-6)
   if variant == "weight":
-    # The restored flag keeps a training call from initializing again.
-    restored(x + 1.0, training=True)
+    # The restored flag keeps a resumed run from initializing again.
+    assert initialize_from_batch(restored, x + 1.0) == []
     for name, value in _state(restored).items():
       np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
 

@@ -8,6 +8,12 @@ CUSTOM_CONFIG_KEY = 'training'
 CONSTANT = 'constant'
 COSINE = 'cosine'
 LEARNING_RATE_SCHEDULES = (CONSTANT, COSINE)
+AUTO = 'auto'
+FLOAT32 = 'float32'
+MIXED_BFLOAT16 = 'mixed_bfloat16'
+MIXED_FLOAT16 = 'mixed_float16'
+PRECISIONS = (AUTO, FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
+JIT_COMPILE_CHOICES = (AUTO, 'true', 'false')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,10 +36,22 @@ class TrainingConfig:
   random_mirror: bool = True
   log_every_n_steps: int = 100
   checkpoint_every_n_steps: int = 500
-  # float16 compute with float32 variables and a float32 loss; pays off on GPUs with tensor cores.
-  mixed_precision: bool = False
+  # 'auto' | 'float32' | 'mixed_bfloat16' | 'mixed_float16': 16-bit compute with float32
+  # variables, normalization statistics and loss. auto: mixed_float16 on GPUs with tensor cores,
+  # mixed_bfloat16 on CPUs with bfloat16 instructions, float32 otherwise (trainer/devices.py).
+  precision: str = AUTO
+  # XLA-compile the training step: 'auto' (on when a GPU is visible), 'true' or 'false'.
+  jit_compile: str = AUTO
 
   def __post_init__(self):
+    if isinstance(self.jit_compile, bool):  # YAML's true / false
+      object.__setattr__(self, 'jit_compile', str(self.jit_compile).lower())
+    if self.precision not in PRECISIONS:
+      raise ValueError(f'precision must be one of {PRECISIONS}, got {self.precision!r}')
+    if self.jit_compile not in JIT_COMPILE_CHOICES:
+      raise ValueError(
+        f'jit_compile must be one of {JIT_COMPILE_CHOICES}, got {self.jit_compile!r}'
+      )
     if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
       raise ValueError(
         f'learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, '

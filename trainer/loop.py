@@ -1,10 +1,11 @@
 """A custom training loop in the spirit of Orbit: it knows models and datasets, not TFX.
 
 `ClassifierTask` holds the per-step math (a GradientTape training step and an
-evaluation step, replicated by a tf.distribute strategy). `fit` drives it: it
-runs steps in compiled chunks, logs and writes summaries every N steps,
-evaluates at each epoch's end, checkpoints every N steps, and resumes from the
-last checkpoint when one exists.
+evaluation step, replicated by a tf.distribute strategy, XLA-compiled if
+asked). `fit` drives it: it initializes data-dependent layers once, runs steps
+in compiled chunks, logs and writes summaries every N steps, evaluates at
+each epoch's end, checkpoints every N steps, and resumes from the last
+checkpoint when one exists, keeping the history recorded up to it.
 """
 
 import dataclasses
@@ -17,6 +18,8 @@ import tf_keras as keras
 
 from trainer.metrics import ClassifierMetrics
 from trainer.metrics import Throughput
+from trainer.model import initialize_from_batch
+from trainer.summaries import CHECKPOINT_PHASE
 from trainer.summaries import TOTALS_PHASE
 from trainer.summaries import RunSummaries
 
@@ -55,10 +58,18 @@ class ClassifierTask:
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     strategy: tf.distribute.Strategy,
+    jit_compile: bool = False,
   ):
     self.model = model
     self.optimizer = optimizer
     self.strategy = strategy
+    # Under XLA the whole replica step (forward, backward, update) is one fused program; the
+    # loop around it (iterator, step counter) stays outside, where XLA cannot go.
+    self._replica_step = (
+      tf.function(self._train_replica_step, jit_compile=True)
+      if jit_compile
+      else self._train_replica_step
+    )
     # Mixed precision: the loss is scaled up before the float16 backward pass and the gradients
     # scaled back down before they are applied.
     self.scales_loss = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
@@ -96,7 +107,15 @@ class ClassifierTask:
     """Runs `num_steps` training steps inside one tf.function call."""
     for _ in tf.range(num_steps):
       images, labels = next(iterator)
-      self.strategy.run(self._train_replica_step, args=(images, labels))
+      self.strategy.run(self._replica_step, args=(images, labels))
+
+  def initialize(self, dataset: tf.data.Dataset) -> None:
+    """Data-dependent initialization from the first batch of `dataset`, before any training step
+    (a no-op for models without it, or restored from an initialized checkpoint)."""
+    images, _ = next(iter(dataset))
+    initialized = initialize_from_batch(self.model, images)
+    if initialized:
+      logging.info('Initialized %s from the first training batch', ', '.join(initialized))
 
   @tf.function
   def _evaluate_batch(self, images, labels) -> None:
@@ -129,12 +148,15 @@ def fit(
     checkpoints.checkpoint.restore(checkpoints.latest_checkpoint).assert_existing_objects_matched()
     logging.info('Resumed from %s', checkpoints.latest_checkpoint)
   step = int(task.optimizer.iterations.numpy())
+  summaries.resume(step)
+  task.initialize(train_dataset)
   iterator = iter(task.strategy.experimental_distribute_dataset(train_dataset.skip(step)))
   eval_dataset = eval_dataset.take(schedule.max_eval_steps or -1)
   eval_result = {}
   throughput = Throughput()
-  whole_run = Throughput()
-  saved_step = step
+  # Counts the training time of earlier attempts up to the restored checkpoint as well.
+  before = summaries.find(CHECKPOINT_PHASE, step) or {'images': 0, 'seconds': 0.0}
+  whole_run = Throughput(before['images'], before['seconds'])
   while step < schedule.total_steps:
     stop = schedule.next_stop(step)
     images = (stop - step) * global_batch_size
@@ -143,17 +165,25 @@ def fit(
     step = stop
     if step % schedule.log_every_n_steps == 0 or step == schedule.total_steps:
       _log_training(task, summaries, step, schedule.total_steps, throughput.pop_rate())
-    if step % schedule.checkpoint_every_n_steps == 0:
-      checkpoints.save(checkpoint_number=step)
-      saved_step = step
     if step % schedule.steps_per_epoch == 0 or step == schedule.total_steps:
       eval_result = _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
-  if saved_step != step:
-    checkpoints.save(checkpoint_number=step)
+    if step % schedule.checkpoint_every_n_steps == 0 or step == schedule.total_steps:
+      _save_checkpoint(checkpoints, summaries, step, whole_run)
   summaries.write(
     TOTALS_PHASE, step, {'seconds': whole_run.seconds, 'images_per_second': whole_run.rate}
   )
   return eval_result or _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
+
+
+def _save_checkpoint(
+  checkpoints: tf.train.CheckpointManager, summaries: RunSummaries, step: int, whole_run: Throughput
+) -> None:
+  """The checkpoint, then the history up to it: a run resumed from it keeps both."""
+  checkpoints.save(checkpoint_number=step)
+  summaries.record(
+    CHECKPOINT_PHASE, step, {'images': whole_run.images, 'seconds': whole_run.seconds}
+  )
+  summaries.save()
 
 
 def _log_training(

@@ -17,9 +17,9 @@ import tf_keras as keras
 
 from trainer.layers.batch_norm import add_affine_weights
 from trainer.layers.batch_norm import statistics_dtype
-from trainer.layers.channel_passes import channel_affine
+from trainer.layers.reductions import channel_affine
 from trainer.layers.reductions import channel_sums
-from trainer.layers.reductions import sum_of_squares
+from trainer.layers.reductions import trailing_sum_of_squares
 
 
 def normalization_axes(rank: int, channels_only: bool) -> list[int]:
@@ -36,7 +36,7 @@ def layer_norm(x, gamma, beta, epsilon, axes):
     x_stats = tf.cast(x, stats_dtype)
     count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), stats_dtype)
     centered = x_stats - tf.reduce_mean(x_stats, axes, keepdims=True)
-    inv_std = tf.math.rsqrt(sum_of_squares(centered, axes, keepdims=True) / count + epsilon)
+    inv_std = tf.math.rsqrt(trailing_sum_of_squares(centered, axes[0]) / count + epsilon)
     normalized = centered * inv_std
     y = channel_affine(normalized, gamma, beta)
 
