@@ -19,11 +19,11 @@ def _labels(batch, seed):
   return tf.random.stateless_uniform([batch], seed=[seed, 1], maxval=10, dtype=tf.int32)
 
 
-def _train_step_fn(model, jit_compile=False):
+def _train_step_fn(model):
   optimizer = keras.optimizers.Adam(1e-3)  # one optimizer per model
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-  @tf.function(jit_compile=jit_compile)
+  @tf.function
   def train_step(images, labels):
     with tf.GradientTape() as tape:
       loss = loss_fn(labels, model(images, training=True))
@@ -184,46 +184,3 @@ def test_saved_model_serves_inference_output_and_keeps_state(variant, tmp_path):
   expected_state = _state(model)
   for name, value in _state(fresh).items():
     np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
-
-
-@pytest.mark.parametrize("variant", ["batch", "weight"])
-def test_xla_training_step_matches_graph_step(variant):
-  losses = []
-  for jit_compile in (False, True):
-    model = build_model(variant, filters=8, seed=3)
-    train_step, _ = _train_step_fn(model, jit_compile=jit_compile)
-    losses.append([train_step(_images(8, s), _labels(8, s))[0].numpy() for s in range(2)])
-  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
-
-
-@pytest.mark.parametrize("variant", OUR_VARIANTS)
-def test_training_under_mirrored_strategy(variant, two_cpu_strategy):
-  strategy = two_cpu_strategy
-  with strategy.scope():
-    model = build_model(variant, filters=8, seed=4)
-    optimizer = keras.optimizers.Adam(1e-3)
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(
-    from_logits=True, reduction=keras.losses.Reduction.NONE
-  )
-
-  @tf.function
-  def train_step(images, labels):
-    def replica_step(images, labels):
-      with tf.GradientTape() as tape:
-        loss = tf.nn.compute_average_loss(
-          loss_fn(labels, model(images, training=True)), global_batch_size=8
-        )
-      gradients = tape.gradient(loss, model.trainable_variables)
-      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-      return loss
-
-    per_replica = strategy.run(replica_step, args=(images, labels))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-  dataset = tf.data.Dataset.from_tensors((_images(8, 5), _labels(8, 5))).repeat(2)
-  for images, labels in strategy.experimental_distribute_dataset(dataset):
-    assert np.isfinite(train_step(images, labels).numpy())
-  # Replicas must hold identical trainable weights after the steps.
-  for variable in model.trainable_variables:
-    copies = strategy.experimental_local_results(variable)
-    np.testing.assert_allclose(copies[0], copies[1], atol=1e-6)

@@ -8,20 +8,15 @@ import subprocess
 import sys
 import threading
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 from tensorflow.python.tools import saved_model_utils
-from tensorflow_transform.tf_metadata import dataset_metadata
-from tensorflow_transform.tf_metadata import metadata_io
-from tensorflow_transform.tf_metadata import schema_utils
 
 from pipeline import cli
 from pipeline import predict
 from tests import idx_files
+from tests.transform_output import write_transform_output
 from trainer import export
 from trainer import features
 from trainer import preprocessing
@@ -34,32 +29,13 @@ MODEL_NAME = 'fashion_mnist'
 def served(tmp_path_factory):
   """A pushed-style version directory: Transform graph + a briefly trained model, exported."""
   root = tmp_path_factory.mktemp('serving')
-  raw_spec = {
-    features.IMAGE_KEY: tf.io.FixedLenFeature([784], tf.int64),
-    features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-  }
-  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
-  rows = [{features.IMAGE_KEY: np.zeros(784, np.int64), features.LABEL_KEY: 0}]
-  with (
-    beam.Pipeline() as pipeline,
-    tft_beam.Context(temp_dir=str(root / 'tmp'), force_tf_compat_v1=False),
-  ):
-    transform_fn = (pipeline | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(
-      preprocessing.preprocessing_fn
-    )
-    _ = transform_fn | tft_beam.WriteTransformFn(str(root / 'transform'))
-  # The Transform component writes the raw schema beside the graph; the export parses with it.
-  metadata_io.write_metadata(
-    metadata, str(root / 'transform' / tft.TFTransformOutput.RAW_METADATA_DIR)
-  )
+  transform_output = write_transform_output(root)
   model = build_model('batch', seed=0)
   labels = np.arange(40) % 10
   images = idx_files.learnable_images(labels, seed=0)
   model(preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(40, -1))), training=True)
   version_dir = str(root / MODEL_NAME / '1')
-  export.save(
-    model, tft.TFTransformOutput(str(root / 'transform')), version_dir, {'variant': 'batch'}
-  )
+  export.save(model, transform_output, version_dir, {'variant': 'batch'})
   return model, version_dir, images
 
 

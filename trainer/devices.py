@@ -14,6 +14,7 @@ from trainer.config import AUTO
 from trainer.config import FLOAT32
 from trainer.config import MIXED_BFLOAT16
 from trainer.config import MIXED_FLOAT16
+
 # Tensor cores (Volta and later) run float16 matmuls and convolutions several times faster.
 MIN_FLOAT16_COMPUTE_CAPABILITY = (7, 0)
 # Either set of instructions computes bfloat16 dot products natively.

@@ -10,7 +10,7 @@ checkpoint when one exists, keeping the history recorded up to it.
 
 import dataclasses
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -63,21 +63,22 @@ class ClassifierTask:
     self.model = model
     self.optimizer = optimizer
     self.strategy = strategy
-    # Under XLA the whole replica step (forward, backward, update) is one fused program; the
-    # loop around it (iterator, step counter) stays outside, where XLA cannot go.
-    self._replica_step = (
-      tf.function(self._train_replica_step, jit_compile=True)
-      if jit_compile
-      else self._train_replica_step
-    )
-    # Mixed precision: the loss is scaled up before the float16 backward pass and the gradients
+    # Mixed float16: the loss is scaled up before the float16 backward pass and the gradients
     # scaled back down before they are applied.
     self.scales_loss = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+    # Under XLA the forward and backward pass of a replica are one fused program. The update
+    # stays outside it: under MirroredStrategy it is a cross-replica merge that writes every
+    # replica's variables, which one XLA program (bound to one device) cannot do.
+    self._gradients = (
+      tf.function(self._replica_gradients, jit_compile=True)
+      if jit_compile
+      else self._replica_gradients
+    )
     with strategy.scope():
       self.train_metrics = ClassifierMetrics('train')
       self.eval_metrics = ClassifierMetrics('eval')
 
-  def _train_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+  def _replica_gradients(self, images: tf.Tensor, labels: tf.Tensor) -> List[tf.Tensor]:
     with tf.GradientTape() as tape:
       logits = self.model(images, training=True)
       per_example_loss = keras.losses.sparse_categorical_crossentropy(
@@ -92,8 +93,12 @@ class ClassifierTask:
     gradients = tape.gradient(loss, self.model.trainable_variables)
     if self.scales_loss:
       gradients = self.optimizer.get_unscaled_gradients(gradients)
-    self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
     self.train_metrics.update(labels, logits, tf.reduce_mean(per_example_loss))
+    return gradients
+
+  def _train_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+    gradients = self._gradients(images, labels)
+    self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
 
   def _eval_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
     logits = self.model(images, training=False)
@@ -107,7 +112,7 @@ class ClassifierTask:
     """Runs `num_steps` training steps inside one tf.function call."""
     for _ in tf.range(num_steps):
       images, labels = next(iterator)
-      self.strategy.run(self._replica_step, args=(images, labels))
+      self.strategy.run(self._train_replica_step, args=(images, labels))
 
   def initialize(self, dataset: tf.data.Dataset) -> None:
     """Data-dependent initialization from the first batch of `dataset`, before any training step
