@@ -41,7 +41,7 @@ def _dataset(batch_size: int) -> tf.data.Dataset:
   count = batch_size * DISTINCT_BATCHES
   images = tf.random.stateless_uniform([count, 28, 28, 1], seed=[1, 2])
   labels = tf.random.stateless_uniform([count], seed=[3, 4], maxval=10, dtype=tf.int64)
-  data = tf.data.Dataset.from_tensor_slices((images, labels)).cache().repeat()
+  data = tf.data.Dataset.from_tensor_slices((images, labels)).repeat()
   return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

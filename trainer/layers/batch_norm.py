@@ -6,9 +6,9 @@ batch statistics and updates the moving ones; training=False (or None) uses the
 moving statistics, so inference output never depends on the rest of the batch.
 
 float16 / bfloat16 inputs keep statistics, gamma, beta and the moving averages
-in float32. The training step has no data-dependent control flow: the
-variance comes from squared deviations from a per-channel shift (see
-batch_norm_training), so nothing waits on the device to pick a branch.
+in float32. The training step has no data-dependent control flow (the
+variance is always the two-pass form, see batch_norm_training), so nothing
+waits on the device to pick a branch.
 
 Under tf.distribute: with synchronized=False (the default, like
 keras BatchNormalization(synchronized=False)) every replica normalizes with the
@@ -66,13 +66,6 @@ def moving_average_decrement(moving, batch_value, momentum):
   return (1.0 - momentum) * (moving - batch_value)
 
 
-def channel_shift(x, channel_sum: ChannelSum):
-  """k_c = mean of the first sample's x[0, ..., c] (averaged over replicas that share statistics): near the batch mean."""
-  first_sample = tf.reshape(x[:1], [-1, tf.shape(x)[-1]])
-  shift = tf.stop_gradient(tf.reduce_mean(first_sample, 0))
-  return channel_sum(shift) / channel_sum(tf.ones([], shift.dtype))
-
-
 def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _local_sum):
   """(y, mu_B, var_B) with y = gamma * (x - mu_B) / sqrt(var_B + epsilon) + beta over all axes but the last.
 
@@ -83,45 +76,43 @@ def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _loca
 
   @tf.custom_gradient
   def forward(x, gamma, beta):
-    # Every pass works on s = x - k, k a per-channel shift near the mean:
-    # var = E[s^2] - E[s]^2 then needs no second pass and keeps float32
-    # accurate where E[x^2] - mean^2 would cancel (|mean| >> std), without a
-    # data-dependent branch; sums of s lose nothing to a large mean either.
     x_stats = tf.cast(x, stats_dtype)
-    shift = channel_shift(x_stats, channel_sum)
-    shifted = tf.nn.bias_add(x_stats, -shift)
     count = channel_sum(tf.cast(tf.size(x) // tf.shape(x)[-1], stats_dtype))
-    shifted_mean = channel_sum(channel_sums(shifted)) / count
-    mean_of_squares = channel_sum(channel_sums(tf.square(shifted))) / count
-    variance = tf.maximum(mean_of_squares - tf.square(shifted_mean), 0.0)
+    mean = channel_sum(channel_sums(x_stats)) / count
+    # Two passes, E[(x - mean)^2] after the mean: float32 stays accurate when
+    # |mean| >> std, where E[x^2] - mean^2 cancels, without a data-dependent
+    # branch. With stock ops it costs what the one-pass sums would: each is a
+    # full-size elementwise op (x^2 or (x - mean)^2) and a reduction.
+    variance = channel_sum(channel_sums(tf.math.squared_difference(x_stats, mean))) / count
     inv_std = tf.math.rsqrt(variance + epsilon)
     scale = gamma * inv_std
-    y = channel_affine(shifted, scale, beta - shifted_mean * scale)
+    y = channel_affine(x_stats, scale, beta - mean * scale)
 
     def backward(dy, dmean, dvariance):
       dy_stats = tf.cast(dy, stats_dtype)
       local_sum_dy = channel_sums(dy_stats)
-      # sum(dy * (x - mean)) = sum(dy * s) - E[s] * sum(dy): with |E[s]|
-      # well below one std the cancellation costs about an ulp.
-      local_sum_dy_centered = channel_sums(dy_stats * shifted) - shifted_mean * local_sum_dy
+      # sum(dy * (x - mean)) = sum(dy * x) - mean * sum(dy); the
+      # cancellation costs ~|mean|/std ulps, far below the 1e-5 budget
+      # for normalized activations, and saves a full-size op.
+      local_sum_dy_centered = channel_sums(dy_stats * x_stats) - mean * local_sum_dy
       # gamma and beta are replicated: the strategy all-reduces their
       # gradients itself, so only x needs the totals here.
       sum_dy = channel_sum(local_sum_dy)
       sum_dy_centered = channel_sum(local_sum_dy_centered)
       # dx = scale*dy - scale/n*sum(dy) - scale/(n*(var+eps))*sum(dy*xc)*xc
-      #      + dmean/n + 2*dvar/n*xc, with xc = s - E[s], collected into
-      # per-channel coefficients of dy, s and 1.
-      s_coefficient = (
+      #      + dmean/n + 2*dvar/n*xc, with xc = x - mean, collected into
+      # per-channel coefficients of dy, x and 1.
+      x_coefficient = (
         channel_sum(2.0 * dvariance) - scale * inv_std * inv_std * sum_dy_centered
       ) / count
-      constant = (channel_sum(dmean) - scale * sum_dy) / count - s_coefficient * shifted_mean
+      constant = (channel_sum(dmean) - scale * sum_dy) / count - x_coefficient * mean
       # Combining only after both sums have consumed dy lets the runtime
       # write dx into dy's buffer instead of allocating (costly on CPU).
       with tf.control_dependencies([local_sum_dy, local_sum_dy_centered]):
-        dx = tf.nn.bias_add(shifted * s_coefficient, constant) + dy_stats * scale
+        dx = tf.nn.bias_add(x_stats * x_coefficient, constant) + dy_stats * scale
       return tf.cast(dx, x.dtype), local_sum_dy_centered * inv_std, local_sum_dy
 
-    return (tf.cast(y, x.dtype), shift + shifted_mean, variance), backward
+    return (tf.cast(y, x.dtype), mean, variance), backward
 
   return forward(x, tf.cast(gamma, stats_dtype), tf.cast(beta, stats_dtype))
 

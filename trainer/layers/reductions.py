@@ -13,14 +13,27 @@ def outer_axes(x) -> list[int]:
   return list(range(x.shape.rank - 1))
 
 
-def channel_sums(x):
-  """s_c = sum of x[..., c] over every axis but the last."""
-  # Summed as a product with a vector of ones, it runs as a matrix-vector
-  # product: 0.35 ms instead of 0.68 ms for TensorFlow's reduction over the
-  # outer axes of a 64x28x28x32 map on the 2-core CPU we measure on.
-  channels = tf.shape(x)[-1]
-  rows = tf.reshape(x, [-1, channels])
-  return tf.linalg.matvec(rows, tf.ones([tf.shape(rows)[0]], x.dtype), transpose_a=True)
+def _rows(x):
+  return tf.reshape(x, [-1, tf.shape(x)[-1]])
+
+
+def channel_sums(x, weights=None):
+  """s_c = sum of w * x[..., c] over every axis but the last; w broadcasts to x.shape[:-1] + [1] (default 1)."""
+  # Summed as a product with a vector, it runs as a matrix-vector product:
+  # 0.35 ms instead of 0.68 ms for TensorFlow's reduction over the outer axes
+  # of a 64x28x28x32 map on the 2-core CPU we measure on.
+  rows = _rows(x)
+  if weights is None:
+    weights = tf.ones([tf.shape(rows)[0]], x.dtype)
+  else:
+    weights = tf.reshape(tf.broadcast_to(weights, tf.concat([tf.shape(x)[:-1], [1]], 0)), [-1])
+  return tf.linalg.matvec(rows, weights, transpose_a=True)
+
+
+def weighted_sums(x, weights, axes):
+  """t = sum of x[..., c] * weights[c] over `axes` (which include the last), kept as size-1 axes."""
+  per_position = tf.reshape(tf.linalg.matvec(_rows(x), weights), tf.shape(x)[:-1])
+  return tf.expand_dims(tf.reduce_sum(per_position, axes[:-1], keepdims=True), -1)
 
 
 def trailing_sum_of_squares(x, first_axis: int):
