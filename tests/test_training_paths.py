@@ -94,7 +94,7 @@ def test_xla_step_trains_like_the_graph_step_and_exports(variant, tmp_path):
     np.testing.assert_allclose(xla_gradient, graph_gradient, rtol=1e-4, atol=1e-6)
   assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
-  graph_model, xla_model = (task.model for task in tasks)
+  xla_model = tasks[1].model
   export_dir = str(tmp_path / 'export')
   serving = _Serving(xla_model)
   tf.saved_model.save(serving, export_dir, signatures={'serving_default': serving.serve})

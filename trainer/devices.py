@@ -6,7 +6,7 @@ tests build it by hand to stand in for machines they do not have.
 """
 
 import dataclasses
-from typing import Callable, FrozenSet, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -26,8 +26,8 @@ CPUINFO_PATH = '/proc/cpuinfo'
 class Hardware:
   """The visible GPUs' compute capabilities (major, minor) and the CPU's feature flags."""
 
-  gpu_compute_capabilities: Tuple[Tuple[int, int], ...] = ()
-  cpu_flags: FrozenSet[str] = frozenset()
+  gpu_compute_capabilities: tuple[tuple[int, int], ...] = ()
+  cpu_flags: frozenset[str] = frozenset()
 
   @classmethod
   def detect(
@@ -50,7 +50,7 @@ class Hardware:
     return bool(self.gpu_compute_capabilities)
 
 
-def cpu_flags(cpuinfo_path: str = CPUINFO_PATH) -> FrozenSet[str]:
+def cpu_flags(cpuinfo_path: str = CPUINFO_PATH) -> frozenset[str]:
   """The feature flags /proc/cpuinfo lists (its `flags : ...` lines); empty where there is none."""
   try:
     with open(cpuinfo_path) as cpuinfo:

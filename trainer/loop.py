@@ -10,7 +10,7 @@ checkpoint when one exists, keeping the history recorded up to it.
 
 import dataclasses
 import math
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -19,6 +19,7 @@ import tf_keras as keras
 from trainer.metrics import ClassifierMetrics
 from trainer.metrics import Throughput
 from trainer.model import initialize_from_batch
+from trainer.model import uninitialized_layers
 from trainer.summaries import CHECKPOINT_PHASE
 from trainer.summaries import TOTALS_PHASE
 from trainer.summaries import RunSummaries
@@ -78,7 +79,7 @@ class ClassifierTask:
       self.train_metrics = ClassifierMetrics('train')
       self.eval_metrics = ClassifierMetrics('eval')
 
-  def _replica_gradients(self, images: tf.Tensor, labels: tf.Tensor) -> List[tf.Tensor]:
+  def _replica_gradients(self, images: tf.Tensor, labels: tf.Tensor) -> list[tf.Tensor]:
     with tf.GradientTape() as tape:
       logits = self.model(images, training=True)
       per_example_loss = keras.losses.sparse_categorical_crossentropy(
@@ -117,10 +118,11 @@ class ClassifierTask:
   def initialize(self, dataset: tf.data.Dataset) -> None:
     """Data-dependent initialization from the first batch of `dataset`, before any training step
     (a no-op for models without it, or restored from an initialized checkpoint)."""
+    if not uninitialized_layers(self.model):
+      return  # and the dataset, whose first batch may take long (a shuffle buffer), is not read
     images, _ = next(iter(dataset))
     initialized = initialize_from_batch(self.model, images)
-    if initialized:
-      logging.info('Initialized %s from the first training batch', ', '.join(initialized))
+    logging.info('Initialized %s from the first training batch', ', '.join(initialized))
 
   @tf.function
   def _evaluate_batch(self, images, labels) -> None:

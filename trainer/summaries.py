@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import tensorflow as tf
 
@@ -43,7 +43,7 @@ class RunSummaries:
         if record['step'] <= step and record['phase'] != TOTALS_PHASE
       ]
 
-  def find(self, phase: str, step: int) -> Optional[Dict[str, float]]:
+  def find(self, phase: str, step: int) -> Dict[str, float] | None:
     """The last record of `phase` at `step`, or None."""
     matches = [r for r in self.records if r['phase'] == phase and r['step'] == step]
     return matches[-1] if matches else None
