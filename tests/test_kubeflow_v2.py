@@ -44,7 +44,7 @@ VERTEX = {
   'service_account': 'runner@proj.iam.gserviceaccount.com',
   'labels': {'team': 'vision'},
   'variants': list(VARIANTS),
-  'training': {'epochs': 3, 'precision': 'mixed_float16', 'jit_compile': True},
+  'training': {'epochs': 3, 'precision': 'mixed_float16', 'jit_compile': 'true'},
   'trainer': {
     'accelerator_type': 'NVIDIA_TESLA_T4',
     'accelerator_count': 2,

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from pipeline import cli
 from tests.test_loop import BATCH
 from tests.test_loop import _datasets
 from tests.transform_output import write_transform_output
@@ -81,6 +82,17 @@ def test_config_names_a_bad_precision_or_jit_compile_and_takes_yaml_booleans():
   assert TrainingConfig.from_custom_config({'jit_compile': False}).jit_compile == 'false'
   with pytest.raises(ValueError, match=r"unknown training options \['mixed_precision'\]"):
     TrainingConfig.from_custom_config({'mixed_precision': True})
+
+
+def test_run_flags_reach_the_training_config(capsys):
+  args = cli._parser().parse_args(['run', '--precision', 'mixed_bfloat16', '--jit-compile', 'true'])
+  training = cli.config_from_args(args).training
+  assert (training.precision, training.jit_compile) == ('mixed_bfloat16', 'true')
+  default = cli.config_from_args(cli._parser().parse_args(['run'])).training
+  assert (default.precision, default.jit_compile) == ('auto', 'auto')
+  with pytest.raises(SystemExit):
+    cli._parser().parse_args(['run', '--precision', 'float16'])
+  assert "invalid choice: 'float16'" in capsys.readouterr().err
 
 
 def _loss_dtypes(task, iterator):

@@ -15,8 +15,8 @@ from trainer import features
 from trainer import loop
 from trainer.config import COSINE
 from trainer.config import CUSTOM_CONFIG_KEY
-from trainer.config import TrainingConfig
 from trainer.config import MIXED_FLOAT16
+from trainer.config import TrainingConfig
 from trainer.devices import Hardware
 from trainer.devices import keras_policy
 from trainer.devices import strategy_for_visible_devices
