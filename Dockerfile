@@ -3,25 +3,13 @@
 # the same constraints file as the local venv so module paths such as trainer.task.run_fn resolve.
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
 
-# A C++ compiler for the normalization layers' fused CPU kernels (trainer/layers/channel_ops.cc).
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends g++ \
-    && rm -rf /var/lib/apt/lists/*
-
 WORKDIR /pipeline
 COPY constraints.txt pyproject.toml README.md ./
 COPY components/ components/
 COPY pipeline/ pipeline/
 COPY serving/ serving/
 COPY trainer/ trainer/
-# The kernels are compiled against the TensorFlow just installed, then placed in both copies of
-# trainer/: the one in this working directory, which `python -m` entrypoints started here import,
-# and the installed package, which imports from anywhere else see.
-RUN pip install --no-cache-dir -c constraints.txt . \
-    && python -m trainer.layers.build_channel_ops \
-    && cp trainer/layers/_channel_ops.so \
-       "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/trainer/layers/"
+RUN pip install --no-cache-dir -c constraints.txt .
 
 # A GPU Trainer step needs TensorFlow 2.16.2's CUDA 12.3 and cuDNN 8.9 libraries here, and the
 # node's NVIDIA driver (Vertex AI and GKE GPU nodes provide it). TFX builds its image on a Deep

@@ -5,7 +5,6 @@ OUTPUT_ROOT ?= outputs
 DATA_DIR ?= /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-KERNELS := trainer/layers/_channel_ops.so
 # The pipeline image: built here (`make image`, then `docker push $(IMAGE)`) or on Cloud Build
 # (`make cloud-image`), tagged with the commit, the tag `fmnist-pipeline compile` checks.
 REGION ?= us-central1
@@ -15,17 +14,17 @@ IMAGE_REPO ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/pipeline
 TAG = $(shell git rev-parse --short HEAD)
 IMAGE = $(IMAGE_REPO):$(TAG)
 # What the Dockerfile copies (pipeline/image_tag.py IMAGE_SOURCES): must be committed.
-IMAGE_SOURCES := Dockerfile constraints.txt pyproject.toml components pipeline trainer tools/cuda_libraries.py
+IMAGE_SOURCES := Dockerfile constraints.txt pyproject.toml components pipeline serving trainer tools/cuda_libraries.py
 
-.PHONY: run quick test data venv kernels image cloud-image clean-checkout clean
+.PHONY: run quick test data venv image cloud-image clean-checkout clean
 
-run: $(INSTALLED) $(KERNELS) data
+run: $(INSTALLED) data
 	$(BIN)/fmnist-pipeline run --data-dir $(DATA_DIR) --output-root $(OUTPUT_ROOT)
 
-quick: $(INSTALLED) $(KERNELS) data
+quick: $(INSTALLED) data
 	$(BIN)/fmnist-pipeline run --quick --data-dir $(DATA_DIR) --output-root $(OUTPUT_ROOT)
 
-test: $(INSTALLED) $(KERNELS)
+test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 venv: $(INSTALLED)
@@ -37,15 +36,6 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt wheel setuptools
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
-
-kernels: $(KERNELS)
-
-# The normalization layers' fused CPU kernels, compiled against the venv's TensorFlow
-# (a C++ compiler is installed with apt when missing and we are root).
-$(KERNELS): trainer/layers/channel_ops.cc $(INSTALLED)
-	@command -v "$${CXX:-g++}" >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
-	  apt-get install -y -qq g++ || (apt-get update -qq && apt-get install -y -qq g++)
-	$(BIN)/python -m trainer.layers.build_channel_ops
 
 # The Debian package puts the four IDX gz files in /usr/share/datasets/fashion-mnist.
 # Elsewhere, `fmnist-pipeline download --data-dir DIR` fetches and verifies them.
@@ -78,4 +68,4 @@ clean-checkout:
 	  fi
 
 clean:
-	rm -rf $(VENV) $(OUTPUT_ROOT) $(KERNELS)
+	rm -rf $(VENV) $(OUTPUT_ROOT)

@@ -1,13 +1,19 @@
-"""Training throughput of every normalization variant, measured side by side.
+"""Training throughput of every normalization variant, measured the way the Trainer trains.
 
-Each variant gets its own model and optimizer and a tf.function training step
-on synthetic Fashion-MNIST-shaped data. Variants are timed in interleaved
-rounds so that load from other processes hits all of them alike. Ratios are
-taken within each round, between steps timed seconds apart, and the table
-reports their median and interquartile range across rounds: on a shared host
-the machine's speed drifts more between rounds than within one.
+Each variant and precision gets the Trainer's own model, optimizer and
+ClassifierTask (trainer.task.build_model_and_optimizer, the default network
+of TrainingConfig, jit_compile and precision chosen for this machine as
+run_fn chooses them), and is timed through ClassifierTask.train: many steps
+inside one tf.function call, as trainer.loop.fit runs them. The data are
+synthetic Fashion-MNIST-shaped batches repeated from memory, so input
+parsing is not measured.
 
-    PYTHONPATH=. python benchmarks/bench_norm.py
+All of them run in one process, interleaved round by round, so that load from
+other processes hits them alike. Ratios are taken within each round and the
+tables report their median and interquartile range across rounds: on a shared
+host the machine's speed drifts more between rounds than within one.
+
+    .venv/bin/python benchmarks/bench_norm.py
 """
 
 import argparse
@@ -16,100 +22,119 @@ import time
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
-import tf_keras as keras
 
-from trainer.layers import channel_passes
-from trainer.model import VARIANTS, build_model
+from trainer import loop
+from trainer.config import AUTO
+from trainer.config import FLOAT32
+from trainer.config import TrainingConfig
+from trainer.devices import Hardware
+from trainer.devices import keras_policy
+from trainer.devices import use_jit_compile
+from trainer.model import VARIANTS
+from trainer.task import build_model_and_optimizer
 
 KERAS_COUNTERPART = {"batch": "keras_batch", "layer": "keras_layer"}
-STOCK_OPS_SUFFIX = ", stock ops"
+DISTINCT_BATCHES = 16
 
 
-def make_train_step(model, jit_compile):
-  optimizer = keras.optimizers.Adam()
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-  @tf.function(jit_compile=jit_compile)
-  def train_step(images, labels):
-    with tf.GradientTape() as tape:
-      loss = loss_fn(labels, model(images, training=True))
-    gradients = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return loss
-
-  return train_step
+def _dataset(batch_size: int) -> tf.data.Dataset:
+  count = batch_size * DISTINCT_BATCHES
+  images = tf.random.stateless_uniform([count, 28, 28, 1], seed=[1, 2])
+  labels = tf.random.stateless_uniform([count], seed=[3, 4], maxval=10, dtype=tf.int64)
+  data = tf.data.Dataset.from_tensor_slices((images, labels)).repeat()
+  return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def time_steps(train_step, images, labels, steps):
-  start = time.perf_counter()
-  for _ in range(steps):
-    loss = train_step(images, labels)
-  loss.numpy()  # steps run asynchronously; wait for the last one
-  return steps * images.shape[0] / (time.perf_counter() - start)
+class Trainer:
+  """One variant at one precision, set up as run_fn sets it up."""
+
+  def __init__(self, variant: str, precision: str, batch_size: int, hardware: Hardware):
+    config = TrainingConfig(variant=variant, precision=precision, batch_size=batch_size)
+    strategy = tf.distribute.get_strategy()
+    model, optimizer = build_model_and_optimizer(config, strategy, 10**6, hardware)
+    self.policy = model.dtype_policy.name
+    self.task = loop.ClassifierTask(
+      model, optimizer, strategy, use_jit_compile(config.jit_compile, hardware)
+    )
+    dataset = _dataset(batch_size)
+    self.task.initialize(dataset)
+    self.iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    self.batch_size = batch_size
+
+  def images_per_second(self, steps: int) -> float:
+    start = time.perf_counter()
+    self.task.train(self.iterator, tf.constant(steps))
+    self.task.train_metrics.result()  # waits for the last step
+    return steps * self.batch_size / (time.perf_counter() - start)
+
+
+def _median_and_quartiles(values) -> str:
+  quartiles = statistics.quantiles(values, n=4)
+  return f"{statistics.median(values):.2f}x ({quartiles[0]:.2f}-{quartiles[2]:.2f})"
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--batch-size", type=int, default=64)
-  parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
-  parser.add_argument("--rounds", type=int, default=15)
+  parser.add_argument("--batch-size", type=int, default=TrainingConfig.batch_size)
+  parser.add_argument("--steps", type=int, default=50, help="steps per call, i.e. per round")
+  parser.add_argument("--rounds", type=int, default=8)
   parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-  parser.add_argument("--filters", type=int, default=32)
-  parser.add_argument("--conv-blocks", type=int, default=1)
-  parser.add_argument(
-    "--threads",
-    type=int,
-    default=0,
-    help="intra- and inter-op threads (0: TensorFlow's default, all cores)",
-  )
-  parser.add_argument(
-    "--jit-compile",
-    action="store_true",
-    help="XLA-compile the training steps (often slower on CPU)",
-  )
+  parser.add_argument("--precisions", nargs="+", default=[FLOAT32, AUTO])
   args = parser.parse_args()
   if args.rounds < 2:
     parser.error("--rounds must be at least 2: ratios are reported with their spread")
-  tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-  tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-  rows = list(dict.fromkeys(["none", *args.variants]))
-  if channel_passes.kernels() is not None and not args.jit_compile:
-    # What the fused kernels buy: our layers again, traced on stock TensorFlow ops.
-    rows += [variant + STOCK_OPS_SUFFIX for variant in KERAS_COUNTERPART if variant in rows]
-  images = tf.random.stateless_uniform([args.batch_size, 28, 28, 1], seed=[1, 2])
-  labels = tf.random.stateless_uniform([args.batch_size], seed=[3, 4], maxval=10, dtype=tf.int32)
-
-  steps = {}
-  for row in rows:
-    variant = row.removesuffix(STOCK_OPS_SUFFIX)
-    model = build_model(variant, filters=args.filters, conv_blocks=args.conv_blocks, seed=0)
-    steps[row] = make_train_step(model, args.jit_compile)
-    with channel_passes.stock_ops(row != variant):
-      time_steps(steps[row], images, labels, 5)  # trace, compile, warm caches
-
-  rates = {row: [] for row in rows}
+  hardware = Hardware.detect()
+  variants = list(dict.fromkeys(["none", *args.variants]))
+  trainers = {}
+  for precision in args.precisions:
+    for variant in variants:
+      trainers[precision, variant] = Trainer(variant, precision, args.batch_size, hardware)
+      trainers[precision, variant].images_per_second(5)  # trace, warm caches
+  rates = {key: [] for key in trainers}
   for _ in range(args.rounds):
-    for row in rows:
-      rates[row].append(time_steps(steps[row], images, labels, args.steps))
-  median = {row: statistics.median(r) for row, r in rates.items()}
+    for key, trainer_ in trainers.items():
+      rates[key].append(trainer_.images_per_second(args.steps))
 
-  def ratio(variant, reference):
-    per_round = [a / b for a, b in zip(rates[variant], rates[reference])]
-    quartiles = statistics.quantiles(per_round, n=4)
-    return f"{statistics.median(per_round):.2f}x ({quartiles[0]:.2f}-{quartiles[2]:.2f})"
+  def per_round(key, reference):
+    return [a / b for a, b in zip(rates[key], rates[reference])]
 
   print(
-    f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
-    f"jit_compile={args.jit_compile}, filters={args.filters}, "
-    f"conv_blocks={args.conv_blocks}, threads={args.threads or 'default'}"
+    f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps per call, "
+    f"default network (TrainingConfig), jit_compile {TrainingConfig.jit_compile} -> "
+    f"{use_jit_compile(TrainingConfig.jit_compile, hardware)}"
   )
-  print(f"| {'variant':<19}| {'images/s':>9} | {'vs none (IQR)':>18} | {'vs Keras (IQR)':>18} |")
-  print(f"|{'-' * 20}|{'-' * 11}|{'-' * 20}|{'-' * 20}|")
-  for row in rows:
-    counterpart = KERAS_COUNTERPART.get(row.removesuffix(STOCK_OPS_SUFFIX))
-    vs_keras = ratio(row, counterpart) if counterpart in median else ""
-    print(f"| {row:<19}| {median[row]:>9.0f} | {ratio(row, 'none'):>18} | {vs_keras:>18} |")
+  for precision in args.precisions:
+    print(f"\nprecision {precision} (policy {keras_policy(precision, hardware)})")
+    print("| variant | images/s | vs `none` | vs Keras built-in |")
+    print("| --- | ---: | --- | --- |")
+    for variant in variants:
+      key = (precision, variant)
+      counterpart = KERAS_COUNTERPART.get(variant)
+      vs_keras = (
+        _median_and_quartiles(per_round(key, (precision, counterpart)))
+        if counterpart in variants
+        else ""
+      )
+      vs_none = _median_and_quartiles(per_round(key, (precision, "none")))
+      print(f"| {variant} | {statistics.median(rates[key]):.0f} | {vs_none} | {vs_keras} |")
+
+  if len(args.precisions) > 1:
+    baseline, *others = args.precisions
+    for precision in others:
+      print(f"\n{precision} against {baseline}, same variant (speed-up):")
+      print("| variant | speed-up |")
+      print("| --- | --- |")
+      for variant in variants:
+        speedup = per_round((precision, variant), (baseline, variant))
+        print(f"| {variant} | {_median_and_quartiles(speedup)} |")
+      # The variants' Trainers one after another: time of all of them, per round.
+      together = [
+        sum(args.steps * args.batch_size / rates[baseline, v][r] for v in variants)
+        / sum(args.steps * args.batch_size / rates[precision, v][r] for v in variants)
+        for r in range(args.rounds)
+      ]
+      print(f"| all {len(variants)} together | {_median_and_quartiles(together)} |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ IMAGE_SOURCES = (
   'pyproject.toml',
   'components',
   'pipeline',
+  'serving',
   'trainer',
   'tools/cuda_libraries.py',
 )

@@ -205,8 +205,10 @@ def build(cls: type, values: Any, where: str = '') -> Any:
     elif dataclasses.is_dataclass(kind):
       built[name] = build(kind, value, path)
     else:
-      built[name] = _checked(value, kind, path)
       choices = fields[name].metadata.get(CHOICES)
+      if kind is str and isinstance(value, bool) and choices and str(value).lower() in choices:
+        value = str(value).lower()  # YAML reads `true` / `false` as booleans
+      built[name] = _checked(value, kind, path)
       chosen = built[name] if _is_sequence(kind) else [built[name]]
       wrong = [item for item in chosen if choices and item is not None and item not in choices]
       if wrong:

@@ -8,8 +8,8 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Everything the components load at run time: the Python (the Trainer's export writes the serving
 # warmup file), and the schema.
 CODE_DIRECTORIES = ('components', 'trainer', 'serving', os.path.join('pipeline', 'schema'))
-# Build products and caches, which follow from those sources.
-_NOT_SOURCES = ('.pyc', '.so')
+# Bytecode follows from those sources.
+_NOT_SOURCES = ('.pyc',)
 
 
 def _digest(paths: Iterable[str]) -> str:

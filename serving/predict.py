@@ -285,10 +285,12 @@ def version_dir(model_dir: str, version: Optional[int] = None) -> str:
   if tf.io.gfile.exists(os.path.join(model_dir, production.SAVED_MODEL_FILE)):
     return model_dir
   if version is not None:
-    path = os.path.join(model_dir, str(version))
-    if not tf.io.gfile.exists(os.path.join(path, production.SAVED_MODEL_FILE)):
-      raise PredictError(f'{model_dir}: no complete version {version}')
-    return path
+    versions = [
+      name.rstrip('/') for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()
+    ]
+    if str(version) not in versions:
+      raise PredictError(f'{model_dir}: no version {version} (found: {", ".join(versions)})')
+    return os.path.join(model_dir, str(version))
   latest = production.latest_version(model_dir)
   if latest is None:
     raise PredictError(f'{model_dir}: no SavedModel and no numbered version directories')

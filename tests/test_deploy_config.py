@@ -305,21 +305,21 @@ def test_cloudbuild_tags_the_pushed_image_with_the_commit():
 
 
 def test_code_fingerprint_covers_every_file_that_changes_behaviour(tmp_path, monkeypatch):
-  for directory in ('components', 'trainer', 'pipeline'):
+  for directory in ('components', 'trainer', 'serving', 'pipeline'):
     shutil.copytree(
       os.path.join(ROOT, directory),
       tmp_path / directory,
-      ignore=shutil.ignore_patterns('__pycache__', '*.so'),
+      ignore=shutil.ignore_patterns('__pycache__'),
     )
   monkeypatch.setattr(staging, 'PACKAGE_ROOT', str(tmp_path))
   original = staging.code_fingerprint()
 
-  (tmp_path / 'trainer' / 'layers' / '_channel_ops.so').write_bytes(b'a local build')
   (tmp_path / 'trainer' / '__pycache__').mkdir()
   (tmp_path / 'trainer' / '__pycache__' / 'task.cpython-310.pyc').write_bytes(b'bytecode')
-  assert staging.code_fingerprint() == original  # build products follow from the sources
+  assert staging.code_fingerprint() == original  # bytecode follows from the sources
 
-  for edited in ('pipeline/schema/schema.pbtxt', 'trainer/layers/channel_ops.cc'):
+  # The schema, the Trainer's code and the warmup requests its export writes.
+  for edited in ('pipeline/schema/schema.pbtxt', 'trainer/loop.py', 'serving/warmup.py'):
     path = tmp_path / edited
     content = path.read_bytes()
     path.write_bytes(content + b'\n')
@@ -375,3 +375,20 @@ def test_the_example_deploy_file_compiles_and_shows_every_deployment_key(tmp_pat
     assert field.name in raw, field.name
     if field.name in groups:
       assert {f.name for f in dataclasses.fields(groups[field.name])} <= set(raw[field.name])
+
+
+def test_the_tag_check_and_make_image_watch_everything_the_dockerfile_copies():
+  """A source the image holds but the clean-checkout check ignores would let an image tagged
+  with a commit carry uncommitted code."""
+  with open(os.path.join(ROOT, 'Dockerfile')) as dockerfile:
+    copied = {
+      source.rstrip('/')
+      for line in dockerfile
+      if line.startswith('COPY ')
+      for source in line.split()[1:-1]
+    }
+  copied.discard('README.md')  # the package's long description only
+  assert copied <= set(image_tag.IMAGE_SOURCES)
+  with open(os.path.join(ROOT, 'Makefile')) as makefile:
+    (line,) = [line for line in makefile if line.startswith('IMAGE_SOURCES :=')]
+  assert line.split(':=')[1].split() == list(image_tag.IMAGE_SOURCES)

@@ -48,7 +48,13 @@ VERTEX = {
   'variants': list(VARIANTS),
   'accuracy_threshold': 0.8,
   'max_accuracy_drop': 0.01,
-  'training': {'epochs': 3, 'batch_size': 96, 'learning_rate': 0.002, 'mixed_precision': True},
+  'training': {
+    'epochs': 3,
+    'batch_size': 96,
+    'learning_rate': 0.002,
+    'precision': 'mixed_float16',
+    'jit_compile': True,  # YAML's boolean for 'true'
+  },
   'trainer': {
     'accelerator_type': 'NVIDIA_TESLA_T4',
     'accelerator_count': 2,
@@ -146,7 +152,8 @@ def test_module_paths_and_custom_config_travel_in_the_spec(compiled):
     assert _parameter(compiled, trainer_id(variant), 'run_fn') == RUN_FN
     trainer_config = json.loads(_parameter(compiled, trainer_id(variant), 'custom_config'))
     assert trainer_config['training']['variant'] == variant
-    assert trainer_config['training']['mixed_precision'] is True
+    assert trainer_config['training']['precision'] == 'mixed_float16'
+    assert trainer_config['training']['jit_compile'] == 'true'
     # Pipeline parameters, not fixed here: a value here would contradict the one set per run.
     assert not {'epochs', 'batch_size', 'learning_rate'} & set(trainer_config['training'])
     assert trainer_config['code_fingerprint'] == staging.code_fingerprint()
@@ -531,7 +538,7 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
     train_count=120,
     parameters=submitted,
     train_steps=4,
-    training={'batch_size': 16, 'mixed_precision': False},
+    training={'batch_size': 16, 'precision': 'float32'},
   )
   schema_file = os.path.join(upstream['CuratedSchema']['schema']['uri'], 'schema.pbtxt')
   with open(schema_file) as copied, open(curated_schema.SCHEMA_FILE) as shipped:

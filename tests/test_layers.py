@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.layers import batch_norm, channel_passes, layer_norm, weight_norm
+from trainer.layers import batch_norm, layer_norm, weight_norm
 from trainer.layers.batch_norm import BatchNormalization
 from trainer.layers.layer_norm import LayerNormalization
 from trainer.layers.weight_norm import WeightNormConv2D, WeightNormDense
@@ -13,17 +13,6 @@ from trainer.layers.weight_norm import WeightNormConv2D, WeightNormDense
 MOMENTUM = 0.9
 EPSILON = 1e-3
 FD_DELTA = 1e-6  # float64 central differences: truncation ~1e-12, rounding ~1e-10
-
-
-@pytest.fixture(autouse=True, params=["fused_kernels", "stock_ops"])
-def channel_pass_implementation(request):
-  """Every layer test runs on the fused CPU kernels and again on stock TensorFlow ops."""
-  stock = request.param == "stock_ops"
-  assert stock or channel_passes.kernels() is not None, (
-    f"kernel library not built: run {channel_passes.BUILD_COMMAND}"
-  )
-  with channel_passes.stock_ops(stock):
-    yield
 
 
 def _random(shape, seed, dtype=tf.float64, mean=0.0, stddev=1.0):
@@ -317,17 +306,17 @@ def test_weight_norm_with_g_equal_to_norm_is_the_plain_layer(kind):
 
 
 @pytest.mark.parametrize("kind", ["conv", "dense"])
-def test_weight_norm_data_dependent_init_runs_once_on_first_training_batch(kind):
+def test_weight_norm_initialize_normalizes_that_batch_and_training_leaves_it(kind):
   layer = WeightNormConv2D(4, 3) if kind == "conv" else WeightNormDense(4)
   shape = (16, 6, 6, 3) if kind == "conv" else (64, 3)
   first = _random(shape, 33, tf.float32, mean=0.5, stddev=2.0)
-  layer(first)
-  initial_g = layer.g.numpy()
-  assert not layer.initialized.numpy(), "inference must not initialize"
-  np.testing.assert_array_equal(layer.g, initial_g)
+  layer(first, training=True)
+  assert not layer.initialized.numpy(), "calls, training or not, must not initialize"
+  np.testing.assert_array_equal(layer.g, np.ones(4))
 
-  y = layer(first, training=True).numpy().reshape(-1, 4)
+  layer.initialize(first)
   assert layer.initialized.numpy()
+  y = layer(first).numpy().reshape(-1, 4)
   np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-4)
   np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
 
@@ -337,25 +326,14 @@ def test_weight_norm_data_dependent_init_runs_once_on_first_training_batch(kind)
   np.testing.assert_array_equal(layer.bias, bias_after_init)
 
 
-def test_weight_norm_init_inside_tf_function_and_xla():
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_weight_norm_initialize_in_its_own_tf_function(jit_compile):
   x = _random((8, 6, 6, 3), 35, tf.float32, mean=1.0)
-  for jit_compile in (False, True):
-    layer = WeightNormConv2D(4, 3)
-    layer.build(x.shape)
-
-    @tf.function(jit_compile=jit_compile)
-    def step(x):
-      with tf.GradientTape() as tape:
-        y = layer(x, training=True)
-        loss = tf.reduce_sum(y * y)
-      return y, tape.gradient(loss, layer.trainable_variables)
-
-    y, grads = step(x)
-    assert all(g is not None for g in grads)
-    np.testing.assert_allclose(tf.math.reduce_std(y, [0, 1, 2]), 1.0, atol=1e-3)
-    g_after_init = layer.g.numpy()
-    step(x + 5.0)
-    np.testing.assert_array_equal(layer.g, g_after_init)
+  layer = WeightNormConv2D(4, 3)
+  layer.build(x.shape)
+  tf.function(layer.initialize, jit_compile=jit_compile)(x)
+  assert layer.initialized.numpy()
+  np.testing.assert_allclose(tf.math.reduce_std(layer(x), [0, 1, 2]), 1.0, atol=1e-3)
 
 
 def test_weight_norm_finite_differences():
@@ -384,6 +362,11 @@ def test_weight_norm_init_under_mirrored_strategy(two_cpu_strategy):
     layer = WeightNormDense(3)
     layer.build([None, 4])
   x = _random((16, 4), 39, tf.float32, mean=2.0)
+  layer.initialize(x)  # cross-replica context: every copy gets the global batch's values
+  assert bool(layer.initialized.read_value())
+  g_values = [g.numpy() for g in strategy.experimental_local_results(layer.g)]
+  np.testing.assert_array_equal(g_values[0], g_values[1])
+  np.testing.assert_allclose(g_values[0], _data_dependent_g(layer, x), rtol=1e-5)
 
   @tf.function
   def train_step(x):
@@ -394,13 +377,8 @@ def test_weight_norm_init_under_mirrored_strategy(two_cpu_strategy):
 
     return strategy.run(replica_step, args=(x,))
 
-  train_step(x)
-  assert bool(layer.initialized.read_value())
-  g_values = [g.numpy() for g in layer.g.values]
-  np.testing.assert_array_equal(g_values[0], g_values[1])
-  np.testing.assert_allclose(g_values[0], _data_dependent_g(layer, x), rtol=1e-5)
   train_step(x + 1.0)
-  np.testing.assert_array_equal(layer.g.values[0], g_values[0])
+  np.testing.assert_array_equal(strategy.experimental_local_results(layer.g)[0], g_values[0])
 
 
 # ----------------------------------------------------------- mixed precision

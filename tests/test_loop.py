@@ -32,7 +32,15 @@ def _datasets(count=320, seed=0):
   return train, data.batch(BATCH)
 
 
-def _fit(run_dir, total_steps, train, evaluation, learning_rate=1e-2, checkpoint_every=10):
+def _fit(
+  run_dir,
+  total_steps,
+  train,
+  evaluation,
+  learning_rate=1e-2,
+  checkpoint_every=10,
+  close_summaries=True,
+):
   model = build_model('batch', seed=0)
   task = loop.ClassifierTask(
     model, keras.optimizers.Adam(learning_rate), tf.distribute.get_strategy()
@@ -50,7 +58,8 @@ def _fit(run_dir, total_steps, train, evaluation, learning_rate=1e-2, checkpoint
   try:
     result = loop.fit(task, train, evaluation, schedule, checkpoints, summaries, BATCH)
   finally:
-    summaries.close()
+    if close_summaries:
+      summaries.close()
   return task, result
 
 
@@ -79,13 +88,39 @@ def test_fit_learns_and_writes_history(tmp_path):
   assert totals['images_per_second'] == pytest.approx(60 * BATCH / totals['seconds'])
 
 
-def test_fit_resumes_from_the_last_checkpoint(tmp_path):
+def test_fit_resumes_from_the_last_checkpoint_and_keeps_the_history_before_it(tmp_path):
   train, evaluation = _datasets()
   _fit(str(tmp_path), 20, train, evaluation)
+  with open(tmp_path / HISTORY_FILE) as history:
+    first_attempt = json.load(history)
+  (first_totals,) = [r for r in first_attempt if r['phase'] == TOTALS_PHASE]
   task, _ = _fit(str(tmp_path), 30, train, evaluation)
   assert int(task.optimizer.iterations) == 30  # 20 restored + 10 new, not 30 new
   with open(tmp_path / HISTORY_FILE) as history:
-    assert min(r['step'] for r in json.load(history)) > 20
+    records = json.load(history)
+  # Every log and eval step once: those up to 20 as the first attempt recorded them.
+  assert [r['step'] for r in records if r['phase'] == 'train'] == [5, 10, 15, 20, 25, 30]
+  assert [r['step'] for r in records if r['phase'] == 'eval'] == [10, 20, 30]
+  assert [r for r in records if r['step'] <= 20 and r['phase'] in ('train', 'eval')] == [
+    r for r in first_attempt if r['phase'] in ('train', 'eval')
+  ]
+  (totals,) = [r for r in records if r['phase'] == TOTALS_PHASE]
+  assert totals['step'] == 30 and totals['seconds'] > first_totals['seconds']
+  assert totals['images_per_second'] * totals['seconds'] == pytest.approx(30 * BATCH)
+
+
+def test_history_is_saved_with_every_checkpoint(tmp_path):
+  # A preempted run never reaches the end of fit: what it trained must already be on disk.
+  train, evaluation = _datasets()
+  poisoned_after_20 = train.take(21).concatenate(
+    train.map(lambda images, labels: (images * np.float32('nan'), labels))
+  )
+  with pytest.raises(loop.NonFiniteLossError):
+    _fit(str(tmp_path), 40, poisoned_after_20, evaluation, close_summaries=False)
+  with open(tmp_path / HISTORY_FILE) as history:
+    records = json.load(history)
+  assert [r['step'] for r in records if r['phase'] == 'eval'] == [10, 20]
+  assert not [r for r in records if r['phase'] == TOTALS_PHASE]
 
 
 def test_diverged_loss_stops_training(tmp_path):

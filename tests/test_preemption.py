@@ -21,17 +21,23 @@ from trainer.task import CHECKPOINT_DIR
 TOTAL_STEPS = 600
 BATCH_SIZE = 16
 CHECKPOINT_EVERY = 20
+LOG_EVERY = 50
 VARIANT = 'none'
 
 
-def _wait_for_checkpoint(checkpoint_dir, process, timeout=240):
+def _checkpointed_step(checkpoint_dir):
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  return int(latest.rsplit('-', 1)[1]) if latest else 0
+
+
+def _wait_for_checkpoint(checkpoint_dir, process, min_step, timeout=240):
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    if tf.train.latest_checkpoint(checkpoint_dir):
+    if _checkpointed_step(checkpoint_dir) >= min_step:
       return
-    assert process.poll() is None, 'the Trainer ended before its first checkpoint'
+    assert process.poll() is None, f'the Trainer ended before its checkpoint at step {min_step}'
     time.sleep(0.05)
-  raise AssertionError(f'no checkpoint in {checkpoint_dir} after {timeout} s')
+  raise AssertionError(f'no checkpoint at step {min_step} in {checkpoint_dir} after {timeout} s')
 
 
 def test_killed_trainer_resumes_from_its_last_checkpoint_and_finishes(tmp_path):
@@ -44,7 +50,8 @@ def test_killed_trainer_resumes_from_its_last_checkpoint_and_finishes(tmp_path):
       'epochs': 1000,  # train_steps caps it
       'batch_size': BATCH_SIZE,
       'checkpoint_every_n_steps': CHECKPOINT_EVERY,
-      'mixed_precision': False,
+      'log_every_n_steps': LOG_EVERY,
+      'precision': 'float32',
     },
   )
   for task in ('IdxExampleGen', 'Transform'):
@@ -62,21 +69,27 @@ def test_killed_trainer_resumes_from_its_last_checkpoint_and_finishes(tmp_path):
     stderr=subprocess.DEVNULL,
   )
   try:
-    _wait_for_checkpoint(checkpoint_dir, process)
+    # Past the first log step, so the killed attempt has history of its own to keep.
+    _wait_for_checkpoint(checkpoint_dir, process, min_step=LOG_EVERY)
     process.send_signal(signal.SIGKILL)  # no chance to clean up, as on a preempted VM
   finally:
     process.kill()
     process.wait(timeout=60)
   assert process.returncode == -signal.SIGKILL
-  resumed_at = int(tf.train.latest_checkpoint(checkpoint_dir).rsplit('-', 1)[1])
-  assert 0 < resumed_at < TOTAL_STEPS, 'killed after training had finished: make it longer'
+  resumed_at = _checkpointed_step(checkpoint_dir)
+  assert LOG_EVERY <= resumed_at < TOTAL_STEPS, 'killed after training had finished: make it longer'
   assert not os.path.exists(task_root / 'model' / 'Format-Serving' / 'saved_model.pb')
 
   outputs = run_in_container(spec, trainer, upstream, str(tmp_path))
   assert os.path.exists(os.path.join(outputs['model']['uri'], 'Format-Serving', 'saved_model.pb'))
   with open(task_root / 'model_run' / HISTORY_FILE) as history:
-    (totals,) = [r for r in json.load(history) if r['phase'] == TOTALS_PHASE]
-  # Same total step count, and only the steps after the checkpoint were trained again.
+    records = json.load(history)
+  # Every log step once, those up to the checkpoint recorded by the killed attempt (the
+  # resumed one started after them), and the totals count both attempts' training.
+  train_steps = [r['step'] for r in records if r['phase'] == 'train']
+  assert train_steps == list(range(LOG_EVERY, TOTAL_STEPS + 1, LOG_EVERY))
+  assert [step for step in train_steps if step <= resumed_at]
+  (totals,) = [r for r in records if r['phase'] == TOTALS_PHASE]
   assert totals['step'] == TOTAL_STEPS
   trained_images = totals['images_per_second'] * totals['seconds']
-  assert round(trained_images) == (TOTAL_STEPS - resumed_at) * BATCH_SIZE
+  assert round(trained_images) == TOTAL_STEPS * BATCH_SIZE

@@ -30,7 +30,6 @@ from tests import serving_model
 from trainer import export
 from trainer import features
 from trainer import preprocessing
-from trainer.layers import channel_passes
 from trainer.model import build_model
 
 MODEL_NAME = 'fashion_mnist'
@@ -54,10 +53,9 @@ def test_version_records_its_variant_and_size(served):
     assert json.load(info) == {'variant': 'batch', 'parameters': model.count_params()}
 
 
-def test_saved_model_loads_in_plain_tensorflow_without_the_kernel_library(served):
-  # The model trained here on the project's fused kernels; TF Serving and TFMA
-  # load the export with nothing but TensorFlow, as this fresh interpreter does.
-  assert channel_passes.uses_kernels(tf.ones([1, 28, 28, 32]))
+def test_saved_model_loads_in_plain_tensorflow(served):
+  # TF Serving and TFMA load the export with nothing but TensorFlow, as this fresh
+  # interpreter does.
   _, version_dir, _ = served
   script = (
     'import sys, tensorflow as tf\n'

@@ -8,6 +8,12 @@ CUSTOM_CONFIG_KEY = 'training'
 CONSTANT = 'constant'
 COSINE = 'cosine'
 LEARNING_RATE_SCHEDULES = (CONSTANT, COSINE)
+AUTO = 'auto'
+FLOAT32 = 'float32'
+MIXED_BFLOAT16 = 'mixed_bfloat16'
+MIXED_FLOAT16 = 'mixed_float16'
+PRECISIONS = (AUTO, FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
+JIT_COMPILE_CHOICES = (AUTO, 'true', 'false')
 # Field metadata keys (pipeline/options.py reads them): an option's description, its allowed
 # values, and for a field that is no option, why not.
 DOC = 'doc'
@@ -52,12 +58,26 @@ class TrainingConfig:
   checkpoint_every_n_steps: int = option(
     500, 'steps between checkpoints a restarted Trainer resumes from'
   )
-  mixed_precision: bool = option(
-    False,
-    'float16 compute with float32 variables and loss; pays off on GPUs with tensor cores',
+  precision: str = option(
+    AUTO,
+    '16-bit compute with float32 variables, normalization statistics and loss; auto: '
+    'mixed_float16 on GPUs with tensor cores (compute capability >= 7.0), mixed_bfloat16 on CPUs '
+    'with bfloat16 instructions (amx_bf16 / avx512_bf16), float32 otherwise (trainer/devices.py)',
+    choices=PRECISIONS,
+  )
+  jit_compile: str = option(
+    AUTO,
+    'XLA-compile the training step; auto: on when a GPU is visible',
+    choices=JIT_COMPILE_CHOICES,
   )
 
   def __post_init__(self):
+    if self.precision not in PRECISIONS:
+      raise ValueError(f'precision must be one of {PRECISIONS}, got {self.precision!r}')
+    if self.jit_compile not in JIT_COMPILE_CHOICES:
+      raise ValueError(
+        f'jit_compile must be one of {JIT_COMPILE_CHOICES}, got {self.jit_compile!r}'
+      )
     if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
       raise ValueError(
         f'learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, '

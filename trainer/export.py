@@ -9,7 +9,6 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import features
-from trainer.layers.channel_passes import stock_ops
 
 SERVING_SIGNATURE = 'serving_default'
 IMAGES_SIGNATURE = 'predict_images'
@@ -95,18 +94,15 @@ def save(
   from serving import warmup  # pylint: disable=import-outside-toplevel
 
   module = ServingModule(model, transform_output)
-  # Traced with stock ops only: TF Serving and TFMA load the SavedModel
-  # without this project's kernel library.
-  with stock_ops():
-    tf.saved_model.save(
-      module,
-      export_dir,
-      signatures={
-        SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
-        IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
-        TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
-      },
-    )
+  tf.saved_model.save(
+    module,
+    export_dir,
+    signatures={
+      SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+      IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
+      TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
+    },
+  )
   info_path = os.path.join(export_dir, MODEL_INFO_FILE)
   tf.io.gfile.makedirs(os.path.dirname(info_path))
   with tf.io.gfile.GFile(info_path, 'w') as info:

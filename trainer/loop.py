@@ -1,10 +1,11 @@
 """A custom training loop in the spirit of Orbit: it knows models and datasets, not TFX.
 
 `ClassifierTask` holds the per-step math (a GradientTape training step and an
-evaluation step, replicated by a tf.distribute strategy). `fit` drives it: it
-runs steps in compiled chunks, logs and writes summaries every N steps,
-evaluates at each epoch's end, checkpoints every N steps, and resumes from the
-last checkpoint when one exists.
+evaluation step, replicated by a tf.distribute strategy, XLA-compiled if
+asked). `fit` drives it: it initializes data-dependent layers once, runs steps
+in compiled chunks, logs and writes summaries every N steps, evaluates at
+each epoch's end, checkpoints every N steps, and resumes from the last
+checkpoint when one exists, keeping the history recorded up to it.
 """
 
 import dataclasses
@@ -17,6 +18,9 @@ import tf_keras as keras
 
 from trainer.metrics import ClassifierMetrics
 from trainer.metrics import Throughput
+from trainer.model import initialize_from_batch
+from trainer.model import uninitialized_layers
+from trainer.summaries import CHECKPOINT_PHASE
 from trainer.summaries import TOTALS_PHASE
 from trainer.summaries import RunSummaries
 
@@ -55,18 +59,27 @@ class ClassifierTask:
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     strategy: tf.distribute.Strategy,
+    jit_compile: bool = False,
   ):
     self.model = model
     self.optimizer = optimizer
     self.strategy = strategy
-    # Mixed precision: the loss is scaled up before the float16 backward pass and the gradients
+    # Mixed float16: the loss is scaled up before the float16 backward pass and the gradients
     # scaled back down before they are applied.
     self.scales_loss = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+    # Under XLA the forward and backward pass of a replica are one fused program. The update
+    # stays outside it: under MirroredStrategy it is a cross-replica merge that writes every
+    # replica's variables, which one XLA program (bound to one device) cannot do.
+    self._gradients = (
+      tf.function(self._replica_gradients, jit_compile=True)
+      if jit_compile
+      else self._replica_gradients
+    )
     with strategy.scope():
       self.train_metrics = ClassifierMetrics('train')
       self.eval_metrics = ClassifierMetrics('eval')
 
-  def _train_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+  def _replica_gradients(self, images: tf.Tensor, labels: tf.Tensor) -> list[tf.Tensor]:
     with tf.GradientTape() as tape:
       logits = self.model(images, training=True)
       per_example_loss = keras.losses.sparse_categorical_crossentropy(
@@ -81,8 +94,12 @@ class ClassifierTask:
     gradients = tape.gradient(loss, self.model.trainable_variables)
     if self.scales_loss:
       gradients = self.optimizer.get_unscaled_gradients(gradients)
-    self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
     self.train_metrics.update(labels, logits, tf.reduce_mean(per_example_loss))
+    return gradients
+
+  def _train_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
+    gradients = self._gradients(images, labels)
+    self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
 
   def _eval_replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> None:
     logits = self.model(images, training=False)
@@ -97,6 +114,15 @@ class ClassifierTask:
     for _ in tf.range(num_steps):
       images, labels = next(iterator)
       self.strategy.run(self._train_replica_step, args=(images, labels))
+
+  def initialize(self, dataset: tf.data.Dataset) -> None:
+    """Data-dependent initialization from the first batch of `dataset`, before any training step
+    (a no-op for models without it, or restored from an initialized checkpoint)."""
+    if not uninitialized_layers(self.model):
+      return  # and the dataset, whose first batch may take long (a shuffle buffer), is not read
+    images, _ = next(iter(dataset))
+    initialized = initialize_from_batch(self.model, images)
+    logging.info('Initialized %s from the first training batch', ', '.join(initialized))
 
   @tf.function
   def _evaluate_batch(self, images, labels) -> None:
@@ -129,12 +155,15 @@ def fit(
     checkpoints.checkpoint.restore(checkpoints.latest_checkpoint).assert_existing_objects_matched()
     logging.info('Resumed from %s', checkpoints.latest_checkpoint)
   step = int(task.optimizer.iterations.numpy())
+  summaries.resume(step)
+  task.initialize(train_dataset)
   iterator = iter(task.strategy.experimental_distribute_dataset(train_dataset.skip(step)))
   eval_dataset = eval_dataset.take(schedule.max_eval_steps or -1)
   eval_result = {}
   throughput = Throughput()
-  whole_run = Throughput()
-  saved_step = step
+  # Counts the training time of earlier attempts up to the restored checkpoint as well.
+  before = summaries.find(CHECKPOINT_PHASE, step) or {'images': 0, 'seconds': 0.0}
+  whole_run = Throughput(before['images'], before['seconds'])
   while step < schedule.total_steps:
     stop = schedule.next_stop(step)
     images = (stop - step) * global_batch_size
@@ -143,17 +172,25 @@ def fit(
     step = stop
     if step % schedule.log_every_n_steps == 0 or step == schedule.total_steps:
       _log_training(task, summaries, step, schedule.total_steps, throughput.pop_rate())
-    if step % schedule.checkpoint_every_n_steps == 0:
-      checkpoints.save(checkpoint_number=step)
-      saved_step = step
     if step % schedule.steps_per_epoch == 0 or step == schedule.total_steps:
       eval_result = _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
-  if saved_step != step:
-    checkpoints.save(checkpoint_number=step)
+    if step % schedule.checkpoint_every_n_steps == 0 or step == schedule.total_steps:
+      _save_checkpoint(checkpoints, summaries, step, whole_run)
   summaries.write(
     TOTALS_PHASE, step, {'seconds': whole_run.seconds, 'images_per_second': whole_run.rate}
   )
   return eval_result or _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
+
+
+def _save_checkpoint(
+  checkpoints: tf.train.CheckpointManager, summaries: RunSummaries, step: int, whole_run: Throughput
+) -> None:
+  """The checkpoint, then the history up to it: a run resumed from it keeps both."""
+  checkpoints.save(checkpoint_number=step)
+  summaries.record(
+    CHECKPOINT_PHASE, step, {'images': whole_run.images, 'seconds': whole_run.seconds}
+  )
+  summaries.save()
 
 
 def _log_training(

@@ -35,9 +35,9 @@ class ClassifierMetrics:
 class Throughput:
   """Images per second, counting only the time spent inside `measure` blocks."""
 
-  def __init__(self):
-    self.images = 0
-    self.seconds = 0.0
+  def __init__(self, images: int = 0, seconds: float = 0.0):
+    self.images = images
+    self.seconds = seconds
 
   @contextlib.contextmanager
   def measure(self, images: int) -> Iterator[None]:

@@ -91,8 +91,8 @@ def build_model(
   Input: float32 [batch, 28, 28, 1] in [0, 1]. Output: logits [batch, num_classes].
   Variants: "none", our "batch" / "layer" / "weight" normalization, and the
   Keras built-ins "keras_batch" / "keras_layer" as references. Every variant
-  trains with plain model(x, training=True) calls; "weight" initializes
-  itself from its first training batch.
+  trains with plain model(x, training=True) calls; "weight" is initialized
+  from a batch by initialize_from_batch before training.
   """
   if variant not in _VARIANT_BUILDERS:
     raise ValueError(f"Unknown normalization variant {variant!r}; valid: {', '.join(VARIANTS)}")
@@ -120,15 +120,37 @@ def build_model(
   return keras.Model(images, logits, name=f"cnn_{variant}")
 
 
-def uninitialized_layers(model: keras.Model) -> list[str]:
-  """Names of layers whose data-dependent initialization has not run yet.
-
-  Training loops need not act on this: the first model(x, training=True)
-  call initializes them. It is for logging and assertions after that step.
-  """
+def _weight_normalized_layers(model: keras.Model) -> list[keras.layers.Layer]:
   return [
-    layer.name
+    layer
     for layer in model.layers
     if isinstance(layer, (norm_layers.WeightNormConv2D, norm_layers.WeightNormDense))
-    and not bool(layer.initialized.read_value())
   ]
+
+
+def uninitialized_layers(model: keras.Model) -> list[str]:
+  """Names of layers whose data-dependent initialization has not run yet."""
+  return [
+    layer.name
+    for layer in _weight_normalized_layers(model)
+    if not bool(layer.initialized.read_value())
+  ]
+
+
+def initialize_from_batch(model: keras.Model, images) -> list[str]:
+  """Runs the data-dependent initialization of every uninitialized layer on `images`; returns their names.
+
+  Layer by layer in network order, each on the activations that reach it
+  through the layers initialized before it (Salimans & Kingma, 2016). Runs
+  eagerly, once, outside any training step, and outside a replica context
+  (every replica's copy gets the same values); a no-op for a model restored
+  from a checkpoint of an initialized one.
+  """
+  initialized = []
+  for layer in _weight_normalized_layers(model):
+    if bool(layer.initialized.read_value()):
+      continue
+    layer_inputs = keras.Model(model.inputs, layer.input)(images, training=False)
+    layer.initialize(layer_inputs)
+    initialized.append(layer.name)
+  return initialized

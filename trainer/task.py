@@ -15,15 +15,18 @@ from trainer import features
 from trainer import loop
 from trainer.config import COSINE
 from trainer.config import CUSTOM_CONFIG_KEY
+from trainer.config import MIXED_FLOAT16
 from trainer.config import TrainingConfig
+from trainer.devices import Hardware
+from trainer.devices import keras_policy
 from trainer.devices import strategy_for_visible_devices
+from trainer.devices import use_jit_compile
 from trainer.model import build_model
 from trainer.summaries import RunSummaries
 
 CHECKPOINT_DIR = 'checkpoints'
 SHUFFLE_BUFFER = 10_000
 PARSE_BATCH = 256
-MIXED_PRECISION_POLICY = 'mixed_float16'
 
 
 def count_records(file_patterns) -> int:
@@ -72,18 +75,22 @@ def learning_rate(config: TrainingConfig, total_steps: int):
 
 
 def build_model_and_optimizer(
-  config: TrainingConfig, strategy: tf.distribute.Strategy, total_steps: int
+  config: TrainingConfig,
+  strategy: tf.distribute.Strategy,
+  total_steps: int,
+  hardware: Hardware,
 ):
-  """The CNN and its optimizer, both under `strategy`, in mixed precision if configured.
+  """The CNN and its optimizer, both under `strategy`, in the precision `config` asks for here.
 
-  Mixed precision: layers compute in float16 while every variable, the
-  normalization statistics among them, stays float32; the loop casts the
-  logits to float32 before the loss, and the loss-scaling optimizer keeps
-  small float16 gradients from flushing to zero.
+  Under a mixed policy layers compute in float16 or bfloat16 while every
+  variable, the normalization statistics among them, stays float32; the
+  loop casts the logits to float32 before the loss. float16 also gets a
+  loss-scaling optimizer, which keeps small gradients from flushing to zero
+  (bfloat16 has float32's exponent range and needs none).
   """
+  policy = keras_policy(config.precision, hardware)
   previous_policy = keras.mixed_precision.global_policy()
-  if config.mixed_precision:
-    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
+  keras.mixed_precision.set_global_policy(policy)
   try:
     with strategy.scope():
       model = build_model(
@@ -95,11 +102,11 @@ def build_model_and_optimizer(
         seed=config.seed,
       )
       optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, total_steps))
-      if config.mixed_precision:
+      if policy == MIXED_FLOAT16:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
   finally:
     # Layers keep the policy they were built with; the rest of the process (LocalDagRunner runs
-    # Evaluator in this one) must not inherit float16.
+    # Evaluator in this one) must not inherit a 16-bit one.
     keras.mixed_precision.set_global_policy(previous_policy)
   return model, optimizer
 
@@ -129,8 +136,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     max_eval_steps=fn_args.eval_steps or None,
   )
 
-  model, optimizer = build_model_and_optimizer(config, strategy, total_steps)
-  task = loop.ClassifierTask(model, optimizer, strategy)
+  hardware = Hardware.detect()
+  jit_compile = use_jit_compile(config.jit_compile, hardware)
+  model, optimizer = build_model_and_optimizer(config, strategy, total_steps, hardware)
+  logging.info(
+    'Precision %s (policy %s), jit_compile %s, %d replica(s)',
+    config.precision,
+    model.dtype_policy.name,
+    jit_compile,
+    strategy.num_replicas_in_sync,
+  )
+  task = loop.ClassifierTask(model, optimizer, strategy, jit_compile)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   checkpoints = tf.train.CheckpointManager(
     checkpoint, os.path.join(fn_args.model_run_dir, CHECKPOINT_DIR), max_to_keep=2

@@ -6,9 +6,9 @@ batch statistics and updates the moving ones; training=False (or None) uses the
 moving statistics, so inference output never depends on the rest of the batch.
 
 float16 / bfloat16 inputs keep statistics, gamma, beta and the moving averages
-in float32. The passes over the activations (sums, scale-and-shift, the
-backward combination) run on fused CPU kernels where they apply; see
-channel_passes.py.
+in float32. The training step has no data-dependent control flow (the
+variance is always the two-pass form, see batch_norm_training), so nothing
+waits on the device to pick a branch.
 
 Under tf.distribute: with synchronized=False (the default, like
 keras BatchNormalization(synchronized=False)) every replica normalizes with the
@@ -24,10 +24,7 @@ from typing import Callable
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.layers.channel_passes import channel_affine
-from trainer.layers.channel_passes import channel_linear_combination
-from trainer.layers.channel_passes import channel_sum_and_dot
-from trainer.layers.channel_passes import channel_sum_and_sum_of_squares
+from trainer.layers.reductions import channel_affine
 from trainer.layers.reductions import channel_sums
 
 ChannelSum = Callable[[tf.Tensor], tf.Tensor]
@@ -69,31 +66,6 @@ def moving_average_decrement(moving, batch_value, momentum):
   return (1.0 - momentum) * (moving - batch_value)
 
 
-# E[x^2] - mean^2 keeps about -log10(eps * (1 + mean^2 / var)) digits; past
-# this ratio (~4 of ~7 float32 digits left) the two-pass formula takes over.
-_ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE = 100.0
-
-
-def _batch_variance(x, mean, count, sum_of_squares, channel_sum: ChannelSum):
-  """var_B = E[(x - mean)^2], one-pass as E[x^2] - mean^2 when that is accurate.
-
-  sum_of_squares is this replica's sum of x^2, taken in the same pass as sum(x).
-  """
-
-  def two_pass():
-    return channel_sum(channel_sums(tf.math.squared_difference(x, mean))) / count
-
-  if channel_sum is not _local_sum:
-    return two_pass()  # all-reduces may not sit inside tf.cond under MirroredStrategy
-  # On CPU the cost is dominated by passes over x; the one-pass form needs no
-  # pass of its own, the two-pass form a second one and a full-size temporary.
-  one_pass = tf.maximum(sum_of_squares / count - tf.square(mean), 0.0)
-  ill_conditioned = tf.reduce_any(
-    tf.square(mean) > _ONE_PASS_MAX_MEAN_SQUARED_OVER_VARIANCE * one_pass
-  )
-  return tf.cond(ill_conditioned, two_pass, lambda: one_pass)
-
-
 def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _local_sum):
   """(y, mu_B, var_B) with y = gamma * (x - mu_B) / sqrt(var_B + epsilon) + beta over all axes but the last.
 
@@ -106,20 +78,23 @@ def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _loca
   def forward(x, gamma, beta):
     x_stats = tf.cast(x, stats_dtype)
     count = channel_sum(tf.cast(tf.size(x) // tf.shape(x)[-1], stats_dtype))
-    local_sum, local_sum_of_squares = channel_sum_and_sum_of_squares(x_stats)
-    mean = channel_sum(local_sum) / count
-    variance = _batch_variance(x_stats, mean, count, local_sum_of_squares, channel_sum)
+    mean = channel_sum(channel_sums(x_stats)) / count
+    # Two passes, E[(x - mean)^2] after the mean: float32 stays accurate when
+    # |mean| >> std, where E[x^2] - mean^2 cancels, without a data-dependent
+    # branch. With stock ops it costs what the one-pass sums would: each is a
+    # full-size elementwise op (x^2 or (x - mean)^2) and a reduction.
+    variance = channel_sum(channel_sums(tf.math.squared_difference(x_stats, mean))) / count
     inv_std = tf.math.rsqrt(variance + epsilon)
     scale = gamma * inv_std
     y = channel_affine(x_stats, scale, beta - mean * scale)
 
     def backward(dy, dmean, dvariance):
       dy_stats = tf.cast(dy, stats_dtype)
-      local_sum_dy, local_sum_dy_x = channel_sum_and_dot(dy_stats, x_stats)
+      local_sum_dy = channel_sums(dy_stats)
       # sum(dy * (x - mean)) = sum(dy * x) - mean * sum(dy); the
       # cancellation costs ~|mean|/std ulps, far below the 1e-5 budget
-      # for normalized activations, and saves a full pass.
-      local_sum_dy_centered = local_sum_dy_x - mean * local_sum_dy
+      # for normalized activations, and saves a full-size op.
+      local_sum_dy_centered = channel_sums(dy_stats * x_stats) - mean * local_sum_dy
       # gamma and beta are replicated: the strategy all-reduces their
       # gradients itself, so only x needs the totals here.
       sum_dy = channel_sum(local_sum_dy)
@@ -134,7 +109,7 @@ def batch_norm_training(x, gamma, beta, epsilon, channel_sum: ChannelSum = _loca
       # Combining only after both sums have consumed dy lets the runtime
       # write dx into dy's buffer instead of allocating (costly on CPU).
       with tf.control_dependencies([local_sum_dy, local_sum_dy_centered]):
-        dx = channel_linear_combination(dy_stats, x_stats, scale, x_coefficient, constant)
+        dx = tf.nn.bias_add(x_stats * x_coefficient, constant) + dy_stats * scale
       return tf.cast(dx, x.dtype), local_sum_dy_centered * inv_std, local_sum_dy
 
     return (tf.cast(y, x.dtype), mean, variance), backward

@@ -17,9 +17,10 @@ import tf_keras as keras
 
 from trainer.layers.batch_norm import add_affine_weights
 from trainer.layers.batch_norm import statistics_dtype
-from trainer.layers.channel_passes import channel_affine
+from trainer.layers.reductions import channel_affine
 from trainer.layers.reductions import channel_sums
-from trainer.layers.reductions import sum_of_squares
+from trainer.layers.reductions import trailing_sum_of_squares
+from trainer.layers.reductions import weighted_sums
 
 
 def normalization_axes(rank: int, channels_only: bool) -> list[int]:
@@ -36,24 +37,26 @@ def layer_norm(x, gamma, beta, epsilon, axes):
     x_stats = tf.cast(x, stats_dtype)
     count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), stats_dtype)
     centered = x_stats - tf.reduce_mean(x_stats, axes, keepdims=True)
-    inv_std = tf.math.rsqrt(sum_of_squares(centered, axes, keepdims=True) / count + epsilon)
-    normalized = centered * inv_std
-    y = channel_affine(normalized, gamma, beta)
+    inv_std = tf.math.rsqrt(trailing_sum_of_squares(centered, axes[0]) / count + epsilon)
+    # The per-sample inv_std and per-channel gamma combine into a small scale first: on CPU
+    # the layer's cost is its full-size elementwise ops, and this saves one.
+    y = channel_affine(centered, inv_std * gamma, beta)
 
     def backward(dy):
       dy_stats = tf.cast(dy, stats_dtype)
       dbeta = channel_sums(dy_stats)
-      dy_normalized = dy_stats * normalized
-      dgamma = channel_sums(dy_normalized)
+      dy_centered = dy_stats * centered
+      # dgamma = sum(dy * normalized), normalized = centered * inv_std.
+      dgamma = channel_sums(dy_centered, inv_std)
       # With g = dy * gamma: dx = inv_std * (g - mean(g) - normalized * mean(g * normalized)),
-      # means over `axes`. The products below are ordered after the last reader of their
-      # operand, so the runtime can write them into its buffer instead of a new one.
-      with tf.control_dependencies([dgamma]):
-        projection = tf.reduce_mean(dy_normalized * gamma, axes, keepdims=True)
-      with tf.control_dependencies([dbeta, dy_normalized]):
-        g = dy_stats * gamma
-      g_centered = g - tf.reduce_mean(g, axes, keepdims=True)
-      dx = (g_centered - normalized * projection) * inv_std
+      # means over `axes`, both taken as products with gamma (no full-size g), so that
+      # dx = dy * (inv_std * gamma) + centered * x_coefficient + constant.
+      mean_g = weighted_sums(dy_stats, gamma, axes) / count
+      mean_g_normalized = inv_std * weighted_sums(dy_centered, gamma, axes) / count
+      x_coefficient = -tf.square(inv_std) * mean_g_normalized
+      # Ordered after the last readers of dy, so the runtime can write dx into its buffer.
+      with tf.control_dependencies([dbeta, dgamma, mean_g, mean_g_normalized]):
+        dx = dy_stats * (inv_std * gamma) + (centered * x_coefficient - inv_std * mean_g)
       return tf.cast(dx, x.dtype), dgamma, dbeta
 
     return tf.cast(y, x.dtype), backward

@@ -5,20 +5,15 @@ unit taken over all other kernel axes ((kh, kw, c_in) for a conv kernel, the
 inputs for a dense one), so the optimizer updates direction v and length g
 separately.
 
-Data-dependent initialization: on the first call with training=True the layer
-sets g and the bias so that its pre-activations on that batch have zero mean
-and unit variance per output unit. A saved, non-trainable `initialized` flag
-makes this happen exactly once; it never runs on symbolic build inputs or in
-inference, and a restored checkpoint keeps it from running again. Nothing in
-the training loop has to know about it: the check is a tf.cond inside call,
-so model(x, training=True) in a tf.function GradientTape step just works.
-
-Under tf.distribute each replica computes the initial g and bias from its
-own slice of the first batch and the replicas keep their mean. Because
-MirroredStrategy forbids cross-replica assignments inside tf.cond, with more
-than one replica g, bias and the flag are re-assigned their own (all-reduced)
-values on every training step: correct, but two small all-reduces per layer
-and step.
+Data-dependent initialization: `initialize(inputs)` sets g and the bias so
+that the layer's pre-activations on that batch have zero mean and unit
+variance per output unit, and sets a saved, non-trainable `initialized` flag.
+It runs once, before training and outside the compiled training step
+(trainer.model.initialize_from_batch does it for a whole model, layer by
+layer), so the step itself has no data-dependent branch; a restored
+checkpoint carries the flag, and a resumed run does not initialize again.
+A layer that was never initialized is plain weight normalization (g = 1,
+bias = 0).
 """
 
 import tensorflow as tf
@@ -56,14 +51,10 @@ class _WeightNormalized(keras.layers.Layer):
     units = kernel_shape[-1]
     # Under a mixed policy the kernel's norm and the initial statistics
     # stay in float32; _linear casts the finished kernel instead.
-    # MEAN aggregation lets the data-dependent init assign these from a
-    # replica context; ONLY_FIRST_REPLICA does the same for the flag.
     self.v = self.add_weight(
       name="v", shape=kernel_shape, initializer=self.kernel_initializer, experimental_autocast=False
     )
-    per_unit = dict(
-      shape=[units], aggregation=tf.VariableAggregation.MEAN, experimental_autocast=False
-    )
+    per_unit = dict(shape=[units], experimental_autocast=False)
     self.g = self.add_weight(name="g", initializer="ones", **per_unit)
     self.bias = self.add_weight(name="bias", initializer="zeros", **per_unit)
     self.initialized = self.add_weight(
@@ -72,7 +63,6 @@ class _WeightNormalized(keras.layers.Layer):
       dtype=tf.bool,
       initializer="zeros",
       trainable=False,
-      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
     )
 
   @property
@@ -80,40 +70,21 @@ class _WeightNormalized(keras.layers.Layer):
     """The effective kernel g * v / ||v||."""
     return weight_norm_kernel(self.v, self.g)
 
-  def _initial_values(self, inputs):
+  def initialize(self, inputs) -> None:
+    """Sets g and the bias from this batch of inputs (see data_dependent_init) and marks the layer initialized.
+
+    Call it outside a replica context: under a distribution strategy the
+    assignments then reach every replica's copy.
+    """
+    inputs = tf.cast(inputs, self.compute_dtype)
     unit_kernel = weight_norm_kernel(self.v, tf.ones_like(self.g))
     pre_activations = tf.cast(self._linear(inputs, unit_kernel), self.g.dtype)
-    return data_dependent_init(pre_activations, self.init_epsilon)
-
-  def _initialize_from(self, inputs):
-    initial_g, initial_bias = self._initial_values(inputs)
+    initial_g, initial_bias = data_dependent_init(pre_activations, self.init_epsilon)
     self.g.assign(initial_g)
     self.bias.assign(initial_bias)
     self.initialized.assign(True)
-    return tf.constant(True)
 
-  def _initialize_once(self, inputs):
-    replica_context = tf.distribute.get_replica_context()
-    if replica_context is None or replica_context.num_replicas_in_sync == 1:
-      # Automatic control dependencies order the reads of g and bias in
-      # call after the assignments inside this cond.
-      tf.cond(self.initialized, lambda: tf.constant(False), lambda: self._initialize_from(inputs))
-      return
-    # Assigning a mirrored variable from a replica is a synchronization
-    # point, which MirroredStrategy forbids inside tf.cond: pick the values
-    # in the cond and assign outside it (a no-op value-wise once initialized).
-    g, bias = tf.cond(
-      self.initialized,
-      lambda: (tf.identity(self.g), tf.identity(self.bias)),
-      lambda: self._initial_values(inputs),
-    )
-    self.g.assign(g)
-    self.bias.assign(bias)
-    self.initialized.assign(True)
-
-  def call(self, inputs, training=None):
-    if training:
-      self._initialize_once(inputs)
+  def call(self, inputs):
     outputs = self._linear(inputs, self.kernel)
     return tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
 
