@@ -1,16 +1,12 @@
 """Per-channel passes shared by the normalization layers, each in the form that is fastest on CPU.
 
 On CPU the layers are bound by passes over their activations, not by
-arithmetic; each function here is one read of its input. They are plain
-TensorFlow ops, the same ones everywhere: eager, graph, XLA, every replica.
+arithmetic; each reduction here is one read of its input, without a
+full-size temporary. They are plain TensorFlow ops, the same ones
+everywhere: eager, graph, XLA, every replica.
 """
 
 import tensorflow as tf
-
-
-def outer_axes(x) -> list[int]:
-  """axes = [0, ..., rank - 2]: every axis but the last (channels)."""
-  return list(range(x.shape.rank - 1))
 
 
 def _rows(x):
@@ -48,5 +44,5 @@ def trailing_sum_of_squares(x, first_axis: int):
 
 
 def channel_affine(x, scale, offset):
-  """y[..., c] = x[..., c] * scale[c] + offset[c]."""
+  """y[..., c] = x[..., c] * scale[..., c] + offset[c]; scale per channel, or per sample and channel."""
   return tf.nn.bias_add(x * scale, offset)
