@@ -25,6 +25,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components.variant_selection import production
 from serving import tf_serving_protos
 
 MODELS_CONFIG = 'models.config'
@@ -132,15 +133,10 @@ def pushed_versions(model_dir: str) -> List[int]:
   """The version directories Pusher wrote (numbered, holding a SavedModel), oldest first."""
   if not tf.io.gfile.isdir(model_dir):
     raise ServingConfigError(f'{model_dir}: no such directory (nothing pushed yet?)')
-  versions = [
-    int(name.rstrip('/'))
-    for name in tf.io.gfile.listdir(model_dir)
-    if name.rstrip('/').isdigit()
-    and tf.io.gfile.exists(os.path.join(model_dir, name.rstrip('/'), 'saved_model.pb'))
-  ]
+  versions = production.complete_versions(model_dir)
   if not versions:
     raise ServingConfigError(f'{model_dir}: no pushed versions (numbered SavedModel directories)')
-  return sorted(versions)
+  return versions
 
 
 def served_versions(model_config: model_server_config_pb2.ModelConfig, pushed: Sequence[int]):

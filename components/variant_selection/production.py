@@ -8,32 +8,33 @@ cannot tell one producer's blessings from another's.
 
 import hashlib
 import os
-from typing import Optional
+from typing import List, Optional
 
 import tensorflow as tf
 
 SAVED_MODEL_FILE = 'saved_model.pb'
 
 
-def latest_version(model_dir: str) -> Optional[str]:
-  """The newest complete version under `model_dir` (`<model_dir>/<version>/`), or None.
+def complete_versions(model_dir: str) -> List[int]:
+  """The versions under `model_dir` (`<model_dir>/<version>/`) holding a SavedModel, oldest first.
 
-  TF Serving loads the highest numeric version; Pusher copies saved_model.pb
-  last, so a version without it is a push still under way (or one that died).
+  Pusher copies saved_model.pb last, so a version without it is a push still
+  under way (or one that died); TF Serving does not load it either.
   """
   if not tf.io.gfile.isdir(model_dir):
-    return None
-  versions = sorted(
-    (
-      int(name.rstrip('/')) for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()
-    ),
-    reverse=True,
+    return []
+  return sorted(
+    int(name.rstrip('/'))
+    for name in tf.io.gfile.listdir(model_dir)
+    if name.rstrip('/').isdigit()
+    and tf.io.gfile.exists(os.path.join(model_dir, name.rstrip('/'), SAVED_MODEL_FILE))
   )
-  for version in versions:
-    path = os.path.join(model_dir, str(version))
-    if tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE)):
-      return path
-  return None
+
+
+def latest_version(model_dir: str) -> Optional[str]:
+  """The newest complete version's directory, the one TF Serving loads, or None."""
+  versions = complete_versions(model_dir)
+  return os.path.join(model_dir, str(versions[-1])) if versions else None
 
 
 def saved_model_digest(path: str) -> str:
