@@ -269,22 +269,20 @@ def test_make_image_tags_with_the_commit_and_refuses_uncommitted_code(checkout):
   ).stdout
   assert f'docker build -t us-central1-docker.pkg.dev/proj/fmnist/pipeline:{short} .' in dry_run
   makefile = os.path.join(ROOT, 'Makefile')
-  clean = subprocess.run(
-    ['make', '-s', '-f', makefile, 'clean-checkout'],
-    cwd=checkout,
-    capture_output=True,
-    text=True,
-    check=False,
-  )
+
+  def clean_checkout():
+    return subprocess.run(
+      ['make', '-s', '-f', makefile, 'clean-checkout'],
+      cwd=checkout,
+      capture_output=True,
+      text=True,
+      check=False,
+    )
+
+  clean = clean_checkout()
   assert clean.returncode == 0, clean.stderr
   (checkout / 'trainer' / 'task.py').write_text('STEPS = 2\n')
-  dirty = subprocess.run(
-    ['make', '-s', '-f', makefile, 'clean-checkout'],
-    cwd=checkout,
-    capture_output=True,
-    text=True,
-    check=False,
-  )
+  dirty = clean_checkout()
   assert dirty.returncode != 0 and 'uncommitted changes' in dirty.stderr
   assert 'trainer/task.py' in dirty.stderr
 
