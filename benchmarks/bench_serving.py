@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
@@ -24,6 +23,7 @@ import tensorflow as tf
 
 from serving import predict
 from serving import requests
+from serving.latency import seconds_per_call
 from trainer import export
 from trainer import preprocessing
 from trainer.config import TrainingConfig
@@ -32,13 +32,6 @@ from trainer.model import build_model
 ROUNDS = 15
 CALLS_PER_ROUND = {1: 40, 64: 8}
 GOAL_AT_64 = 1.5
-
-
-def _seconds_per_call(call, calls: int) -> float:
-  start = time.perf_counter()
-  for _ in range(calls):
-    call()
-  return (time.perf_counter() - start) / calls
 
 
 def _quartiles(values):
@@ -87,7 +80,7 @@ def main(model_dir: str) -> None:
     for round_number in range(ROUNDS):
       shift = round_number % len(names)
       for name in names[shift:] + names[:shift]:
-        times[name].append(_seconds_per_call(paths[name], calls))
+        times[name].append(seconds_per_call(paths[name], calls))
     direct = times['model called directly']
     for name in names:
       milliseconds = statistics.median(times[name]) * 1000

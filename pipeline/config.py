@@ -6,7 +6,10 @@ from typing import List, Mapping, Optional, Tuple
 
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
+from components.variant_selection.selection import DEFAULT_SIGNIFICANCE_LEVEL
 from components.variant_selection.selection import LOSS
+from components.variant_selection.selection import REPLACE_PRODUCTION_RULES
+from components.variant_selection.selection import SIGNIFICANTLY_BETTER
 from trainer.config import DOC
 from trainer.config import INTERNAL
 from trainer.config import TrainingConfig
@@ -69,6 +72,20 @@ class PipelineConfig:
   selection_metric: str = option(
     ACCURACY, 'the metric VariantSelector ranks blessed variants by', choices=SELECTION_METRICS
   )
+  significance_level: float = option(
+    DEFAULT_SIGNIFICANCE_LEVEL,
+    "McNemar's test level: variants within it of the best are ties, and a challenger must beat "
+    'production at it',
+  )
+  replace_production: str = option(
+    SIGNIFICANTLY_BETTER,
+    'when a challenger replaces production: significantly better, or also when not significantly '
+    'worse and faster to serve at batch 1',
+    choices=REPLACE_PRODUCTION_RULES,
+  )
+  latency_repeats: int = option(
+    30, 'timed serving_default calls per variant and batch size (1 and 64) in the selector'
+  )
   enable_cache: bool = option(True, "reuse TFX's cached results of unchanged components")
   serving_root: Optional[str] = option(
     None, 'the directory Pusher writes model versions under; none means <output_root>/serving'
@@ -89,6 +106,10 @@ class PipelineConfig:
       raise ValueError(
         f'variants must be distinct names from {", ".join(VARIANTS)}; got {list(self.variants)}'
       )
+    if not 0 < self.significance_level < 1:
+      raise ValueError(f'significance_level must be between 0 and 1, got {self.significance_level}')
+    if self.latency_repeats < 2:
+      raise ValueError(f'latency_repeats must be at least 2, got {self.latency_repeats}')
 
   def training_for(self, variant: str) -> TrainingConfig:
     return dataclasses.replace(self.training, variant=variant)

@@ -131,16 +131,36 @@ def test_first_run_compares_every_variant_and_pushes_the_winner(first_run, capsy
     assert row['parameters'] > 0 and row['images_per_second'] > 0 and row['train_seconds'] > 0
     assert set(row['per_class_accuracy']) == set(features.CLASS_NAMES)
     assert f'| {row["variant"]} | ' in out  # the table in the terminal
+    # TFMA's 95% interval around each eval metric, overall and per class.
+    for name in ('sparse_categorical_accuracy', 'sparse_categorical_crossentropy'):
+      low, high = row['eval_intervals'][name]
+      assert low <= row['eval'][name] <= high
+    assert (
+      row['eval_intervals']['sparse_categorical_crossentropy'][0]
+      < row['eval']['sparse_categorical_crossentropy']
+    )  # a continuous metric varies over the resamples
+    assert set(row['per_class_accuracy_intervals']) == set(features.CLASS_NAMES)
+    # Serving latency measured by the selector on this variant's exported model.
+    for batch in ('1', '64'):
+      latency = row['serving_latency_ms'][batch]
+      assert 0 < latency['p10_ms'] <= latency['median_ms'] <= latency['p90_ms']
   blessed = [row for row in comparison['variants'] if row['blessed']]
   best = max(row['eval']['sparse_categorical_accuracy'] for row in blessed)
   winner = comparison['selected']
-  assert winner in {
-    row['variant'] for row in blessed if row['eval']['sparse_categorical_accuracy'] == best
-  }
+  (winner_row,) = [row for row in comparison['variants'] if row['variant'] == winner]
+  # The most accurate, or one McNemar's test cannot tell from it (the tie-break: test_selection).
+  assert winner_row['within_noise_of_best']
+  if winner_row['eval']['sparse_categorical_accuracy'] < best:
+    assert winner_row['against_best']['mcnemar_p_value'] >= comparison['significance_level']
+  assert comparison['pushed'] and comparison['decision'].startswith(f'Selected {winner}')
+  assert comparison['decision'].endswith('no model is in production yet.')
+  assert f'**Decision:** {comparison["decision"]}' in out
   for plot in (
     report.LEARNING_CURVES_PNG,
     report.PER_CLASS_ACCURACY_PNG,
     report.CONFUSION_MATRIX_PNG,
+    report.ACCURACY_INTERVALS_PNG,
+    report.COST_QUALITY_PNG,
   ):
     assert re.search(rf'^  /.+/{plot}$', out, re.MULTILINE)
 
@@ -190,6 +210,8 @@ def test_a_new_gate_decision_does_not_push_the_production_model_again(first_run,
   out, states = _rerun_pushing_nothing(capsys, first_run, accuracy_threshold=0.2)
   assert {name for name, state in states.items() if state == 'ran'} == {'VariantSelector', 'Pusher'}
   assert 'It is the model in production already, so nothing new is pushed.' in out
+  assert '**Decision:** Kept the model in production:' in out
+  assert re.search(r'^\| production \| \d+\.\d\d \(', out, re.MULTILINE)  # its serving cost
   assert 'Pushed: nothing' in out
 
 

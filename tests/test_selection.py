@@ -1,4 +1,5 @@
-"""Choosing the variant to push: best blessed by the metric, ties to lower loss, reasons for all."""
+"""Choosing the variant to push: the gate, the best blessed by the metric, the variants within
+noise of it (McNemar), the cheapest of those to serve, and the production gate; reasons for all."""
 
 import math
 
@@ -7,18 +8,24 @@ import pytest
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
+from components.variant_selection.selection import NOT_WORSE_AND_CHEAPER
+from components.variant_selection.selection import Candidate
 from components.variant_selection.selection import Gate
+from components.variant_selection.selection import Policy
+from components.variant_selection.selection import ProductionModel
 from components.variant_selection.selection import VariantResult
 from components.variant_selection.selection import gate_failures
 from components.variant_selection.selection import judge
 from components.variant_selection.selection import select
+from serving.latency import Latency
 
 
 def _result(variant, accuracy, loss=0.3, blessed=True, failures=(), **extra):
+  """A candidate without per-example results: ranked by its point estimate alone."""
   metrics = {LOSS: loss, **extra}
   if accuracy is not None:
     metrics[ACCURACY] = accuracy
-  return VariantResult(variant, metrics, blessed, failures)
+  return Candidate(VariantResult(variant, metrics, blessed, failures))
 
 
 def test_the_most_accurate_blessed_variant_wins_and_the_rest_are_ranked():
@@ -138,8 +145,8 @@ def test_both_failures_are_reported_and_no_accuracy_is_a_failure():
 def test_only_variants_that_pass_the_gate_can_win():
   gate = Gate(accuracy_threshold=0.8, production_accuracy=0.90)
   results = [
-    judge('batch', {ACCURACY: 0.89, LOSS: 0.3}, gate),
-    judge('layer', {ACCURACY: 0.92}, gate),
+    Candidate(judge('batch', {ACCURACY: 0.89, LOSS: 0.3}, gate)),
+    Candidate(judge('layer', {ACCURACY: 0.92}, gate)),
   ]
   selection = select(results)
   assert selection.winner == 'layer'
@@ -147,3 +154,230 @@ def test_only_variants_that_pass_the_gate_can_win():
     f'not blessed: {ACCURACY} changed by -0.0100 against the production model (allowed: no drop)'
   )
   assert select([results[0]]).winner is None
+
+
+# --- Statistical selection on synthetic per-example results ------------------------------------
+
+EXAMPLES = 2000
+
+
+def _correct(right, offset=0):
+  """Correct on `right` of EXAMPLES examples: those from `offset` on (wrapping around)."""
+  return tuple((index - offset) % EXAMPLES < right for index in range(EXAMPLES))
+
+
+def _latency(median, spread=0.05):
+  return Latency(median_ms=median, p10_ms=median - spread, p90_ms=median + spread, calls=30)
+
+
+def _candidate(variant, correct, latency=1.0, parameters=1000, gate=None, is_production=False):
+  accuracy = sum(correct) / len(correct)
+  return Candidate(
+    judge(variant, {ACCURACY: accuracy, LOSS: 0.3}, gate or Gate(0.5)),
+    correct=correct,
+    latency=_latency(latency),
+    parameters=parameters,
+    is_production=is_production,
+  )
+
+
+def _production(correct, latency=1.0):
+  return ProductionModel(sum(correct) / len(correct), correct, _latency(latency))
+
+
+def test_a_clear_winner_is_selected_and_the_others_are_significantly_worse():
+  # 0.95 against 0.90 and 0.89 on the same examples: 100 and more discordant pairs one way.
+  selection = select(
+    [
+      _candidate('batch', _correct(1800), latency=0.5),
+      _candidate('layer', _correct(1900), latency=3.0),
+      _candidate('none', _correct(1780), latency=0.4),
+    ]
+  )
+  assert selection.winner == 'layer' and selection.push
+  assert selection.contenders == ['layer']
+  assert selection.against_best['batch'].p_value < 1e-20
+  assert selection.verdicts == {
+    'batch': 'blessed, ranked 2',
+    'layer': 'selected',
+    'none': 'blessed, ranked 3',
+  }
+  assert selection.decision == (
+    f'Selected layer: the best {ACCURACY}, 0.9500; no model is in production yet.'
+  )
+
+
+def test_a_tie_within_noise_goes_to_the_fastest_to_serve():
+  # 1805, 1803 and 1802 right, differing on a handful of examples: McNemar p ≥ 0.375.
+  selection = select(
+    [
+      _candidate('layer', _correct(1805), latency=2.0),
+      _candidate('batch', _correct(1803, offset=1), latency=1.0),
+      _candidate('none', _correct(1802, offset=1999), latency=1.5),
+    ]
+  )
+  assert selection.ranking == ['layer', 'batch', 'none']
+  assert selection.contenders == ['layer', 'batch', 'none']
+  assert selection.winner == 'batch' and selection.push
+  assert selection.verdicts['layer'] == 'blessed, ranked 1'
+  assert selection.verdicts['none'] == 'blessed, ranked 3, within noise of the best (p = 0.38)'
+  p_value = selection.against_best['batch'].p_value
+  assert p_value == pytest.approx(0.5)  # b = 0, c = 2
+  assert selection.decision == (
+    f'Selected batch: its {ACCURACY} 0.9015 is within noise of the best, layer\'s 0.9025 '
+    f'(McNemar p = {p_value:.2g} ≥ 0.05), and it is the cheapest to serve of the 3 variants '
+    'within noise (1.00 ms at batch 1, 1,000 parameters); no model is in production yet.'
+  )
+
+
+def test_a_tie_in_latency_too_goes_to_the_fewest_parameters():
+  # Latencies 1.00 and 1.05 ms with p10–p90 ranges of ±0.05 ms overlap: timing noise.
+  selection = select(
+    [
+      _candidate('keras_layer', _correct(1805), latency=1.05, parameters=496_906),
+      _candidate('layer', _correct(1802, offset=2), latency=1.0, parameters=421_834),
+      _candidate('none', _correct(1801, offset=4), latency=1.02, parameters=421_642),
+    ]
+  )
+  assert selection.winner == 'none'
+
+
+def test_a_significantly_worse_variant_is_no_contender_however_fast():
+  selection = select(
+    [
+      _candidate('layer', _correct(1900), latency=2.0),
+      _candidate('none', _correct(1850), latency=0.1),  # 50 pairs one way: p ~ 1e-15
+    ]
+  )
+  assert selection.winner == 'layer' and selection.contenders == ['layer']
+
+
+def test_production_better_than_every_candidate_stays_and_nothing_is_pushed():
+  production = _production(_correct(1900))
+  gate = Gate(0.5, production_accuracy=0.95, max_accuracy_drop=0.1)  # the floor lets them by
+  selection = select(
+    [
+      _candidate('batch', _correct(1850), gate=gate),
+      _candidate('layer', _correct(1880, offset=1), gate=gate),
+    ],
+    production=production,
+  )
+  assert selection.winner == 'layer' and not selection.push and not selection.in_production
+  assert selection.verdicts['layer'] == 'selected, not pushed'
+  comparison = selection.against_production['layer']
+  assert comparison.difference == pytest.approx(-0.01)
+  assert selection.decision.startswith(f'Selected layer: the best {ACCURACY}, 0.9400; production ')
+  assert selection.decision.endswith(
+    f"production stays: 0.9400 against production's 0.9500 (-0.0100, McNemar p = "
+    f'{comparison.p_value:.3g}) is not significantly better at level 0.05.'
+  )
+
+
+def test_with_the_default_floor_a_candidate_below_production_is_not_even_blessed():
+  production = _production(_correct(1900))
+  gate = Gate(0.5, production_accuracy=0.95)
+  selection = select([_candidate('batch', _correct(1850), gate=gate)], production=production)
+  assert selection.winner is None and not selection.push
+  assert selection.decision == 'No variant passed the gate, so nothing is pushed.'
+
+
+def test_a_better_challenger_that_is_within_noise_of_production_is_not_pushed():
+  # 0.9035 against 0.9000: right on 9 examples production gets wrong, wrong on 2 it gets right.
+  production = _production(_correct(1800))
+  challenger = list(_correct(1800))
+  for index in range(1800, 1809):
+    challenger[index] = True
+  challenger[0] = challenger[1] = False
+  gate = Gate(0.5, production_accuracy=0.9)
+  selection = select([_candidate('layer', tuple(challenger), gate=gate)], production=production)
+  comparison = selection.against_production['layer']
+  assert (comparison.only_model, comparison.only_reference) == (9, 2)
+  assert comparison.p_value == pytest.approx(0.06543, abs=1e-5)  # 2·(1+11+55)/2^11
+  assert selection.winner == 'layer' and not selection.push
+
+
+def test_a_significantly_better_challenger_replaces_production():
+  production = _production(_correct(1800))
+  gate = Gate(0.5, production_accuracy=0.9)
+  selection = select(
+    [
+      _candidate('batch', _correct(1800, offset=7), gate=gate),
+      _candidate('layer', _correct(1880), gate=gate),
+    ],
+    production=production,
+  )
+  comparison = selection.against_production['layer']
+  assert comparison.only_model == 80 and comparison.only_reference == 0
+  assert (
+    selection.winner == 'layer' and selection.push and selection.verdicts['layer'] == 'selected'
+  )
+  assert selection.decision.endswith(
+    f"it replaces production: 0.9400 against production's 0.9000 (+0.0400, McNemar p = "
+    f'{comparison.p_value:.3g}) is significantly better at level 0.05.'
+  )
+
+
+def test_among_ties_the_one_that_would_replace_production_wins():
+  # Both within noise of each other; only `layer` is significantly better than production.
+  production = _production(_correct(1800))
+  gate = Gate(0.5, production_accuracy=0.9)
+  selection = select(
+    [
+      _candidate('layer', _correct(1840), latency=3.0, gate=gate),
+      _candidate('none', _correct(1836, offset=1795), latency=0.5, gate=gate),
+    ],
+    production=production,
+  )
+  assert selection.contenders == ['layer', 'none']
+  assert not selection.against_production['none'].significantly_better(0.05)
+  assert selection.winner == 'layer' and selection.push
+
+
+def test_not_worse_and_cheaper_replaces_production_only_under_that_option():
+  production = _production(_correct(1800), latency=2.0)
+  gate = Gate(0.5, production_accuracy=0.9, max_accuracy_drop=0.01)
+  cheaper = [_candidate('none', _correct(1798, offset=3), latency=1.0, gate=gate)]
+  by_default = select(cheaper, production=production)
+  assert by_default.winner == 'none' and not by_default.push
+  relaxed = select(cheaper, production=production, policy=Policy(0.05, NOT_WORSE_AND_CHEAPER))
+  assert relaxed.push
+  assert (
+    'is not significantly worse at level 0.05, and it serves faster (1.00 ms against 2.00 ms'
+    in (relaxed.decision)
+  )
+  # Not clearly faster (overlapping timing ranges): production stays under the option too.
+  as_fast = [_candidate('none', _correct(1798, offset=3), latency=1.98, gate=gate)]
+  assert not select(as_fast, production=production, policy=Policy(0.05, NOT_WORSE_AND_CHEAPER)).push
+
+
+def test_the_production_model_among_the_ties_is_kept_and_not_pushed_again():
+  served = _correct(1800)
+  production = _production(served)
+  gate = Gate(0.5, production_accuracy=0.9)
+  selection = select(
+    [
+      _candidate('layer', _correct(1803, offset=2), latency=0.5, gate=gate),
+      _candidate('batch', served, latency=2.0, gate=gate, is_production=True),
+    ],
+    production=production,
+  )
+  assert selection.winner == 'batch' and selection.in_production and not selection.push
+  assert selection.decision.startswith('Kept the model in production: batch is it')
+
+
+def test_a_stricter_level_widens_the_ties():
+  variants = [
+    _candidate('layer', _correct(1830), latency=2.0),
+    _candidate('none', _correct(1824), latency=0.5),  # b = 0, c = 6: p = 2/2^6
+  ]
+  p_value = select(variants).against_best['none'].p_value
+  assert p_value == pytest.approx(0.03125)
+  assert select(variants).winner == 'layer'
+  assert select(variants, policy=Policy(significance_level=0.01)).winner == 'none'
+
+
+def test_a_policy_with_an_unknown_rule_or_level_is_an_error():
+  with pytest.raises(ValueError, match='replace_production must be one of'):
+    Policy(replace_production='always')
+  with pytest.raises(ValueError, match='significance_level'):
+    Policy(significance_level=1.5)

@@ -22,6 +22,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from components.idx_example_gen import executor
 from pipeline import cli
+from serving import latency
 from serving import predict
 from serving import requests
 from serving import server_config
@@ -456,3 +457,44 @@ def test_predict_command_bad_inputs_and_model_directories_are_one_line(served, c
     assert cli.main(['predict', *arguments]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and message in error, error
+
+
+# --- Serving latency, as the selector measures it -----------------------------------------------
+
+
+def test_latency_summary_is_the_median_and_the_10th_and_90th_percentiles():
+  seconds = [0.001 * value for value in (5, 1, 9, 3, 7, 2, 8, 4, 6, 10, 30)]
+  summary = latency.summarize(seconds)
+  expected = np.percentile(np.array(seconds) * 1000, [10, 50, 90])  # linear interpolation
+  assert [summary.p10_ms, summary.median_ms, summary.p90_ms] == pytest.approx(expected)
+  assert summary.calls == 11
+
+
+def test_warmup_calls_are_not_timed_and_models_take_turns():
+  order = []
+  calls = {name: (lambda name=name: order.append(name)) for name in ('a', 'b')}
+  result = latency.interleaved_latency(calls, repeats=4, warmup=2)
+  assert order == ['a', 'a', 'b', 'b'] + ['a', 'b'] * 4
+  assert {name: value.calls for name, value in result.items()} == {'a': 4, 'b': 4}
+  with pytest.raises(ValueError, match='at least 2 timed calls'):
+    latency.interleaved_latency(calls, repeats=1)
+
+
+def test_serving_latency_times_serving_default_at_each_batch_size(served, monkeypatch):
+  _, version_dir, images = served
+  batches = []
+  original = latency.interleaved_latency
+
+  def recording(calls, repeats, warmup=latency.WARMUP_CALLS):
+    # What one call sends: the batch of serialized tf.Examples a client would.
+    (call,) = calls.values()
+    batches.append(call()[export.PROBABILITIES].shape[0])
+    return original(calls, repeats, warmup)
+
+  monkeypatch.setattr(latency, 'interleaved_latency', recording)
+  examples = requests.serialized_examples(images[:5])
+  result = latency.serving_latency({'batch': version_dir}, examples, (1, 64), repeats=3)
+  assert batches == [1, 64]  # five examples, repeated to fill the batch of 64
+  for batch in (1, 64):
+    timing = result['batch'][batch]
+    assert timing.calls == 3 and 0 < timing.p10_ms <= timing.median_ms <= timing.p90_ms

@@ -10,8 +10,11 @@ from components.variant_selection.held_out import HeldOutResult
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
+from components.variant_selection.selection import Candidate
+from components.variant_selection.selection import ProductionModel
 from components.variant_selection.selection import VariantResult
 from components.variant_selection.selection import select
+from serving.latency import Latency
 from trainer.calibration import ExpectedCalibrationError
 from trainer.features import CLASS_NAMES
 
@@ -82,6 +85,12 @@ def _rows():
       train_seconds=125.0,
       images_per_second=930.0,
       history=history,
+      intervals={ACCURACY: (accuracy - 0.01, accuracy + 0.01), LOSS: (0.35, 0.45)},
+      per_class_intervals={'Shirt': (accuracy - 0.04, accuracy + 0.02)},
+      latency={
+        1: Latency(median_ms=1.5, p10_ms=1.25, p90_ms=2.0, calls=30),
+        64: Latency(median_ms=12.0, p10_ms=11.0, p90_ms=14.5, calls=30),
+      },
     )
 
   return [
@@ -91,9 +100,20 @@ def _rows():
   ]
 
 
+def _correct(right, examples=100):
+  return tuple(index < right for index in range(examples))
+
+
+def _candidates(rows):
+  return [
+    Candidate(row.result, _correct(round(row.result.metrics[ACCURACY] * 100)), row.latency[1], 1)
+    for row in rows
+  ]
+
+
 def test_report_lists_every_variant_with_metrics_verdict_and_the_test_result(tmp_path):
   rows = _rows()
-  selection = select([row.result for row in rows])
+  selection = select(_candidates(rows))
   confusion = np.diag([100] * 10)
   confusion[6, 0] = 20  # shirts taken for T-shirts
   held_out = HeldOutResult(
@@ -109,6 +129,8 @@ def test_report_lists_every_variant_with_metrics_verdict_and_the_test_result(tmp
       report.LEARNING_CURVES_PNG,
       report.PER_CLASS_ACCURACY_PNG,
       report.CONFUSION_MATRIX_PNG,
+      report.ACCURACY_INTERVALS_PNG,
+      report.COST_QUALITY_PNG,
     ]
   )
   for path in paths:
@@ -127,11 +149,62 @@ def test_report_lists_every_variant_with_metrics_verdict_and_the_test_result(tmp
   )
   assert content['test']['variant'] == 'batch'
   assert content['test']['per_class_accuracy']['Shirt'] == pytest.approx(100 / 120)
+  assert content['pushed'] and content['decision'] == selection.decision
+  assert content['significance_level'] == 0.05
+  batch, weight = content['variants'][0], content['variants'][2]
+  assert batch['eval_intervals'][ACCURACY] == pytest.approx([0.90, 0.92])
+  assert batch['per_class_accuracy_intervals'] == {'Shirt': pytest.approx([0.87, 0.93])}
+  assert batch['serving_latency_ms']['64'] == {
+    'median_ms': 12.0,
+    'p10_ms': 11.0,
+    'p90_ms': 14.5,
+    'calls': 30,
+  }
+  # 91 against 90 right of 100, one discordant example: no evidence of a difference.
+  assert weight['against_best']['mcnemar_p_value'] == 1.0 and weight['within_noise_of_best']
+  assert weight['against_best']['accuracy_difference'] == pytest.approx(-0.01)
+  assert batch['against_best'] is None and batch['against_production'] is None
 
   markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
-  assert '| batch | 0.9100 | 0.4000 | 0.0200 | 930 | 2m05s | 63,146 | yes | selected |' in markdown
-  assert '| weight | 0.9100' not in markdown and '| weight | 0.9000' in markdown
+  assert (
+    '| batch | 0.9100 [0.9000, 0.9200] | 0.4000 [0.3500, 0.4500] | 0.0200 | – | – | yes '
+    '| selected |'
+  ) in markdown
+  assert (
+    '| weight | 0.9000 [0.8900, 0.9100] | 0.4000 [0.3500, 0.4500] | 0.0200 | -0.0100 (p 1) | – '
+    '| yes | blessed, ranked 2, within noise of the best (p = 1) |'
+  ) in markdown
+  assert '| batch | 1.50 (1.25–2.00) | 12.00 (11.00–14.50) | 63,146 | 930 | 2m05s |' in markdown
+  assert '| batch | 0.910 | ' in markdown and '| 0.910 ±0.030 |' in markdown  # Shirt
   assert 'Selected: **batch**' in markdown and 'accuracy 0.9800' in markdown
+  assert f'**Decision:** {selection.decision}' in markdown
+
+
+def test_report_names_production_with_its_latency_and_the_decision(tmp_path):
+  rows = _rows()[:1]
+  served = _correct(95)
+  production = report.Production(
+    path='/serving/fashion_mnist/7',
+    eval=HeldOutResult(95, {ACCURACY: 0.95}, [[0]], correct=served),
+    latency={1: Latency(3.0, 2.5, 3.5, 30), 64: Latency(20.0, 19.0, 22.0, 30)},
+  )
+  selection = select(
+    _candidates(rows), production=ProductionModel(0.95, served, production.latency[1])
+  )
+  assert not selection.push
+  report.write(str(tmp_path), rows, selection, None, production)
+  markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  assert '| production | 3.00 (2.50–3.50) | 20.00 (19.00–22.00) | – | – | – |' in markdown
+  assert (
+    '| batch | 0.9100 [0.9000, 0.9200] | 0.4000 [0.3500, 0.4500] | 0.0200 | – | -0.0400 (p'
+    in (markdown)
+  )
+  assert "production stays: 0.9100 against production's 0.9500" in markdown
+  content = json.loads((tmp_path / report.REPORT_JSON).read_text())
+  assert (
+    not content['pushed'] and content['production']['serving_latency_ms']['1']['median_ms'] == 3
+  )
+  assert content['variants'][0]['against_production']['only_other_correct'] == 4
 
 
 def test_report_without_a_blessed_variant_says_nothing_will_be_pushed(tmp_path):
@@ -144,9 +217,11 @@ def test_report_without_a_blessed_variant_says_nothing_will_be_pushed(tmp_path):
       images_per_second=float('nan'),
     )
   ]
-  paths = report.write(str(tmp_path), rows, select([row.result for row in rows]), None)
+  paths = report.write(str(tmp_path), rows, select([Candidate(row.result) for row in rows]), None)
   assert not any(path.endswith(report.CONFUSION_MATRIX_PNG) for path in paths)
   markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
   assert 'nothing was selected and nothing will be pushed' in markdown
-  assert '| batch | 0.5000 | 1.0000 | – | – | – | 1 | no | not blessed: too low |' in markdown
+  assert '| batch | 0.5000 | 1.0000 | – | – | – | no | not blessed: too low |' in markdown
+  assert '| batch | – | – | 1 | – | – |' in markdown
+  assert '**Decision:** No variant passed the gate, so nothing is pushed.' in markdown
   assert json.loads((tmp_path / report.REPORT_JSON).read_text())['test'] is None

@@ -26,12 +26,15 @@ from components.variant_selection.keys import BLESSING
 from components.variant_selection.keys import EVAL_SPLIT
 from components.variant_selection.keys import EVALUATION
 from components.variant_selection.keys import EXAMPLES
+from components.variant_selection.keys import LATENCY_REPEATS
 from components.variant_selection.keys import MAX_ACCURACY_DROP
 from components.variant_selection.keys import MODEL
 from components.variant_selection.keys import MODEL_RUN
+from components.variant_selection.keys import REPLACE_PRODUCTION
 from components.variant_selection.keys import REPORT
 from components.variant_selection.keys import SELECTION_METRIC
 from components.variant_selection.keys import SERVING_MODEL_DIR
+from components.variant_selection.keys import SIGNIFICANCE_LEVEL
 from components.variant_selection.keys import TEST_SPLIT
 from components.variant_selection.keys import VARIANTS
 from components.variant_selection.keys import input_key
@@ -56,6 +59,10 @@ class VariantSelectorSpec(ComponentSpec):
     MAX_ACCURACY_DROP: ExecutionParameter(type=float),
     EVAL_SPLIT: ExecutionParameter(type=str),
     TEST_SPLIT: ExecutionParameter(type=str),
+    SIGNIFICANCE_LEVEL: ExecutionParameter(type=float),
+    REPLACE_PRODUCTION: ExecutionParameter(type=str),
+    # Timed serving_default calls per model and batch size.
+    LATENCY_REPEATS: ExecutionParameter(type=int),
   }
   INPUTS = {
     EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
@@ -76,13 +83,16 @@ def spec_for(variants: Sequence[str]) -> Type[VariantSelectorSpec]:
 
 
 class VariantSelector(base_component.BaseComponent):
-  """The production gate: blesses the best variant that passes it, for Pusher, and reports.
+  """The production gate: picks the variant to push, for Pusher, and reports.
 
   A variant is blessed when its eval accuracy reaches `accuracy_threshold`
   and is at most `max_accuracy_drop` below the production model's on the
   same eval examples. Production is the newest version under
   `serving_model_dir`, Pusher's target, evaluated here; before the first
-  push only the threshold applies.
+  push only the threshold applies. Among the blessed variants that McNemar's
+  test cannot tell from the best at `significance_level`, the one cheapest
+  to serve (batch-1 latency measured here, then parameters) wins, and it
+  replaces production only as `replace_production` says (selection.py).
 
   The `model` output is a copy of the selected variant's model; when no
   variant is blessed it is the best unblessed one and `blessing` says not
@@ -104,6 +114,9 @@ class VariantSelector(base_component.BaseComponent):
     selection_metric: str = selection.ACCURACY,
     eval_split: str = 'eval',
     test_split: str = 'test',
+    significance_level: float = selection.DEFAULT_SIGNIFICANCE_LEVEL,
+    replace_production: str = selection.SIGNIFICANTLY_BETTER,
+    latency_repeats: int = 30,
   ):
     """`per_variant[variant]` maps model / model_run / evaluation to channels."""
     if not per_variant:
@@ -125,6 +138,9 @@ class VariantSelector(base_component.BaseComponent):
       max_accuracy_drop=max_accuracy_drop,
       eval_split=eval_split,
       test_split=test_split,
+      significance_level=significance_level,
+      replace_production=replace_production,
+      latency_repeats=latency_repeats,
       model=types.Channel(type=standard_artifacts.Model),
       blessing=types.Channel(type=standard_artifacts.ModelBlessing),
       report=types.Channel(type=VariantComparison),

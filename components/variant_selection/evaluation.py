@@ -1,10 +1,14 @@
-"""Reading a TFX Evaluator's output: the candidate's metrics overall and per label, and why
-it was or was not blessed."""
+"""Reading a TFX Evaluator's output: the candidate's metrics overall and per label with their
+confidence intervals, and why it was or was not blessed."""
 
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import tensorflow_model_analysis as tfma
+
+
+# (lower, upper) bound of TFMA's 95% confidence interval.
+Interval = Tuple[float, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -12,6 +16,9 @@ class EvaluationMetrics:
   overall: Dict[str, float]
   # label value -> metrics on that label's slice.
   by_label: Dict[int, Dict[str, float]]
+  # The same keys, for the metrics TFMA computed a confidence interval of (compute_confidence_intervals).
+  overall_intervals: Dict[str, Interval] = dataclasses.field(default_factory=dict)
+  by_label_intervals: Dict[int, Dict[str, Interval]] = dataclasses.field(default_factory=dict)
 
 
 def _is_candidate_value(key) -> bool:
@@ -22,21 +29,32 @@ def _is_candidate_value(key) -> bool:
 
 
 def read_metrics(evaluation_uri: str, label_key: str) -> EvaluationMetrics:
-  """The candidate's double-valued metrics: overall and on each `label_key` slice."""
-  overall: Dict[str, float] = {}
-  by_label: Dict[int, Dict[str, float]] = {}
+  """The candidate's double-valued metrics and their intervals: overall and per `label_key`."""
+  result = EvaluationMetrics(overall={}, by_label={})
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
     columns = metrics_for_slice.slice_key.single_slice_keys
     if not columns:
-      target = overall
+      values, intervals = result.overall, result.overall_intervals
     elif len(columns) == 1 and columns[0].column == label_key:
-      target = by_label.setdefault(columns[0].int64_value, {})
+      label = columns[0].int64_value
+      values = result.by_label.setdefault(label, {})
+      intervals = result.by_label_intervals.setdefault(label, {})
     else:
       continue
     for key_and_value in metrics_for_slice.metric_keys_and_values:
-      if _is_candidate_value(key_and_value.key) and key_and_value.value.HasField('double_value'):
-        target[key_and_value.key.name] = key_and_value.value.double_value.value
-  return EvaluationMetrics(overall=overall, by_label=by_label)
+      if not (
+        _is_candidate_value(key_and_value.key) and key_and_value.value.HasField('double_value')
+      ):
+        continue
+      name = key_and_value.key.name
+      values[name] = key_and_value.value.double_value.value
+      if key_and_value.HasField('confidence_interval'):
+        bounds = key_and_value.confidence_interval
+        intervals[name] = (
+          bounds.lower_bound.double_value.value,
+          bounds.upper_bound.double_value.value,
+        )
+  return result
 
 
 def _describe(failure) -> str:

@@ -1,10 +1,11 @@
-"""VariantSelector's executor: evaluates the model in production, gates and ranks every
-variant's evaluation, copies the winner, evaluates it on the test split and writes the report."""
+"""VariantSelector's executor: evaluates the model in production and every variant on the same
+eval examples, times their serving signatures, gates and selects, copies the winner, evaluates it
+on the test split and writes the report."""
 
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from absl import logging
 import tensorflow as tf
@@ -20,6 +21,7 @@ from components.variant_selection import keys
 from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import selection
+from serving import latency
 from trainer import features
 from trainer.export import MODEL_INFO_FILE
 from trainer.summaries import HISTORY_FILE
@@ -32,6 +34,10 @@ CURRENT_MODEL_ID = 'current_model_id'
 BLESSED_FILE = 'BLESSED'
 NOT_BLESSED_FILE = 'NOT_BLESSED'
 SELECTED_VARIANT = 'selected_variant'
+# Requests timed per model: one example, and a batch as a busy client or TF Serving's batching
+# sends them.
+LATENCY_BATCH_SIZES = (1, 64)
+PRODUCTION = 'production'
 
 
 class NoComparableVariantError(ValueError):
@@ -49,6 +55,7 @@ def _variant_report(
   model_run: types.Artifact,
   evaluation_artifact: types.Artifact,
   gate: selection.Gate,
+  serving_latency: Dict[int, latency.Latency],
 ) -> report.VariantReport:
   metrics = evaluation.read_metrics(evaluation_artifact.uri, features.LABEL_KEY)
   history = _read_json(os.path.join(model_run.uri, HISTORY_FILE))
@@ -64,6 +71,13 @@ def _variant_report(
     train_seconds=totals[-1]['seconds'] if totals else math.nan,
     images_per_second=totals[-1]['images_per_second'] if totals else math.nan,
     history=history,
+    intervals=metrics.overall_intervals,
+    per_class_intervals={
+      name: metrics.by_label_intervals[label][selection.ACCURACY]
+      for label, name in enumerate(features.CLASS_NAMES)
+      if selection.ACCURACY in metrics.by_label_intervals.get(label, {})
+    },
+    latency=serving_latency,
   )
 
 
@@ -71,15 +85,13 @@ def _split_files(examples: types.Artifact, split: str) -> List[str]:
   return tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
 
 
-def _production(serving_model_dir: str, eval_files: List[str]) -> Optional[report.Production]:
-  """The newest pushed version, evaluated on the eval split; None before the first push."""
-  path = production.latest_version(serving_model_dir)
-  if path is None:
-    logging.info('No model under %s yet: only the accuracy threshold applies.', serving_model_dir)
-    return None
-  result = report.Production(path=path, eval=held_out.evaluate(path, eval_files))
-  logging.info('Production model %s on the eval split: %s', path, result.eval.metrics)
-  return result
+def _eval_on_same_examples(model_dirs: Dict[str, str], eval_files: List[str]):
+  """Each model through serving_default on the eval split: metrics and per-example correctness."""
+  results = {name: held_out.evaluate(path, eval_files) for name, path in model_dirs.items()}
+  lengths = {result.examples for result in results.values()}
+  if len(lengths) > 1:
+    raise ValueError(f'the models saw different numbers of eval examples: {sorted(lengths)}')
+  return results
 
 
 def _write_blessing(blessing: types.Artifact, model: types.Artifact, variant: str, blessed: bool):
@@ -104,11 +116,41 @@ class Executor(base_executor.BaseExecutor):
   ) -> None:
     variants = json.loads(exec_properties[keys.VARIANTS])
     metric = exec_properties[keys.SELECTION_METRIC]
-    examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES])
-    in_service = _production(
-      exec_properties[keys.SERVING_MODEL_DIR],
-      _split_files(examples, exec_properties[keys.EVAL_SPLIT]),
+    policy = selection.Policy(
+      significance_level=float(exec_properties[keys.SIGNIFICANCE_LEVEL]),
+      replace_production=exec_properties[keys.REPLACE_PRODUCTION],
     )
+    examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES])
+    eval_files = _split_files(examples, exec_properties[keys.EVAL_SPLIT])
+
+    def single(kind: str, variant: str) -> types.Artifact:
+      return artifact_utils.get_single_instance(input_dict[keys.input_key(kind, variant)])
+
+    model_dirs = {
+      variant: path_utils.serving_model_path(single(keys.MODEL, variant).uri)
+      for variant in variants
+    }
+    serving_model_dir = exec_properties[keys.SERVING_MODEL_DIR]
+    production_path = production.latest_version(serving_model_dir)
+    if production_path is None:
+      logging.info('No model under %s yet: only the accuracy threshold applies.', serving_model_dir)
+    measured = dict(model_dirs, **({PRODUCTION: production_path} if production_path else {}))
+    # Per-example correctness of every model on the same eval examples, for the paired tests.
+    on_eval = _eval_on_same_examples(measured, eval_files)
+    serving_latency = latency.serving_latency(
+      measured,
+      held_out.first_records(eval_files, max(LATENCY_BATCH_SIZES)),
+      LATENCY_BATCH_SIZES,
+      repeats=int(exec_properties[keys.LATENCY_REPEATS]),
+    )
+    in_service = None
+    if production_path is not None:
+      in_service = report.Production(
+        path=production_path, eval=on_eval[PRODUCTION], latency=serving_latency[PRODUCTION]
+      )
+      logging.info(
+        'Production model %s on the eval split: %s', production_path, in_service.eval.metrics
+      )
     gate = selection.Gate(
       accuracy_threshold=float(exec_properties[keys.ACCURACY_THRESHOLD]),
       production_accuracy=None
@@ -116,15 +158,39 @@ class Executor(base_executor.BaseExecutor):
       else in_service.eval.metrics[selection.ACCURACY],
       max_accuracy_drop=float(exec_properties[keys.MAX_ACCURACY_DROP]),
     )
-
-    def single(kind: str, variant: str) -> types.Artifact:
-      return artifact_utils.get_single_instance(input_dict[keys.input_key(kind, variant)])
-
     rows = [
-      _variant_report(variant, *(single(kind, variant) for kind in keys.PER_VARIANT), gate)
+      _variant_report(
+        variant,
+        *(single(kind, variant) for kind in keys.PER_VARIANT),
+        gate,
+        serving_latency[variant],
+      )
       for variant in variants
     ]
-    chosen = selection.select([row.result for row in rows], metric)
+    production_digest = production.saved_model_digest(production_path) if production_path else None
+    candidates = [
+      selection.Candidate(
+        result=row.result,
+        correct=on_eval[row.result.variant].correct,
+        latency=serving_latency[row.result.variant][1],
+        parameters=row.parameters,
+        is_production=production_digest is not None
+        and production.saved_model_digest(model_dirs[row.result.variant]) == production_digest,
+      )
+      for row in rows
+    ]
+    chosen = selection.select(
+      candidates,
+      metric,
+      policy,
+      None
+      if in_service is None
+      else selection.ProductionModel(
+        accuracy=in_service.eval.metrics[selection.ACCURACY],
+        correct=in_service.eval.correct,
+        latency=in_service.latency[1],
+      ),
+    )
     candidate = chosen.winner or chosen.best_overall
     if candidate is None:
       available = sorted({name for row in rows for name in row.result.metrics})
@@ -133,23 +199,17 @@ class Executor(base_executor.BaseExecutor):
       )
     for variant in variants:
       logging.info('%s: %s', variant, chosen.verdicts[variant])
+    logging.info('%s', chosen.decision)
 
     selected_model = single(keys.MODEL, candidate)
-    selected_path = path_utils.serving_model_path(selected_model.uri)
-    in_production = (
-      chosen.winner is not None
-      and in_service is not None
-      and production.saved_model_digest(selected_path)
-      == production.saved_model_digest(in_service.path)
-    )
     output_model = artifact_utils.get_single_instance(output_dict[keys.MODEL])
-    io_utils.copy_dir(selected_path, path_utils.serving_model_path(output_model.uri))
+    io_utils.copy_dir(model_dirs[candidate], path_utils.serving_model_path(output_model.uri))
     output_model.set_string_custom_property(SELECTED_VARIANT, candidate)
     _write_blessing(
       artifact_utils.get_single_instance(output_dict[keys.BLESSING]),
       selected_model,
       candidate,
-      blessed=chosen.winner is not None and not in_production,
+      blessed=chosen.push,
     )
 
     test_result = None
@@ -158,4 +218,4 @@ class Executor(base_executor.BaseExecutor):
       test_result = held_out.evaluate(path_utils.serving_model_path(output_model.uri), test_files)
       logging.info('%s on the test split: %s', chosen.winner, test_result.metrics)
     report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT])
-    report.write(report_artifact.uri, rows, chosen, test_result, in_production, in_service)
+    report.write(report_artifact.uri, rows, chosen, test_result, in_service)

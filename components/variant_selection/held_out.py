@@ -1,7 +1,7 @@
 """The selected model on the held-out test split, through its serving signature."""
 
 import dataclasses
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +20,8 @@ class HeldOutResult:
   metrics: Dict[str, float]
   # confusion_matrix[true label][predicted label] = count.
   confusion_matrix: List[List[int]]
+  # Per example, in file order: whether the top class is the label (for paired comparisons).
+  correct: Tuple[bool, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
   @property
   def per_class_accuracy(self) -> Dict[str, float]:
@@ -28,6 +30,15 @@ class HeldOutResult:
       name: row[index] / sum(row) if sum(row) else float('nan')
       for index, (name, row) in enumerate(zip(features.CLASS_NAMES, self.confusion_matrix))
     }
+
+
+def _records(example_files: Sequence[str]) -> tf.data.Dataset:
+  return tf.data.TFRecordDataset(list(example_files), compression_type='GZIP')
+
+
+def first_records(example_files: Sequence[str], count: int) -> List[bytes]:
+  """The first `count` serialized tf.Examples, as a client would send them."""
+  return [record.numpy() for record in _records(example_files).take(count)]
 
 
 def evaluate(model_dir: str, example_files: Sequence[str]) -> HeldOutResult:
@@ -42,19 +53,21 @@ def evaluate(model_dir: str, example_files: Sequence[str]) -> HeldOutResult:
   ]
   confusion = np.zeros((features.NUM_CLASSES, features.NUM_CLASSES), np.int64)
   label_spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-  batches = tf.data.TFRecordDataset(list(example_files), compression_type='GZIP').batch(BATCH_SIZE)
-  examples = 0
+  batches = _records(example_files).batch(BATCH_SIZE)
+  correct = []
   for serialized in batches:
     labels = tf.io.parse_example(serialized, label_spec)[features.LABEL_KEY]
     probabilities = serve(**{export.EXAMPLES_INPUT: serialized})[export.PROBABILITIES]
     for metric in metrics:
       metric.update_state(labels, probabilities)
+    predicted = tf.argmax(probabilities, axis=-1)
     confusion += tf.math.confusion_matrix(
-      labels, tf.argmax(probabilities, axis=-1), num_classes=features.NUM_CLASSES, dtype=tf.int64
+      labels, predicted, num_classes=features.NUM_CLASSES, dtype=tf.int64
     ).numpy()
-    examples += int(tf.size(labels))
+    correct.extend((predicted == labels).numpy().tolist())
   return HeldOutResult(
-    examples=examples,
+    examples=len(correct),
     metrics={metric.name: float(metric.result()) for metric in metrics},
     confusion_matrix=confusion.tolist(),
+    correct=tuple(correct),
   )

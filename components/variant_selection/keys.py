@@ -14,6 +14,9 @@ ACCURACY_THRESHOLD = 'accuracy_threshold'
 MAX_ACCURACY_DROP = 'max_accuracy_drop'
 EVAL_SPLIT = 'eval_split'
 TEST_SPLIT = 'test_split'
+SIGNIFICANCE_LEVEL = 'significance_level'
+REPLACE_PRODUCTION = 'replace_production'
+LATENCY_REPEATS = 'latency_repeats'
 
 
 def input_key(kind: str, variant: str) -> str:

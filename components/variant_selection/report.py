@@ -12,12 +12,15 @@ matplotlib.use('Agg')  # files only; workers have no display
 from matplotlib import pyplot  # noqa: E402  (after the backend is chosen)
 import tensorflow as tf  # noqa: E402
 
+from components.variant_selection.evaluation import Interval  # noqa: E402
 from components.variant_selection.held_out import HeldOutResult  # noqa: E402
 from components.variant_selection.selection import ACCURACY  # noqa: E402
 from components.variant_selection.selection import CALIBRATION_ERROR  # noqa: E402
 from components.variant_selection.selection import LOSS  # noqa: E402
 from components.variant_selection.selection import Selection  # noqa: E402
 from components.variant_selection.selection import VariantResult  # noqa: E402
+from components.variant_selection.statistics import PairedComparison  # noqa: E402
+from serving.latency import Latency  # noqa: E402
 from trainer.features import CLASS_NAMES  # noqa: E402
 
 REPORT_JSON = 'report.json'
@@ -25,6 +28,8 @@ REPORT_MARKDOWN = 'report.md'
 LEARNING_CURVES_PNG = 'learning_curves.png'
 PER_CLASS_ACCURACY_PNG = 'per_class_accuracy.png'
 CONFUSION_MATRIX_PNG = 'confusion_matrix.png'
+ACCURACY_INTERVALS_PNG = 'accuracy_intervals.png'
+COST_QUALITY_PNG = 'accuracy_vs_latency.png'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +38,8 @@ class Production:
 
   path: str
   eval: HeldOutResult
+  # serving_default latency by batch size.
+  latency: Mapping[int, Latency] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +53,11 @@ class VariantReport:
   images_per_second: float
   # The Trainer's history.json records: {'phase', 'step', metrics...}.
   history: Sequence[Mapping[str, float]] = ()
+  # TFMA's 95% confidence intervals: overall by metric, and of the accuracy by class name.
+  intervals: Mapping[str, Interval] = dataclasses.field(default_factory=dict)
+  per_class_intervals: Mapping[str, Interval] = dataclasses.field(default_factory=dict)
+  # serving_default latency by batch size, measured by the selector.
+  latency: Mapping[int, Latency] = dataclasses.field(default_factory=dict)
 
 
 def _number(value: Optional[float], digits: int = 4) -> str:
@@ -59,33 +71,89 @@ def _duration(seconds: float) -> str:
   return f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'
 
 
+def _with_interval(value: Optional[float], interval: Optional[Interval], digits: int = 4) -> str:
+  """`0.9297 [0.9231, 0.9362]`, or the value alone without an interval."""
+  if interval is None:
+    return _number(value, digits)
+  low, high = interval
+  return f'{_number(value, digits)} [{_number(low, digits)}, {_number(high, digits)}]'
+
+
+def _latency(latency: Optional[Latency]) -> str:
+  """Median (p10–p90) in milliseconds."""
+  if latency is None:
+    return '–'
+  return f'{latency.median_ms:.2f} ({latency.p10_ms:.2f}–{latency.p90_ms:.2f})'
+
+
+def _comparison(comparison: Optional[PairedComparison]) -> str:
+  """Accuracy difference and McNemar's p, e.g. `-0.0035 (p 0.041)`."""
+  if comparison is None:
+    return '–'
+  return f'{comparison.difference:+.4f} (p {comparison.p_value:.2g})'
+
+
+def _comparison_json(comparison: Optional[PairedComparison]) -> Optional[Dict]:
+  if comparison is None:
+    return None
+  return {
+    'accuracy_difference': comparison.difference,
+    'difference_interval': list(comparison.difference_interval),
+    'mcnemar_p_value': comparison.p_value,
+    'only_this_correct': comparison.only_model,
+    'only_other_correct': comparison.only_reference,
+    'examples': comparison.examples,
+  }
+
+
+def _latency_json(latency: Mapping[int, Latency]) -> Dict[str, Dict[str, float]]:
+  return {str(batch): value.as_dict() for batch, value in latency.items()}
+
+
+def _variant_json(row: VariantReport, selection: Selection) -> Dict:
+  variant = row.result.variant
+  return {
+    'variant': variant,
+    'eval': dict(row.result.metrics),
+    'eval_intervals': {name: list(bounds) for name, bounds in row.intervals.items()},
+    'per_class_accuracy': dict(row.per_class_accuracy),
+    'per_class_accuracy_intervals': {
+      name: list(bounds) for name, bounds in row.per_class_intervals.items()
+    },
+    'against_best': _comparison_json(selection.against_best.get(variant)),
+    'against_production': _comparison_json(selection.against_production.get(variant)),
+    'within_noise_of_best': variant in selection.contenders,
+    'serving_latency_ms': _latency_json(row.latency),
+    'parameters': row.parameters,
+    'train_seconds': row.train_seconds,
+    'images_per_second': row.images_per_second,
+    'blessed': row.result.blessed,
+    'verdict': selection.verdicts[variant],
+  }
+
+
 def _as_json(
   variants: Sequence[VariantReport],
   selection: Selection,
   held_out: Optional[HeldOutResult],
-  in_production: bool,
   production: Optional[Production],
 ) -> Dict:
   return {
     'selection_metric': selection.metric,
+    'significance_level': selection.policy.significance_level,
+    'replace_production': selection.policy.replace_production,
     'selected': selection.winner,
-    'already_in_production': in_production,
+    'pushed': selection.push,
+    'decision': selection.decision,
+    'already_in_production': selection.in_production,
     'production': None
     if production is None
-    else {'path': production.path, 'eval': production.eval.metrics},
-    'variants': [
-      {
-        'variant': row.result.variant,
-        'eval': dict(row.result.metrics),
-        'per_class_accuracy': dict(row.per_class_accuracy),
-        'parameters': row.parameters,
-        'train_seconds': row.train_seconds,
-        'images_per_second': row.images_per_second,
-        'blessed': row.result.blessed,
-        'verdict': selection.verdicts[row.result.variant],
-      }
-      for row in variants
-    ],
+    else {
+      'path': production.path,
+      'eval': production.eval.metrics,
+      'serving_latency_ms': _latency_json(production.latency),
+    },
+    'variants': [_variant_json(row, selection) for row in variants],
     'test': None
     if held_out is None
     else {
@@ -98,39 +166,73 @@ def _as_json(
   }
 
 
-def _markdown(
-  variants: Sequence[VariantReport],
-  selection: Selection,
-  held_out: Optional[HeldOutResult],
-  in_production: bool,
-  production: Optional[Production],
-) -> str:
+def _quality_table(variants: Sequence[VariantReport], selection: Selection) -> List[str]:
+  """Eval metrics with TFMA's intervals, the paired tests, and the gate's verdict."""
   lines = [
-    f'Normalization variants on the eval split; selection by {selection.metric} among '
-    'blessed variants, ties to the lower loss.',
-    '',
-    '| variant | accuracy | loss | ECE | images/s | train time | parameters | blessed | verdict |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    (
+      '| variant | accuracy [95% CI] | loss [95% CI] | ECE [95% CI] | vs best (McNemar p) '
+      '| vs production (p) | blessed | verdict |'
+    ),
+    '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |',
   ]
   for row in variants:
-    metrics = row.result.metrics
+    metrics, variant = row.result.metrics, row.result.variant
+    cells = [
+      _with_interval(metrics.get(name), row.intervals.get(name))
+      for name in (ACCURACY, LOSS, CALIBRATION_ERROR)
+    ]
     lines.append(
-      f'| {row.result.variant} | {_number(metrics.get(ACCURACY))} | {_number(metrics.get(LOSS))} '
-      f'| {_number(metrics.get(CALIBRATION_ERROR))} | {_number(row.images_per_second, 0)} '
-      f'| {_duration(row.train_seconds)} | {row.parameters:,} '
-      f'| {"yes" if row.result.blessed else "no"} | {selection.verdicts[row.result.variant]} |'
+      f'| {variant} | {" | ".join(cells)} | {_comparison(selection.against_best.get(variant))} '
+      f'| {_comparison(selection.against_production.get(variant))} '
+      f'| {"yes" if row.result.blessed else "no"} | {selection.verdicts[variant]} |'
     )
-  lines += [
-    '',
-    'Per-class accuracy (eval split):',
-    '',
+  return lines
+
+
+def _cost_table(variants: Sequence[VariantReport], production: Optional[Production]) -> List[str]:
+  """Serving latency per request (the selector's measurement) and the Trainer's cost."""
+  lines = [
+    (
+      '| variant | serving ms, batch 1 (p10–p90) | serving ms, batch 64 (p10–p90) | parameters '
+      '| images/s | train time |'
+    ),
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  for row in variants:
+    lines.append(
+      f'| {row.result.variant} | {_latency(row.latency.get(1))} | {_latency(row.latency.get(64))} '
+      f'| {row.parameters:,} | {_number(row.images_per_second, 0)} | {_duration(row.train_seconds)} |'
+    )
+  if production is not None:
+    lines.append(
+      f'| production | {_latency(production.latency.get(1))} '
+      f'| {_latency(production.latency.get(64))} | – | – | – |'
+    )
+  return lines
+
+
+def _per_class_table(variants: Sequence[VariantReport]) -> List[str]:
+  """Per-class accuracy, ± half the width of its 95% interval where TFMA computed one."""
+  lines = [
     '| variant | ' + ' | '.join(CLASS_NAMES) + ' |',
     '| --- |' + ' ---: |' * len(CLASS_NAMES),
   ]
   for row in variants:
-    cells = ' | '.join(_number(row.per_class_accuracy.get(name), 3) for name in CLASS_NAMES)
-    lines.append(f'| {row.result.variant} | {cells} |')
-  lines.append('')
+    cells = []
+    for name in CLASS_NAMES:
+      cell = _number(row.per_class_accuracy.get(name), 3)
+      if name in row.per_class_intervals:
+        low, high = row.per_class_intervals[name]
+        cell += f' ±{(high - low) / 2:.3f}'
+      cells.append(cell)
+    lines.append(f'| {row.result.variant} | {" | ".join(cells)} |')
+  return lines
+
+
+def _outcome(
+  selection: Selection, held_out: Optional[HeldOutResult], production: Optional[Production]
+) -> List[str]:
+  lines = []
   if production is None:
     lines.append('No model in production yet: the accuracy threshold alone decides.')
   else:
@@ -147,8 +249,42 @@ def _markdown(
       f'loss {_number(held_out.metrics[LOSS])}, '
       f'ECE {_number(held_out.metrics[CALIBRATION_ERROR])}.'
     )
-  if in_production:
+  lines += ['', f'**Decision:** {selection.decision}']
+  if selection.in_production:
     lines.append('It is the model in production already, so nothing new is pushed.')
+  return lines
+
+
+def _markdown(
+  variants: Sequence[VariantReport],
+  selection: Selection,
+  held_out: Optional[HeldOutResult],
+  production: Optional[Production],
+) -> str:
+  level = selection.policy.significance_level
+  lines = [
+    (
+      f'Normalization variants on the eval split, ranked by {selection.metric} among blessed '
+      f"variants. McNemar's exact test on the same eval examples: a variant with p ≥ {level} "
+      'against the best is within noise of it, and among those the fastest to serve at batch 1 '
+      '(then the fewest parameters) is selected. Intervals: TFMA, 95%.'
+    ),
+    '',
+    *_quality_table(variants, selection),
+    '',
+    (
+      'Serving cost (serving_default on serialized tf.Examples, in process; median and '
+      'p10–p90 over the timed calls) and training cost:'
+    ),
+    '',
+    *_cost_table(variants, production),
+    '',
+    'Per-class accuracy (eval split):',
+    '',
+    *_per_class_table(variants),
+    '',
+    *_outcome(selection, held_out, production),
+  ]
   return '\n'.join(lines) + '\n'
 
 
@@ -219,28 +355,88 @@ def _plot_confusion_matrix(held_out: HeldOutResult, variant: str, path: str) -> 
   _save(figure, path)
 
 
+def _plot_accuracy_intervals(variants: Sequence[VariantReport], selection: Selection, path: str):
+  """Each variant's eval accuracy with its 95% interval; the winner and its ties marked."""
+  figure, axis = pyplot.subplots(figsize=(8, 4.5))
+  for index, row in enumerate(variants):
+    variant = row.result.variant
+    accuracy = row.result.metrics.get(ACCURACY, math.nan)
+    low, high = row.intervals.get(ACCURACY, (accuracy, accuracy))
+    color = (
+      'C2' if variant == selection.winner else 'C0' if variant in selection.contenders else 'C7'
+    )
+    axis.errorbar(
+      index, accuracy, yerr=[[accuracy - low], [high - accuracy]], fmt='o', capsize=6, color=color
+    )
+  axis.set_xticks(range(len(variants)), [row.result.variant for row in variants])
+  axis.set(
+    title='Eval accuracy with 95% interval (green: selected, blue: within noise of the best)',
+    ylabel='accuracy',
+  )
+  axis.grid(axis='y', alpha=0.3)
+  _save(figure, path)
+
+
+def _plot_cost_quality(
+  variants: Sequence[VariantReport], selection: Selection, production: Optional[Production], path
+):
+  """Accuracy against batch-1 serving latency: the cost/quality frontier."""
+  figure, axis = pyplot.subplots(figsize=(8, 5))
+  points = [
+    (row.result.variant, row.result.metrics.get(ACCURACY, math.nan), row.latency.get(1))
+    for row in variants
+  ]
+  if production is not None:
+    points.append(('production', production.eval.metrics[ACCURACY], production.latency.get(1)))
+  for name, accuracy, latency in points:
+    if latency is None:
+      continue
+    axis.errorbar(
+      latency.median_ms,
+      accuracy,
+      xerr=[[latency.median_ms - latency.p10_ms], [latency.p90_ms - latency.median_ms]],
+      fmt='s' if name == 'production' else 'o',
+      color='C2' if name == selection.winner else 'C3' if name == 'production' else 'C0',
+      capsize=4,
+    )
+    axis.annotate(name, (latency.median_ms, accuracy), textcoords='offset points', xytext=(5, 5))
+  axis.set(
+    title='Accuracy against serving latency (batch 1; bars: p10–p90)',
+    xlabel='serving_default latency at batch 1 (ms)',
+    ylabel='eval accuracy',
+  )
+  axis.grid(alpha=0.3)
+  _save(figure, path)
+
+
 def write(
   directory: str,
   variants: Sequence[VariantReport],
   selection: Selection,
   held_out: Optional[HeldOutResult],
-  in_production: bool = False,
   production: Optional[Production] = None,
 ) -> List[str]:
   """Writes the report files into `directory` and returns their paths."""
   tf.io.gfile.makedirs(directory)
   paths = {
     name: os.path.join(directory, name)
-    for name in (REPORT_JSON, REPORT_MARKDOWN, LEARNING_CURVES_PNG, PER_CLASS_ACCURACY_PNG)
+    for name in (
+      REPORT_JSON,
+      REPORT_MARKDOWN,
+      LEARNING_CURVES_PNG,
+      PER_CLASS_ACCURACY_PNG,
+      ACCURACY_INTERVALS_PNG,
+      COST_QUALITY_PNG,
+    )
   }
   with tf.io.gfile.GFile(paths[REPORT_JSON], 'w') as report_json:
-    json.dump(
-      _as_json(variants, selection, held_out, in_production, production), report_json, indent=1
-    )
+    json.dump(_as_json(variants, selection, held_out, production), report_json, indent=1)
   with tf.io.gfile.GFile(paths[REPORT_MARKDOWN], 'w') as report_markdown:
-    report_markdown.write(_markdown(variants, selection, held_out, in_production, production))
+    report_markdown.write(_markdown(variants, selection, held_out, production))
   _plot_learning_curves(variants, paths[LEARNING_CURVES_PNG])
   _plot_per_class_accuracy(variants, paths[PER_CLASS_ACCURACY_PNG])
+  _plot_accuracy_intervals(variants, selection, paths[ACCURACY_INTERVALS_PNG])
+  _plot_cost_quality(variants, selection, production, paths[COST_QUALITY_PNG])
   if held_out is not None:
     paths[CONFUSION_MATRIX_PNG] = os.path.join(directory, CONFUSION_MATRIX_PNG)
     _plot_confusion_matrix(held_out, selection.winner, paths[CONFUSION_MATRIX_PNG])
