@@ -139,7 +139,10 @@ def test_first_run_compares_every_variant_and_pushes_the_winner(first_run, capsy
       row['eval_intervals']['sparse_categorical_crossentropy'][0]
       < row['eval']['sparse_categorical_crossentropy']
     )  # a continuous metric varies over the resamples
-    assert set(row['per_class_accuracy_intervals']) == set(features.CLASS_NAMES)
+    # Per class too, where the class's slice fills TFMA's 20 jackknife partitions.
+    assert row['per_class_accuracy_intervals']
+    for name, (low, high) in row['per_class_accuracy_intervals'].items():
+      assert low <= row['per_class_accuracy'][name] <= high
     # Serving latency measured by the selector on this variant's exported model.
     for batch in ('1', '64'):
       latency = row['serving_latency_ms'][batch]
