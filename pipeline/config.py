@@ -9,14 +9,16 @@ from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
 from trainer.config import DOC
 from trainer.config import INTERNAL
+from trainer.config import PIXEL_SCALINGS
+from trainer.config import UNIT_SCALING
+from trainer.config import VARIANTS
 from trainer.config import TrainingConfig
 from trainer.config import option
-from trainer.model import VARIANTS
-from trainer.preprocessing import PIXEL_SCALINGS
-from trainer.preprocessing import UNIT_SCALING
 
 DEBIAN_DATA_DIR = '/usr/share/datasets/fashion-mnist'
 KERAS_CACHE_DATA_DIR = os.path.expanduser('~/.keras/datasets/fashion-mnist')
+# Where `fmnist-pipeline download` fetches the files from by default (Keras' mirror).
+BASE_URL = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/'
 
 
 def default_data_dir() -> str:
