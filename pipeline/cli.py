@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -222,6 +223,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
       summary = local_runner.run(config)
     except Exception as error:  # pylint: disable=broad-except
+      logging.exception('The run failed')  # the traceback, for the log file only
       where = f' in {progress.current}' if progress.current else ''
       print(
         f'✗ run failed{where}: {type(error).__name__}: {error}\nFull log: {log_path}',
