@@ -288,7 +288,9 @@ def _tensorboard(args: argparse.Namespace) -> int:
   print(tensorboard.shown(command_line))
   if args.print_only:
     return 0
-  return subprocess.call(command_line)
+  # TensorBoard's google-cloud imports warn about the pinned Python version, as noted above.
+  quiet = {**os.environ, 'PYTHONWARNINGS': 'ignore::FutureWarning'}
+  return subprocess.call(command_line, env=quiet)
 
 
 def _predict(args: argparse.Namespace) -> int:
