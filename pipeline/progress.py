@@ -153,8 +153,9 @@ class ProgressHandler(logging.Handler):
 
 
 def display_for(console: Console) -> PlainLines:
-  """Live lines on a terminal, plain lines otherwise."""
-  return LiveLines(console) if console.is_terminal else PlainLines(console)
+  """Live lines on a terminal that can redraw them, plain lines otherwise (pipes, TERM=dumb)."""
+  live = console.is_terminal and not console.is_dumb_terminal
+  return LiveLines(console) if live else PlainLines(console)
 
 
 @contextlib.contextmanager
