@@ -56,8 +56,8 @@ class PipelineConfig:
   # Compile-time: the number of Trainers and Evaluators (the DAG's shape), not a run parameter.
   seeds: int = option(
     1,
-    'training runs per variant, with seeds seed, seed+1, ...: the report shows mean ± std across '
-    'them; selection, the gate and the push use the run with seed itself',
+    'training runs per variant, seeded seed, seed+1, ...: the report adds mean ± std across '
+    'them; selection, the gate and the push use the run seeded `seed`',
   )
   # Shared by every variant's Trainer; its `variant` field is set per Trainer.
   training: TrainingConfig = TrainingConfig()

@@ -259,8 +259,12 @@ def write(
 # Repeated seeds (`--seeds N`): a section of its own in each file, after the comparison.
 
 
+def _seed_list(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> List[int]:
+  """The training seeds, the one selection used first (every variant has the same)."""
+  return [run.seed for run in next(iter(seed_runs.values()))]
+
+
 def _seeds_as_json(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> Dict:
-  first_runs = next(iter(seed_runs.values()))
   variants = []
   for variant, runs in seed_runs.items():
     spreads = seeds.across_seeds(runs)
@@ -278,14 +282,14 @@ def _seeds_as_json(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> Dict:
       }
     )
   return {
-    'seeds': [run.seed for run in first_runs],
-    'selection_seed': first_runs[0].seed,
+    'seeds': _seed_list(seed_runs),
+    'selection_seed': _seed_list(seed_runs)[0],
     'variants': variants,
   }
 
 
 def _seeds_markdown(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> str:
-  seed_list = [run.seed for run in next(iter(seed_runs.values()))]
+  seed_list = _seed_list(seed_runs)
   lines = [
     '',
     f'Across {len(seed_list)} training seeds ({", ".join(map(str, seed_list))}): mean ± sample '
@@ -311,7 +315,7 @@ def _seeds_markdown(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> str:
 
 def _plot_seed_accuracy(seed_runs: Mapping[str, Sequence[seeds.SeedRun]], path: str) -> None:
   """Each run's eval accuracy as a dot (the run selection used ringed), mean ± std beside."""
-  seed_list = [run.seed for run in next(iter(seed_runs.values()))]
+  seed_list = _seed_list(seed_runs)
   figure, axis = pyplot.subplots(figsize=(max(6, 1.4 * len(seed_runs)), 4.5))
   for position, runs in enumerate(seed_runs.values()):
     accuracies = [run.metrics.get(ACCURACY, math.nan) for run in runs]
