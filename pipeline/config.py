@@ -7,6 +7,7 @@ from typing import List, Mapping, Optional, Tuple
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
+from components.variant_selection.seeds import seed_values
 from trainer.config import DOC
 from trainer.config import INTERNAL
 from trainer.config import PIXEL_SCALINGS
@@ -54,6 +55,12 @@ class PipelineConfig:
     'normalization variants to train and compare (one Trainer and Evaluator each)',
     choices=VARIANTS,
   )
+  # Compile-time: the number of Trainers and Evaluators (the DAG's shape), not a run parameter.
+  seeds: int = option(
+    1,
+    'training runs per variant, seeded seed, seed+1, ...: the report adds mean ± std across '
+    'them; selection, the gate and the push use the run seeded `seed`',
+  )
   # Shared by every variant's Trainer; its `variant` field is set per Trainer.
   training: TrainingConfig = TrainingConfig()
   train_steps: Optional[int] = option(None, 'caps the training steps that the epochs imply')
@@ -91,9 +98,20 @@ class PipelineConfig:
       raise ValueError(
         f'variants must be distinct names from {", ".join(VARIANTS)}; got {list(self.variants)}'
       )
+    if self.seeds < 1:
+      raise ValueError(f'seeds must be at least 1 (one training run per variant), got {self.seeds}')
 
-  def training_for(self, variant: str) -> TrainingConfig:
-    return dataclasses.replace(self.training, variant=variant)
+  @property
+  def seed_values(self) -> Tuple[int, ...]:
+    """The training seed of each run of a variant; the first is `training.seed`, the run that
+    selection, the gate and the push use."""
+    return seed_values(self.training.seed, self.seeds)
+
+  def training_for(self, variant: str, seed: Optional[int] = None) -> TrainingConfig:
+    """One Trainer's options: this variant, with `seed` (default: training.seed)."""
+    return dataclasses.replace(
+      self.training, variant=variant, seed=self.training.seed if seed is None else seed
+    )
 
   def beam_args_for(self, component_kind: str) -> Tuple[str, ...]:
     """Beam args a component of this kind adds to beam_pipeline_args (later ones win)."""

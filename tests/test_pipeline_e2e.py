@@ -212,15 +212,29 @@ def test_a_model_worse_than_production_is_not_blessed_and_production_stays_serve
   first_run, capsys
 ):
   # A learning rate too small to learn anything in one epoch: far below the pushed model,
-  # while the value threshold (0) lets anything through.
+  # while the value threshold (0) lets anything through. Two seeds: the gate still judges
+  # the seed-42 run alone, and the report adds the spread over both.
   out, states = _rerun_pushing_nothing(
     capsys,
     first_run,
     accuracy_threshold=0,
     variants=('none',),
-    extra=('--learning-rate', '1e-7'),
+    extra=('--learning-rate', '1e-7', '--seeds', '2'),
   )
   assert states[trainer_id('none')] == 'ran'
+  for extra_run in (trainer_id('none', 43), evaluator_id('none', 43)):
+    assert re.search(rf'^  {extra_run} +ran ', out, re.MULTILINE), extra_run
+  comparison = _report(out)
+  (runs,) = [row['runs'] for row in comparison['seeds']['variants']]
+  assert [run['seed'] for run in runs] == [42, 43]
+  assert runs[0]['eval'] == comparison['variants'][0]['eval']  # what the gate judged
+  (extra_model,) = glob.glob(
+    os.path.join(first_run[1], 'pipeline', trainer_id('none', 43), 'model', '*', 'Format-Serving')
+  )
+  with open(os.path.join(extra_model, export.MODEL_INFO_FILE)) as info:
+    training = json.load(info)['training']
+  assert (training['seed'], training['learning_rate']) == (43, 1e-7)  # the run's parameter
+  assert 'Across 2 training seeds (42, 43)' in out
   assert re.search(
     r'not blessed: sparse_categorical_accuracy changed by -[01]\.[0-9]+ against the production '
     r'model \(allowed: no drop\)',
