@@ -353,3 +353,19 @@ def test_one_seed_reports_no_spread(tmp_path, monkeypatch):
   assert content['selected'] == 'batch' and content['seeds'] is None
   assert 'training seeds' not in markdown
   assert not os.path.exists(tmp_path / 'out' / 'report' / report.SEED_ACCURACY_PNG)
+
+
+def test_run_summary_columns_stay_aligned_with_seed_component_ids():
+  from pipeline.run_summary import ComponentRun
+  from pipeline.run_summary import RunSummary
+
+  summary = RunSummary(
+    run_id='r1',
+    components=[
+      ComponentRun('Pusher', 'ran', 1.0),
+      ComponentRun('Evaluator_keras_layer_seed43', 'cached', 12.5),
+    ],
+  )
+  pusher, evaluator = summary.lines()[1:3]
+  assert pusher.index('ran') == evaluator.index('cached')
+  assert pusher.index(' s') == evaluator.index(' s')
