@@ -5,8 +5,11 @@ import argparse
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import sys
+import tempfile
+import traceback
 from typing import Any, List, Optional, Tuple
 import warnings
 
@@ -21,12 +24,14 @@ for _pinned_version_warning in (
 ):
   warnings.filterwarnings('ignore', message=_pinned_version_warning, category=FutureWarning)
 
-from pipeline import data  # noqa: E402  (after the environment is set)
-from pipeline import options  # noqa: E402
+# Only modules without TensorFlow, TFX or Beam here: `--help` must stay fast, so each command
+# imports what it needs when it runs.
+from pipeline import options  # noqa: E402  (after the environment is set)
+from pipeline.config import BASE_URL  # noqa: E402
+from pipeline.config import KERAS_CACHE_DATA_DIR  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.options import ConfigError  # noqa: E402
-from serving import predict  # noqa: E402
-from serving import server_config  # noqa: E402
+from serving import arguments as serving_arguments  # noqa: E402
 
 DEFAULT_OUTPUT_ROOT = PipelineConfig.output_root
 # A smoke run: every component on the real data, a few hundred training steps.
@@ -39,6 +44,8 @@ _OUTPUT_ROOT_HELP = "the run's output root, a directory or gs://… (default: %(
 DEPLOY_CONFIG_ENV = 'FMNIST_DEPLOY_CONFIG'
 IMAGE_ENV = 'FMNIST_IMAGE'
 DEFAULT_PIPELINE_JSON = 'pipeline.json'
+# The traceback of the last expected failure of a command that has no run log.
+ERROR_LOG = os.path.join(tempfile.gettempdir(), 'fmnist-pipeline-error.log')
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,8 +70,13 @@ def _parser() -> argparse.ArgumentParser:
   download = commands.add_parser('download', help='fetch the Fashion-MNIST files and verify them')
   download.add_argument(
     '--data-dir',
-    default=os.path.expanduser('~/.keras/datasets/fashion-mnist'),
+    default=KERAS_CACHE_DATA_DIR,
     help='where the four IDX gz files go (default: %(default)s)',
+  )
+  download.add_argument(
+    '--base-url',
+    default=BASE_URL,
+    help='the mirror: <base-url><file name> for each file (default: %(default)s)',
   )
 
   summary = commands.add_parser('summary', help="print the last run's summary")
@@ -78,13 +90,31 @@ def _parser() -> argparse.ArgumentParser:
   predict_ = commands.add_parser(
     'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process'
   )
-  predict.add_arguments(predict_)
+  serving_arguments.add_predict_arguments(predict_)
 
   serving_config = commands.add_parser(
     'serving-config',
     help="write TF Serving's models.config (version policy, labels), batching and monitoring files",
   )
-  server_config.add_arguments(serving_config)
+  serving_arguments.add_serving_config_arguments(serving_config)
+
+  tensorboard = commands.add_parser(
+    'tensorboard',
+    help="TensorBoard over every Trainer's train and eval summaries, one run per variant",
+  )
+  tensorboard.add_argument(
+    '--output-root',
+    default=DEFAULT_OUTPUT_ROOT,
+    help="a local run's output root (default: %(default)s)",
+  )
+  tensorboard.add_argument(
+    '--port', type=int, default=6006, help='the port TensorBoard serves on (default: %(default)s)'
+  )
+  tensorboard.add_argument(
+    '--print-only',
+    action='store_true',
+    help='print the tensorboard command instead of starting it',
+  )
 
   compile_ = commands.add_parser(
     'compile', help='write the KFP v2 pipeline JSON for Vertex AI / Kubeflow Pipelines (offline)'
@@ -101,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     default=[],
     type=_name_value,
     metavar='NAME=VALUE',
-    help='a pipeline parameter value (repeatable)',
+    help='a pipeline parameter value, repeatable (default: the values in the config)',
   )
   submit.add_argument(
     '--dry-run',
@@ -169,6 +199,8 @@ def _run(args: argparse.Namespace) -> int:
       f'--output-root {config.output_root}: a local run keeps its MLMD store (SQLite) there, so '
       'it must be a local directory; `compile` / `submit` deploy to a gs:// output root'
     )
+  from pipeline import data  # pylint: disable=import-outside-toplevel
+
   missing = data.missing_files(config.data_dir)
   if missing:
     print(
@@ -191,6 +223,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
       summary = local_runner.run(config)
     except Exception as error:  # pylint: disable=broad-except
+      logging.exception('The run failed')  # the traceback, for the log file only
       where = f' in {progress.current}' if progress.current else ''
       print(
         f'✗ run failed{where}: {type(error).__name__}: {error}\nFull log: {log_path}',
@@ -198,6 +231,10 @@ def _run(args: argparse.Namespace) -> int:
       )
       return 1
   print('\n'.join(summary.lines()))
+  print(
+    'TensorBoard, every Trainer side by side: '
+    f'fmnist-pipeline tensorboard --output-root {config.output_root}'
+  )
   return 0
 
 
@@ -223,10 +260,49 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-  data.download(args.data_dir)
-  data.verify(args.data_dir)
+  from pipeline import data  # pylint: disable=import-outside-toplevel
+
+  try:
+    data.download(args.data_dir, base_url=args.base_url)
+    data.verify(args.data_dir)
+  except data.DataFileError as error:
+    return _failed(f'{error} (traceback: {ERROR_LOG})')
   print(f'Fashion-MNIST verified in {args.data_dir}')
   return 0
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+  # pylint: disable=import-outside-toplevel
+  import subprocess
+
+  from pipeline import tensorboard
+
+  command_line = tensorboard.command(_local_path(args.output_root), args.port)
+  if not command_line:
+    print(
+      f'error: no Trainer summaries under {args.output_root}; run the pipeline first, or pass '
+      'the --output-root of a run',
+      file=sys.stderr,
+    )
+    return 1
+  print(tensorboard.shown(command_line))
+  if args.print_only:
+    return 0
+  # TensorBoard's google-cloud imports warn about the pinned Python version, as noted above.
+  quiet = {**os.environ, 'PYTHONWARNINGS': 'ignore::FutureWarning'}
+  return subprocess.call(command_line, env=quiet)
+
+
+def _predict(args: argparse.Namespace) -> int:
+  from serving import predict  # pylint: disable=import-outside-toplevel
+
+  return predict.main(args)
+
+
+def _serving_config(args: argparse.Namespace) -> int:
+  from serving import server_config  # pylint: disable=import-outside-toplevel
+
+  return server_config.main(args)
 
 
 def _compile_for_deployment(args: argparse.Namespace, for_vertex: bool = False):
@@ -287,14 +363,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     'report': _report,
     'compile': _compile,
     'submit': _submit,
-    'predict': predict.main,
-    'serving-config': server_config.main,
+    'predict': _predict,
+    'serving-config': _serving_config,
+    'tensorboard': _tensorboard,
   }
   try:
     return commands[args.command](args)
   except ConfigError as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+    return _failed(str(error), exit_code=2)
+
+
+def _failed(message: str, exit_code: int = 1) -> int:
+  """One line on stderr for an expected failure; its traceback goes to the error log."""
+  with open(ERROR_LOG, 'w', encoding='utf-8') as log:
+    traceback.print_exc(file=log)
+  print(f'error: {message}', file=sys.stderr)
+  return exit_code
 
 
 if __name__ == '__main__':

@@ -10,16 +10,19 @@ from components.variant_selection.selection import DEFAULT_SIGNIFICANCE_LEVEL
 from components.variant_selection.selection import LOSS
 from components.variant_selection.selection import REPLACE_PRODUCTION_RULES
 from components.variant_selection.selection import SIGNIFICANTLY_BETTER
+from components.variant_selection.seeds import seed_values
 from trainer.config import DOC
 from trainer.config import INTERNAL
+from trainer.config import PIXEL_SCALINGS
+from trainer.config import UNIT_SCALING
+from trainer.config import VARIANTS
 from trainer.config import TrainingConfig
 from trainer.config import option
-from trainer.model import VARIANTS
-from trainer.preprocessing import PIXEL_SCALINGS
-from trainer.preprocessing import UNIT_SCALING
 
 DEBIAN_DATA_DIR = '/usr/share/datasets/fashion-mnist'
 KERAS_CACHE_DATA_DIR = os.path.expanduser('~/.keras/datasets/fashion-mnist')
+# Where `fmnist-pipeline download` fetches the files from by default (Keras' mirror).
+BASE_URL = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/'
 
 
 def default_data_dir() -> str:
@@ -54,6 +57,12 @@ class PipelineConfig:
     VARIANTS,
     'normalization variants to train and compare (one Trainer and Evaluator each)',
     choices=VARIANTS,
+  )
+  # Compile-time: the number of Trainers and Evaluators (the DAG's shape), not a run parameter.
+  seeds: int = option(
+    1,
+    'training runs per variant, seeded seed, seed+1, ...: the report adds mean ± std across '
+    'them; selection, the gate and the push use the run seeded `seed`',
   )
   # Shared by every variant's Trainer; its `variant` field is set per Trainer.
   training: TrainingConfig = TrainingConfig()
@@ -110,9 +119,20 @@ class PipelineConfig:
       raise ValueError(f'significance_level must be between 0 and 1, got {self.significance_level}')
     if self.latency_repeats < 2:
       raise ValueError(f'latency_repeats must be at least 2, got {self.latency_repeats}')
+    if self.seeds < 1:
+      raise ValueError(f'seeds must be at least 1 (one training run per variant), got {self.seeds}')
 
-  def training_for(self, variant: str) -> TrainingConfig:
-    return dataclasses.replace(self.training, variant=variant)
+  @property
+  def seed_values(self) -> Tuple[int, ...]:
+    """The training seed of each run of a variant; the first is `training.seed`, the run that
+    selection, the gate and the push use."""
+    return seed_values(self.training.seed, self.seeds)
+
+  def training_for(self, variant: str, seed: Optional[int] = None) -> TrainingConfig:
+    """One Trainer's options: this variant, with `seed` (default: training.seed)."""
+    return dataclasses.replace(
+      self.training, variant=variant, seed=self.training.seed if seed is None else seed
+    )
 
   def beam_args_for(self, component_kind: str) -> Tuple[str, ...]:
     """Beam args a component of this kind adds to beam_pipeline_args (later ones win)."""

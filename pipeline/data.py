@@ -3,12 +3,14 @@
 import gzip
 import hashlib
 import os
+import urllib.error
 import urllib.request
 from typing import Callable, Dict
 
 import tensorflow as tf
 
-BASE_URL = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/'
+from pipeline.config import BASE_URL
+
 
 # SHA-256 of each file's *uncompressed* IDX content: mirrors recompress the
 # gzip streams (Debian's package does), which changes the .gz bytes but not the data.
@@ -57,13 +59,28 @@ def download(
   """Fetches any missing file into `data_dir`, verified before it takes its final name."""
   tf.io.gfile.makedirs(data_dir)
   for name in missing_files(data_dir):
+    url = base_url + name
+    try:
+      content = fetch(url)
+    except urllib.error.HTTPError as error:
+      raise DataFileError(
+        f'{url}: download failed (HTTP {error.code} {error.reason}); check the mirror '
+        '(download --base-url), or install the Debian package dataset-fashion-mnist'
+      ) from error
+    except (urllib.error.URLError, OSError) as error:
+      reason = getattr(error, 'reason', None) or error
+      raise DataFileError(
+        f'{url}: download failed ({reason}); check the network (or a proxy: https_proxy), or '
+        'install the Debian package dataset-fashion-mnist'
+      ) from error
     partial = os.path.join(data_dir, name + '.partial')
     with tf.io.gfile.GFile(partial, 'wb') as out:
-      out.write(fetch(base_url + name))
+      out.write(content)
     actual = idx_sha256(partial)
     if actual != IDX_SHA256[name]:
       tf.io.gfile.remove(partial)
       raise DataFileError(
-        f'{base_url + name}: content SHA-256 {actual}, expected {IDX_SHA256[name]}'
+        f'{url}: content SHA-256 {actual}, expected {IDX_SHA256[name]} (not Fashion-MNIST, or '
+        'corrupted on the way: try again, or download --base-url with another mirror)'
       )
     tf.io.gfile.rename(partial, os.path.join(data_dir, name), overwrite=True)

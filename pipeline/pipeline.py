@@ -57,12 +57,17 @@ def runtime_parameters(config: PipelineConfig) -> Dict[str, tfx.dsl.experimental
   }
 
 
-def trainer_id(variant: str) -> str:
-  return f'Trainer_{variant}'
+def _seed_suffix(seed: Optional[int]) -> str:
+  """Nothing for the run with the configured seed, so one seed keeps the ids it always had."""
+  return '' if seed is None else f'_seed{seed}'
 
 
-def evaluator_id(variant: str) -> str:
-  return f'Evaluator_{variant}'
+def trainer_id(variant: str, extra_seed: Optional[int] = None) -> str:
+  return f'Trainer_{variant}{_seed_suffix(extra_seed)}'
+
+
+def evaluator_id(variant: str, extra_seed: Optional[int] = None) -> str:
+  return f'Evaluator_{variant}{_seed_suffix(extra_seed)}'
 
 
 def eval_config() -> tfma.EvalConfig:
@@ -161,13 +166,11 @@ def create_pipeline(
     **{name: parameters[name] for name in TRAINING_PARAMETERS}
   )
 
-  per_variant = {}
-  variant_components = []
-  for variant in config.variants:
+  def trainer_and_evaluator(variant: str, extra_seed: Optional[int] = None):
     # The run-time options come in through `hyperparameters`; the rest is fixed at compile time.
     options = {
       name: value
-      for name, value in config.training_for(variant).as_custom_config().items()
+      for name, value in config.training_for(variant, extra_seed).as_custom_config().items()
       if name not in TRAINING_PARAMETERS
     }
     trainer = tfx.components.Trainer(
@@ -182,19 +185,28 @@ def create_pipeline(
         training_config.CUSTOM_CONFIG_KEY: options,
         CODE_FINGERPRINT_KEY: code_fingerprint,
       },
-    ).with_id(trainer_id(variant))
+    ).with_id(trainer_id(variant, extra_seed))
     evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       example_splits=['eval'],
       eval_config=eval_config(),
-    ).with_id(evaluator_id(variant))
-    per_variant[variant] = {
+    ).with_id(evaluator_id(variant, extra_seed))
+    variant_components.extend([trainer, evaluator])
+    return {
       selector_keys.MODEL: trainer.outputs['model'],
       selector_keys.MODEL_RUN: trainer.outputs['model_run'],
       selector_keys.EVALUATION: evaluator.outputs['evaluation'],
     }
-    variant_components += [trainer, evaluator]
+
+  variant_components: List = []
+  per_variant = {variant: trainer_and_evaluator(variant) for variant in config.variants}
+  # The extra seeds' runs only report the spread: the selector takes no model of theirs.
+  extra_seeds = config.seed_values[1:]
+  per_extra_seed = {
+    variant: {seed: trainer_and_evaluator(variant, seed) for seed in extra_seeds}
+    for variant in config.variants
+  }
 
   selector = VariantSelector(
     examples=example_gen.outputs['examples'],
@@ -204,6 +216,8 @@ def create_pipeline(
     significance_level=config.significance_level,
     replace_production=config.replace_production,
     latency_repeats=config.latency_repeats,
+    per_extra_seed=per_extra_seed,
+    seed=config.training.seed,
     **{name: parameters[name] for name in GATE_PARAMETERS},
   ).with_id(SELECTOR_ID)
 

@@ -68,8 +68,9 @@ class RunSummary:
   def lines(self) -> List[str]:
     """The summary as a newcomer reads it at the end of a run."""
     out = [f'Run {self.run_id}:']
+    width = max((len(component.node_id) for component in self.components), default=0)
     for component in self.components:
-      out.append(f'  {component.node_id:<22} {component.state:<7} {component.seconds:7.1f} s')
+      out.append(f'  {component.node_id:<{width}} {component.state:<7} {component.seconds:7.1f} s')
     if self.comparison is not None:
       out += ['', *self.comparison.lines(), '']
     out.append(f'Pushed to: {self.pushed_to}' if self.pushed_to else 'Pushed: nothing')

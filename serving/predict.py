@@ -25,14 +25,12 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from components.idx_example_gen import idx
 from components.variant_selection import production
 from serving import requests
-from serving import server_config
+from serving.arguments import DEFAULT_MAX_REQUEST_BYTES
+from serving.arguments import MAX_REQUEST_IMAGES
 from trainer import export
 from trainer import features
 
 UNKNOWN_LABEL = -1
-# gRPC's default limit on a received message; proxies and servers built with gRPC's
-# defaults enforce it (TF Serving's own server raises it to 2 GB).
-DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Room for a request's fixed parts: model spec, signature name, tensor dtype and shape.
 REQUEST_OVERHEAD_BYTES = 1024
 # A string in a TensorProto or a row in a JSON list: field tag and length, or a comma.
@@ -168,7 +166,7 @@ class Limits:
   """What one request may hold."""
 
   max_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-  max_images: int = server_config.MAX_REQUEST_IMAGES
+  max_images: int = MAX_REQUEST_IMAGES
 
   def __post_init__(self):
     if self.max_images < 1 or self.max_bytes <= REQUEST_OVERHEAD_BYTES:
@@ -320,43 +318,6 @@ def predict_local(
 
 
 # --- command line -------------------------------------------------------------------------
-
-
-def add_arguments(parser) -> None:
-  """The `fmnist-pipeline predict` options."""
-  parser.add_argument(
-    'images',
-    nargs='+',
-    help='IDX images files (.gz; labels are read from the labels file beside it), ExampleGen '
-    'split directories (Split-test) or 28x28 PNG files',
-  )
-  parser.add_argument('--count', type=int, default=None, help='send at most this many images')
-  where = parser.add_mutually_exclusive_group(required=True)
-  where.add_argument('--rest', metavar='HOST:PORT', help="TF Serving's REST endpoint (port 8501)")
-  where.add_argument('--grpc', metavar='HOST:PORT', help="TF Serving's gRPC endpoint (port 8500)")
-  where.add_argument(
-    '--local',
-    metavar='DIR',
-    help='a pushed model directory (or one version of it), run in this process',
-  )
-  parser.add_argument('--model-name', default='fashion_mnist')
-  version = parser.add_mutually_exclusive_group()
-  version.add_argument('--model-version', type=int, default=None, help='default: the newest')
-  version.add_argument(
-    '--model-label', default=None, help='a version label of the server, e.g. stable or canary'
-  )
-  parser.add_argument(
-    '--max-request-bytes',
-    type=int,
-    default=DEFAULT_MAX_REQUEST_BYTES,
-    help='split the images into requests of at most this size (default: gRPC\'s 4 MB limit)',
-  )
-  parser.add_argument(
-    '--max-request-images',
-    type=int,
-    default=server_config.MAX_REQUEST_IMAGES,
-    help='and at most this many images (default: %(default)s, the batching files\' max_batch_size)',
-  )
 
 
 def run(args) -> Tuple[Inputs, List[Prediction]]:

@@ -27,6 +27,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components.variant_selection import production
 from serving import tf_serving_protos
+from serving.arguments import CONTAINER_ROOT
+from serving.arguments import DEFAULT_KEEP
+from serving.arguments import MAX_REQUEST_IMAGES
 
 MODELS_CONFIG = 'models.config'
 MONITORING_CONFIG = 'monitoring.config'
@@ -34,16 +37,10 @@ BATCHING_FILES = {
   'cpu': 'batching_parameters_cpu.txt',
   'gpu': 'batching_parameters_gpu.txt',
 }
-# Where the README's docker command mounts the serving root.
-CONTAINER_ROOT = '/models'
 PROMETHEUS_PATH = '/monitoring/prometheus/metrics'
 STABLE = 'stable'
 CANARY = 'canary'
-DEFAULT_KEEP = 2
 
-# The largest request the server accepts; TF Serving splits it into batches of at most
-# `max_execution_batch_size`. The client sends at most this many images per request.
-MAX_REQUEST_IMAGES = 1024
 # How many largest requests' worth of batches may wait; more are refused, not queued.
 QUEUED_LARGEST_REQUESTS = 4
 
@@ -313,54 +310,6 @@ def write(
 
 
 # --- command line -------------------------------------------------------------------------
-
-
-def add_arguments(parser) -> None:
-  """The `fmnist-pipeline serving-config` options."""
-  parser.add_argument(
-    '--serving-root',
-    default=os.path.join('outputs', 'serving'),
-    help='the directory holding <model-name>/<version>/, mounted as /models in the container; '
-    'the files are written here (default: %(default)s)',
-  )
-  parser.add_argument('--model-name', default='fashion_mnist')
-  parser.add_argument(
-    '--base-path',
-    default=None,
-    help=f"the model's directory as the server sees it (default: {CONTAINER_ROOT}/<model-name>)",
-  )
-  parser.add_argument(
-    '--cpu-cores',
-    type=int,
-    default=os.cpu_count() or 1,
-    help="the serving machine's CPU cores: the batching threads (default: this machine's, "
-    '%(default)s)',
-  )
-  versions = parser.add_mutually_exclusive_group()
-  versions.add_argument(
-    '--keep',
-    type=int,
-    default=DEFAULT_KEEP,
-    help='serve the newest N versions, new pushes included, `stable` on the newest '
-    '(default: %(default)s)',
-  )
-  versions.add_argument(
-    '--stable', type=int, metavar='VERSION', help='serve this version, labelled `stable`'
-  )
-  versions.add_argument(
-    '--pin', type=int, metavar='VERSION', help='serve only this version (labelled `stable`)'
-  )
-  versions.add_argument(
-    '--rollback',
-    action='store_true',
-    help='serve only the version pushed before the current `stable`, and label it `stable`',
-  )
-  parser.add_argument(
-    '--canary',
-    type=int,
-    metavar='VERSION',
-    help='with --stable: serve this version too, labelled `canary`',
-  )
 
 
 def main(args) -> int:

@@ -26,3 +26,12 @@ def two_cpu_strategy():
   # A strategy test that skipped would hide the multi-device path: fail instead.
   assert len(devices) >= 2, f"two logical CPU devices were not configured: {devices}"
   return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+
+
+@pytest.fixture(scope="session")
+def container_data_steps(tmp_path_factory):
+  """CuratedSchema, IdxExampleGen and Transform of a compiled one-variant pipeline on generated
+  files, run once through TFX's container entrypoint for every test that runs later steps."""
+  from tests.test_kubeflow_v2 import run_data_steps  # pylint: disable=import-outside-toplevel
+
+  return run_data_steps(str(tmp_path_factory.mktemp("container_steps")))

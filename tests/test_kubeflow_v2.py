@@ -497,31 +497,55 @@ def run_in_container(spec, task, upstream, work_dir, parameters=None):
   return {name: value['artifacts'][0] for name, value in artifacts.items()}
 
 
-def compile_for_local_files(tmp_path, variant, train_count, parameters=None, **overrides):
-  """The compiled spec of a one-variant pipeline on generated local files, and the outputs of
-  its first steps, run through the container entrypoint: the schema and the training parameters
-  (the run's `parameters`, default the config's)."""
-  data_dir = idx_files.write_fashion_mnist_like(
-    str(tmp_path / 'data'), train_count=train_count, test_count=20
-  )
+# The variant whose steps the container tests run, and the size of their generated data.
+LOCAL_VARIANT = 'none'
+LOCAL_TRAIN_COUNT = 200
+LOCAL_TEST_COUNT = 20
+# Steps whose outputs depend on the data only: run once, shared by the container tests.
+DATA_STEPS = ('CuratedSchema', 'IdxExampleGen', 'Transform')
+
+
+def _compile_local(work_dir, data_dir, **overrides):
   local = {
     **VERTEX,
-    'output_root': str(tmp_path / 'out'),
+    'output_root': os.path.join(work_dir, 'out'),
     'data_dir': data_dir,
     'serving_root': None,
     'dataflow': None,
-    'variants': [variant],
+    'variants': [LOCAL_VARIANT],
     **overrides,
   }
-  config = vertex_config.load(_write_config(str(tmp_path), local))
-  spec = compile_pipeline(config, str(tmp_path / 'pipeline.json'))['pipelineSpec']
+  config = vertex_config.load(_write_config(work_dir, local))
+  return compile_pipeline(config, os.path.join(work_dir, 'pipeline.json'))['pipelineSpec']
+
+
+def run_data_steps(work_dir):
+  """The generated data dir and the outputs of DATA_STEPS, run through the container
+  entrypoint from a one-variant pipeline compiled for local files."""
+  data_dir = idx_files.write_fashion_mnist_like(
+    os.path.join(work_dir, 'data'), train_count=LOCAL_TRAIN_COUNT, test_count=LOCAL_TEST_COUNT
+  )
+  spec = _compile_local(work_dir, data_dir)
   upstream = {}
-  for task in ('CuratedSchema', 'TrainingParameters'):
-    upstream[task] = run_in_container(spec, task, upstream, str(tmp_path), parameters)
+  for task in DATA_STEPS:
+    upstream[task] = run_in_container(spec, task, upstream, work_dir)
+  return data_dir, upstream
+
+
+def compile_for_local_files(tmp_path, data_steps, parameters=None, **overrides):
+  """The compiled spec of a one-variant pipeline on the shared generated files, and the
+  outputs of its steps so far: DATA_STEPS' (shared) and TrainingParameters' (the run's
+  `parameters`, default the config's), run through the container entrypoint."""
+  data_dir, shared = data_steps
+  spec = _compile_local(str(tmp_path), data_dir, **overrides)
+  upstream = dict(shared)
+  upstream['TrainingParameters'] = run_in_container(
+    spec, 'TrainingParameters', upstream, str(tmp_path), parameters
+  )
   return spec, upstream
 
 
-def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
+def test_compiled_steps_run_through_the_container_entrypoint(tmp_path, container_data_steps):
   """CuratedSchema, TrainingParameters, ExampleGen (driver + executor) → Transform → Trainer →
   Evaluator → VariantSelector from the compiled spec, on local files, with pipeline parameters
   given at submission as Vertex passes them.
@@ -530,12 +554,11 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
   executor), the JSON custom_config, the parameters and the selector's per-variant input names,
   which a serialization slip would break only inside the container.
   """
-  variant = 'none'
+  variant = LOCAL_VARIANT
   submitted = {'epochs': 2, 'batch_size': 8, 'learning_rate': 0.005, 'accuracy_threshold': 0.0}
   spec, upstream = compile_for_local_files(
     tmp_path,
-    variant,
-    train_count=120,
+    container_data_steps,
     parameters=submitted,
     train_steps=4,
     training={'batch_size': 16, 'precision': 'float32'},
@@ -544,8 +567,6 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
   with open(schema_file) as copied, open(curated_schema.SCHEMA_FILE) as shipped:
     assert copied.read() == shipped.read()
   for task in (
-    'IdxExampleGen',
-    'Transform',
     trainer_id(variant),
     evaluator_id(variant),
     SELECTOR_ID,
@@ -565,7 +586,8 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path):
   assert os.path.exists(os.path.join(selected['model']['uri'], 'Format-Serving', 'saved_model.pb'))
   with open(os.path.join(selected['report']['uri'], 'report.json')) as report_json:
     comparison = json.load(report_json)
-  assert comparison['selected'] == variant and comparison['test']['examples'] == 20
+  assert comparison['selected'] == variant
+  assert comparison['test']['examples'] == LOCAL_TEST_COUNT
   assert comparison['production'] is None  # nothing pushed to this serving root yet
 
   # Pusher writes the serving root; the next run's selector takes that version as production

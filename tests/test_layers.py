@@ -63,6 +63,34 @@ def test_batch_norm_gradients_match_keras(dtype):
     np.testing.assert_allclose(ours_grad, reference_grad, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])
+def test_batch_norm_half_precision_forward_and_gradients_follow_float64_keras(dtype):
+  shape = (8, 5, 4, 3)
+  _, reference = _paired_batch_norms(shape, "float64")
+  x = tf.cast(_random(shape, 13, mean=1.0, stddev=2.0), dtype)
+  upstream = tf.cast(_random(shape, 14), dtype)
+
+  def outputs_and_gradients(fn, x, upstream):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fn(x)
+    return [y, *tape.gradient(y, [x, reference.gamma, reference.beta], output_gradients=upstream)]
+
+  got = outputs_and_gradients(
+    lambda x: batch_norm.batch_norm_training(x, reference.gamma, reference.beta, EPSILON)[0],
+    x,
+    upstream,
+  )
+  # Keras in float64 on the same (rounded) inputs: only 16-bit rounding may separate them.
+  expected = outputs_and_gradients(
+    lambda x: reference(x, training=True), tf.cast(x, tf.float64), tf.cast(upstream, tf.float64)
+  )
+  assert got[0].dtype == dtype and got[1].dtype == dtype
+  for name, g, e in zip(["y", "dx", "dgamma", "dbeta"], got, expected):
+    scale = float(tf.reduce_max(tf.abs(e)))
+    np.testing.assert_allclose(tf.cast(g, tf.float64), e, atol=2e-2 * scale, err_msg=name)
+
+
 @pytest.mark.parametrize("mean", [0.0, 3.0, 300.0])
 def test_batch_norm_float32_variance_is_accurate_even_for_large_means(mean):
   x64 = _random((16, 6, 6, 4), 40, mean=mean, stddev=1.5)

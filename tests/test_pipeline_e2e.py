@@ -1,5 +1,6 @@
 """The whole pipeline through the CLI with LocalDagRunner, on a tiny generated IDX dataset."""
 
+import glob
 import json
 import os
 import re
@@ -236,15 +237,29 @@ def test_a_model_worse_than_production_is_not_blessed_and_production_stays_serve
   first_run, capsys
 ):
   # A learning rate too small to learn anything in one epoch: far below the pushed model,
-  # while the value threshold (0) lets anything through.
+  # while the value threshold (0) lets anything through. Two seeds: the gate still judges
+  # the seed-42 run alone, and the report adds the spread over both.
   out, states = _rerun_pushing_nothing(
     capsys,
     first_run,
     accuracy_threshold=0,
     variants=('none',),
-    extra=('--learning-rate', '1e-7'),
+    extra=('--learning-rate', '1e-7', '--seeds', '2'),
   )
   assert states[trainer_id('none')] == 'ran'
+  for extra_run in (trainer_id('none', 43), evaluator_id('none', 43)):
+    assert re.search(rf'^  {extra_run} +ran ', out, re.MULTILINE), extra_run
+  comparison = _report(out)
+  (runs,) = [row['runs'] for row in comparison['seeds']['variants']]
+  assert [run['seed'] for run in runs] == [42, 43]
+  assert runs[0]['eval'] == comparison['variants'][0]['eval']  # what the gate judged
+  (extra_model,) = glob.glob(
+    os.path.join(first_run[1], 'pipeline', trainer_id('none', 43), 'model', '*', 'Format-Serving')
+  )
+  with open(os.path.join(extra_model, export.MODEL_INFO_FILE)) as info:
+    training = json.load(info)['training']
+  assert (training['seed'], training['learning_rate']) == (43, 1e-7)  # the run's parameter
+  assert 'Across 2 training seeds (42, 43)' in out
   assert re.search(
     r'not blessed: sparse_categorical_accuracy changed by -[01]\.[0-9]+ against the production '
     r'model \(allowed: no drop\)',
@@ -270,6 +285,19 @@ def test_bad_input_file_stops_the_run_and_keeps_the_pushed_model(first_run, caps
   assert code == 1
   assert 'IdxExampleGen' in err and truncated in err and 'truncated' in err
   assert _versions(output_root) == before
+  # One line on the console; the traceback is in the full log it names.
+  assert 'Traceback' not in err
+  (log_path,) = re.findall(r'^Full log: (\S+)$', err, re.MULTILINE)
+  with open(log_path) as log:
+    assert 'Traceback' in log.read()
+
+
+def _trained_model(output_root, variant):
+  """The SavedModel of the variant's one Trainer execution under `output_root`."""
+  (model_dir,) = glob.glob(
+    os.path.join(output_root, 'pipeline', trainer_id(variant), 'model', '*', 'Format-Serving')
+  )
+  return model_dir
 
 
 def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys, tmp_path):
@@ -290,8 +318,7 @@ def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys
   serialized = tf.constant([executor.to_example(image, 0) for image in images])
 
   def probabilities(root):
-    (version,) = _versions(root)
-    serve = tf.saved_model.load(os.path.join(root, 'serving', 'fashion_mnist', version))
+    serve = tf.saved_model.load(_trained_model(root, 'weight'))
     return serve.signatures[export.SERVING_SIGNATURE](examples=serialized)[export.PROBABILITIES]
 
   # Same data, seed and CPU: the same weights up to float32 summation order.

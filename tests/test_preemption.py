@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from pipeline.pipeline import trainer_id
 from tests.test_kubeflow_v2 import CONTAINER_ENVIRONMENT
+from tests.test_kubeflow_v2 import LOCAL_VARIANT
 from tests.test_kubeflow_v2 import run_in_container
 from tests.test_kubeflow_v2 import compile_for_local_files
 from tests.test_kubeflow_v2 import container_commands
@@ -22,7 +23,6 @@ TOTAL_STEPS = 600
 BATCH_SIZE = 16
 CHECKPOINT_EVERY = 20
 LOG_EVERY = 50
-VARIANT = 'none'
 
 
 def _checkpointed_step(checkpoint_dir):
@@ -40,11 +40,12 @@ def _wait_for_checkpoint(checkpoint_dir, process, min_step, timeout=240):
   raise AssertionError(f'no checkpoint at step {min_step} in {checkpoint_dir} after {timeout} s')
 
 
-def test_killed_trainer_resumes_from_its_last_checkpoint_and_finishes(tmp_path):
+def test_killed_trainer_resumes_from_its_last_checkpoint_and_finishes(
+  tmp_path, container_data_steps
+):
   spec, upstream = compile_for_local_files(
     tmp_path,
-    VARIANT,
-    train_count=200,
+    container_data_steps,
     train_steps=TOTAL_STEPS,
     training={
       'epochs': 1000,  # train_steps caps it
@@ -54,10 +55,7 @@ def test_killed_trainer_resumes_from_its_last_checkpoint_and_finishes(tmp_path):
       'precision': 'float32',
     },
   )
-  for task in ('IdxExampleGen', 'Transform'):
-    upstream[task] = run_in_container(spec, task, upstream, str(tmp_path))
-
-  trainer = trainer_id(VARIANT)
+  trainer = trainer_id(LOCAL_VARIANT)
   task_root = tmp_path / trainer
   checkpoint_dir = str(task_root / 'model_run' / CHECKPOINT_DIR)
   (command,) = container_commands(spec, trainer, upstream, str(tmp_path))

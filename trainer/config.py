@@ -14,6 +14,13 @@ MIXED_BFLOAT16 = 'mixed_bfloat16'
 MIXED_FLOAT16 = 'mixed_float16'
 PRECISIONS = (AUTO, FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
 JIT_COMPILE_CHOICES = (AUTO, 'true', 'false')
+# The normalization variants trainer/model.py builds; the order breaks exact ties in selection.
+# Here, not in model.py, so that the options (and `fmnist-pipeline --help`) need no TensorFlow.
+VARIANTS = ('none', 'batch', 'layer', 'weight', 'keras_batch', 'keras_layer')
+# Transform's pixel scalings (trainer/preprocessing.py).
+UNIT_SCALING = 'unit'
+ZSCORE_SCALING = 'zscore'
+PIXEL_SCALINGS = (UNIT_SCALING, ZSCORE_SCALING)
 # Field metadata keys (pipeline/options.py reads them): an option's description, its allowed
 # values, and for a field that is no option, why not.
 DOC = 'doc'

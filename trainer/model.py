@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer import layers as norm_layers
+from trainer.config import VARIANTS
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -70,8 +71,7 @@ _VARIANT_BUILDERS = {
     _dense,
   ),
 }
-
-VARIANTS = tuple(_VARIANT_BUILDERS)
+assert set(_VARIANT_BUILDERS) == set(VARIANTS), 'a builder per variant of trainer/config.py'
 
 
 def build_model(

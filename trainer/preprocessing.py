@@ -6,11 +6,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
+from trainer.config import PIXEL_SCALINGS
+from trainer.config import UNIT_SCALING
+from trainer.config import ZSCORE_SCALING
 
 PIXEL_SCALING_KEY = 'pixel_scaling'
-UNIT_SCALING = 'unit'
-ZSCORE_SCALING = 'zscore'
-PIXEL_SCALINGS = (UNIT_SCALING, ZSCORE_SCALING)
 
 
 def scale_to_unit(pixels: tf.Tensor) -> tf.Tensor:

@@ -2,12 +2,13 @@
 
 Vertex AI Pipelines rejects union channels, so instead of one list-valued
 input the spec has three inputs per variant (model, model_run, evaluation),
-named `<kind>_<variant>`. The spec class is built for the variant list the
-pipeline is configured with.
+named `<kind>_<variant>`, and with repeated seeds two more per extra run
+(model_run, evaluation), named `<kind>_<variant>_seed<seed>`. The spec class
+is built for the variants and seeds the pipeline is configured with.
 """
 
 import json
-from typing import Dict, Sequence, Type, Union
+from typing import Dict, Mapping, Optional, Sequence, Type, Union
 
 from tfx import types
 from tfx.orchestration import data_types
@@ -31,13 +32,16 @@ from components.variant_selection.keys import MAX_ACCURACY_DROP
 from components.variant_selection.keys import MODEL
 from components.variant_selection.keys import MODEL_RUN
 from components.variant_selection.keys import REPLACE_PRODUCTION
+from components.variant_selection.keys import PER_EXTRA_SEED
 from components.variant_selection.keys import REPORT
+from components.variant_selection.keys import SEEDS
 from components.variant_selection.keys import SELECTION_METRIC
 from components.variant_selection.keys import SERVING_MODEL_DIR
 from components.variant_selection.keys import SIGNIFICANCE_LEVEL
 from components.variant_selection.keys import TEST_SPLIT
 from components.variant_selection.keys import VARIANTS
 from components.variant_selection.keys import input_key
+from components.variant_selection.keys import seed_input_key
 
 _PER_VARIANT_TYPES = {
   MODEL: standard_artifacts.Model,
@@ -45,6 +49,8 @@ _PER_VARIANT_TYPES = {
   EVALUATION: standard_artifacts.ModelEvaluation,
 }
 FloatOrParameter = Union[float, data_types.RuntimeParameter]
+# per_extra_seed[variant][seed][kind]: a run with an extra seed, by variant and seed.
+ExtraSeedChannels = Mapping[str, Mapping[int, Mapping[str, types.BaseChannel]]]
 
 
 class VariantSelectorSpec(ComponentSpec):
@@ -63,6 +69,9 @@ class VariantSelectorSpec(ComponentSpec):
     REPLACE_PRODUCTION: ExecutionParameter(type=str),
     # Timed serving_default calls per model and batch size.
     LATENCY_REPEATS: ExecutionParameter(type=int),
+    # JSON list of training seeds, per_variant's first; absent with one seed, so that DAG (and
+    # its cache keys) stays what it was before repeated seeds existed.
+    SEEDS: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
     EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
@@ -74,11 +83,16 @@ class VariantSelectorSpec(ComponentSpec):
   }
 
 
-def spec_for(variants: Sequence[str]) -> Type[VariantSelectorSpec]:
+def spec_for(variants: Sequence[str], extra_seeds: Sequence[int] = ()) -> Type[VariantSelectorSpec]:
   inputs = dict(VariantSelectorSpec.INPUTS)
   for variant in variants:
     for kind, artifact_type in _PER_VARIANT_TYPES.items():
       inputs[input_key(kind, variant)] = ChannelParameter(type=artifact_type)
+    for seed in extra_seeds:
+      for kind in PER_EXTRA_SEED:
+        inputs[seed_input_key(kind, variant, seed)] = ChannelParameter(
+          type=_PER_VARIANT_TYPES[kind]
+        )
   return type('VariantSelectorSpec', (VariantSelectorSpec,), {'INPUTS': inputs})
 
 
@@ -99,6 +113,10 @@ class VariantSelector(base_component.BaseComponent):
   blessed, so Pusher pushes nothing. Nor does it when the winner is the
   production model itself (same SavedModel bytes: a re-run with nothing
   changed), so an unchanged model never becomes a new serving version.
+
+  With `per_extra_seed`, the same variants trained with other seeds, the
+  report adds each variant's mean ± std across all its runs; selection, the
+  gate and the push still use `per_variant` alone (trained with `seed`).
   """
 
   SPEC_CLASS = VariantSelectorSpec
@@ -117,8 +135,12 @@ class VariantSelector(base_component.BaseComponent):
     significance_level: float = selection.DEFAULT_SIGNIFICANCE_LEVEL,
     replace_production: str = selection.SIGNIFICANTLY_BETTER,
     latency_repeats: int = 30,
+    per_extra_seed: Optional[ExtraSeedChannels] = None,
+    seed: Optional[int] = None,
   ):
-    """`per_variant[variant]` maps model / model_run / evaluation to channels."""
+    """`per_variant[variant]` maps model / model_run / evaluation to channels;
+    `per_extra_seed[variant][seed]` model_run / evaluation of a run with another seed than
+    `seed`, the one per_variant's runs were trained with."""
     if not per_variant:
       raise ValueError('VariantSelector needs at least one variant')
     variants = list(per_variant)
@@ -129,7 +151,15 @@ class VariantSelector(base_component.BaseComponent):
         raise ValueError(f'variant {variant!r} lacks inputs {missing}')
       for kind in _PER_VARIANT_TYPES:
         channels[input_key(kind, variant)] = inputs[kind]
-    spec = spec_for(variants)(
+    extra_seeds = _extra_seeds(variants, per_extra_seed or {}, seed)
+    for variant, runs in (per_extra_seed or {}).items():
+      for extra_seed, inputs in runs.items():
+        missing = sorted(set(PER_EXTRA_SEED) - set(inputs))
+        if missing:
+          raise ValueError(f'variant {variant!r} with seed {extra_seed} lacks inputs {missing}')
+        for kind in PER_EXTRA_SEED:
+          channels[seed_input_key(kind, variant, extra_seed)] = inputs[kind]
+    spec = spec_for(variants, extra_seeds)(
       examples=examples,
       variants=json.dumps(variants),
       selection_metric=selection_metric,
@@ -141,9 +171,24 @@ class VariantSelector(base_component.BaseComponent):
       significance_level=significance_level,
       replace_production=replace_production,
       latency_repeats=latency_repeats,
+      seeds=json.dumps([seed, *extra_seeds]) if extra_seeds else None,
       model=types.Channel(type=standard_artifacts.Model),
       blessing=types.Channel(type=standard_artifacts.ModelBlessing),
       report=types.Channel(type=VariantComparison),
       **channels,
     )
     super().__init__(spec=spec)
+
+
+def _extra_seeds(
+  variants: Sequence[str], per_extra_seed: ExtraSeedChannels, seed: Optional[int]
+) -> Sequence[int]:
+  """The seeds of per_extra_seed's runs, the same for every variant (or the spread would compare
+  variants over different seeds)."""
+  extra_seeds = sorted({extra for runs in per_extra_seed.values() for extra in runs})
+  if extra_seeds and (seed is None or seed in extra_seeds):
+    raise ValueError(f'per_extra_seed needs the seed of per_variant, not one of {extra_seeds}')
+  for variant in variants:
+    if per_extra_seed and sorted(per_extra_seed.get(variant, {})) != extra_seeds:
+      raise ValueError(f'variant {variant!r} needs runs with every extra seed {extra_seeds}')
+  return extra_seeds

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -21,6 +21,7 @@ from components.variant_selection import held_out
 from components.variant_selection import keys
 from components.variant_selection import production
 from components.variant_selection import report
+from components.variant_selection import seeds
 from components.variant_selection import selection
 from serving import latency
 from trainer import features
@@ -60,7 +61,7 @@ def _variant_report(
 ) -> report.VariantReport:
   metrics = evaluation.read_metrics(evaluation_artifact.uri, features.LABEL_KEY)
   history = _read_json(os.path.join(model_run.uri, HISTORY_FILE))
-  totals = [record for record in history if record['phase'] == TOTALS_PHASE]
+  totals = _totals(history)
   model_info = _read_json(os.path.join(path_utils.serving_model_path(model.uri), MODEL_INFO_FILE))
   return report.VariantReport(
     result=selection.judge(variant, metrics.overall, gate),
@@ -69,8 +70,8 @@ def _variant_report(
       for label, name in enumerate(features.CLASS_NAMES)
     },
     parameters=model_info['parameters'],
-    train_seconds=totals[-1]['seconds'] if totals else math.nan,
-    images_per_second=totals[-1]['images_per_second'] if totals else math.nan,
+    train_seconds=totals.get('seconds', math.nan),
+    images_per_second=totals.get('images_per_second', math.nan),
     history=history,
     intervals=metrics.overall_intervals,
     per_class_intervals={
@@ -80,6 +81,36 @@ def _variant_report(
     },
     latency=serving_latency,
   )
+
+
+def _totals(history: List[Dict[str, float]]) -> Dict[str, float]:
+  """The whole run's record the Trainer writes last (time, throughput); empty if it has none."""
+  totals = [record for record in history if record['phase'] == TOTALS_PHASE]
+  return totals[-1] if totals else {}
+
+
+def _seed_runs(
+  input_dict: Dict[str, List[types.Artifact]],
+  exec_properties: Dict[str, Any],
+  rows: List[report.VariantReport],
+) -> Optional[Dict[str, List[seeds.SeedRun]]]:
+  """Each variant's runs, the configured seed's (the row) first; None with one seed."""
+  if not exec_properties.get(keys.SEEDS):
+    return None
+  selection_seed, *extra_seeds = json.loads(exec_properties[keys.SEEDS])
+  runs = {}
+  for row in rows:
+    variant = row.result.variant
+    runs[variant] = [seeds.SeedRun(selection_seed, row.result.metrics, row.train_seconds)]
+    for seed in extra_seeds:
+      model_run, evaluation_artifact = (
+        artifact_utils.get_single_instance(input_dict[keys.seed_input_key(kind, variant, seed)])
+        for kind in keys.PER_EXTRA_SEED
+      )
+      history = _read_json(os.path.join(model_run.uri, HISTORY_FILE))
+      metrics = evaluation.read_metrics(evaluation_artifact.uri, features.LABEL_KEY).overall
+      runs[variant].append(seeds.SeedRun(seed, metrics, _totals(history).get('seconds', math.nan)))
+  return runs
 
 
 def _split_files(examples: types.Artifact, split: str) -> List[str]:
@@ -227,4 +258,11 @@ class Executor(base_executor.BaseExecutor):
       test_result = held_out.evaluate(path_utils.serving_model_path(output_model.uri), test_files)
       logging.info('%s on the test split: %s', chosen.winner, test_result.metrics)
     report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT])
-    report.write(report_artifact.uri, rows, chosen, test_result, in_service)
+    report.write(
+      report_artifact.uri,
+      rows,
+      chosen,
+      test_result,
+      in_service,
+      seed_runs=_seed_runs(input_dict, exec_properties, rows),
+    )

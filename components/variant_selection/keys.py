@@ -5,6 +5,8 @@ MODEL_RUN = 'model_run'
 EVALUATION = 'evaluation'
 BLESSING = 'blessing'
 PER_VARIANT = (MODEL, MODEL_RUN, EVALUATION)
+# A variant's runs with the extra seeds are only reported: their history and evaluation.
+PER_EXTRA_SEED = (MODEL_RUN, EVALUATION)
 EXAMPLES = 'examples'
 REPORT = 'report'
 VARIANTS = 'variants'
@@ -17,8 +19,14 @@ TEST_SPLIT = 'test_split'
 SIGNIFICANCE_LEVEL = 'significance_level'
 REPLACE_PRODUCTION = 'replace_production'
 LATENCY_REPEATS = 'latency_repeats'
+SEEDS = 'seeds'
 
 
 def input_key(kind: str, variant: str) -> str:
   """The spec's input name for one variant's artifact, e.g. 'model_batch'."""
   return f'{kind}_{variant}'
+
+
+def seed_input_key(kind: str, variant: str, seed: int) -> str:
+  """The spec's input name for a run with an extra seed, e.g. 'evaluation_batch_seed43'."""
+  return f'{input_key(kind, variant)}_seed{seed}'

@@ -21,6 +21,7 @@ from components.variant_selection.selection import Selection  # noqa: E402
 from components.variant_selection.selection import VariantResult  # noqa: E402
 from components.variant_selection.statistics import PairedComparison  # noqa: E402
 from serving.latency import Latency  # noqa: E402
+from components.variant_selection import seeds  # noqa: E402
 from trainer.features import CLASS_NAMES  # noqa: E402
 
 REPORT_JSON = 'report.json'
@@ -30,6 +31,7 @@ PER_CLASS_ACCURACY_PNG = 'per_class_accuracy.png'
 CONFUSION_MATRIX_PNG = 'confusion_matrix.png'
 ACCURACY_INTERVALS_PNG = 'accuracy_intervals.png'
 COST_QUALITY_PNG = 'accuracy_vs_latency.png'
+SEED_ACCURACY_PNG = 'seed_accuracy.png'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,8 +417,10 @@ def write(
   selection: Selection,
   held_out: Optional[HeldOutResult],
   production: Optional[Production] = None,
+  seed_runs: Optional[Mapping[str, Sequence[seeds.SeedRun]]] = None,
 ) -> List[str]:
-  """Writes the report files into `directory` and returns their paths."""
+  """Writes the report files into `directory` and returns their paths; `seed_runs[variant]`
+  (with repeated seeds) are its runs, the one selection used first."""
   tf.io.gfile.makedirs(directory)
   paths = {
     name: os.path.join(directory, name)
@@ -429,10 +433,14 @@ def write(
       COST_QUALITY_PNG,
     )
   }
+  content = _as_json(variants, selection, held_out, production)
+  content['seeds'] = _seeds_as_json(seed_runs) if seed_runs else None
   with tf.io.gfile.GFile(paths[REPORT_JSON], 'w') as report_json:
-    json.dump(_as_json(variants, selection, held_out, production), report_json, indent=1)
+    json.dump(content, report_json, indent=1)
   with tf.io.gfile.GFile(paths[REPORT_MARKDOWN], 'w') as report_markdown:
     report_markdown.write(_markdown(variants, selection, held_out, production))
+    if seed_runs:
+      report_markdown.write(_seeds_markdown(seed_runs))
   _plot_learning_curves(variants, paths[LEARNING_CURVES_PNG])
   _plot_per_class_accuracy(variants, paths[PER_CLASS_ACCURACY_PNG])
   _plot_accuracy_intervals(variants, selection, paths[ACCURACY_INTERVALS_PNG])
@@ -440,4 +448,106 @@ def write(
   if held_out is not None:
     paths[CONFUSION_MATRIX_PNG] = os.path.join(directory, CONFUSION_MATRIX_PNG)
     _plot_confusion_matrix(held_out, selection.winner, paths[CONFUSION_MATRIX_PNG])
+  if seed_runs:
+    paths[SEED_ACCURACY_PNG] = os.path.join(directory, SEED_ACCURACY_PNG)
+    _plot_seed_accuracy(seed_runs, paths[SEED_ACCURACY_PNG])
   return list(paths.values())
+
+
+# Repeated seeds (`--seeds N`): a section of its own in each file, after the comparison.
+
+
+def _seed_list(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> List[int]:
+  """The training seeds, the one selection used first (every variant has the same)."""
+  return [run.seed for run in next(iter(seed_runs.values()))]
+
+
+def _seeds_as_json(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> Dict:
+  variants = []
+  for variant, runs in seed_runs.items():
+    spreads = seeds.across_seeds(runs)
+    variants.append(
+      {
+        'variant': variant,
+        'runs': [
+          {'seed': run.seed, 'eval': dict(run.metrics), 'train_seconds': run.train_seconds}
+          for run in runs
+        ],
+        **{
+          statistic: {metric: getattr(value, statistic) for metric, value in spreads.items()}
+          for statistic in ('mean', 'std', 'n')
+        },
+      }
+    )
+  return {
+    'seeds': _seed_list(seed_runs),
+    'selection_seed': _seed_list(seed_runs)[0],
+    'variants': variants,
+  }
+
+
+def _seeds_markdown(seed_runs: Mapping[str, Sequence[seeds.SeedRun]]) -> str:
+  seed_list = _seed_list(seed_runs)
+  lines = [
+    '',
+    f'Across {len(seed_list)} training seeds ({", ".join(map(str, seed_list))}): mean ± sample '
+    'standard deviation of each variant\'s runs on the eval split. Selection, the gate and the '
+    f'push use the seed {seed_list[0]} runs above, the model a one-seed run trains; the spread '
+    'shows how much of the differences between variants is training noise.',
+    '',
+    '| variant | runs | accuracy | loss | ECE | accuracy by seed | train time (mean) |',
+    '| --- | ---: | ---: | ---: | ---: | --- | ---: |',
+  ]
+  for variant, runs in seed_runs.items():
+    spreads = seeds.across_seeds(runs)
+    by_seed = ', '.join(_number(run.metrics.get(ACCURACY)) for run in runs)
+    mean_seconds = seeds.spread([run.train_seconds for run in runs]).mean
+    lines.append(
+      f'| {variant} | {len(runs)} | {seeds.mean_plus_minus_std(spreads[ACCURACY])} '
+      f'| {seeds.mean_plus_minus_std(spreads[LOSS])} '
+      f'| {seeds.mean_plus_minus_std(spreads[CALIBRATION_ERROR])} | {by_seed} '
+      f'| {_duration(mean_seconds)} |'
+    )
+  return '\n'.join(lines) + '\n'
+
+
+def _plot_seed_accuracy(seed_runs: Mapping[str, Sequence[seeds.SeedRun]], path: str) -> None:
+  """Each run's eval accuracy as a dot (the run selection used ringed), mean ± std beside."""
+  seed_list = _seed_list(seed_runs)
+  figure, axis = pyplot.subplots(figsize=(max(6, 1.4 * len(seed_runs)), 4.5))
+  for position, runs in enumerate(seed_runs.values()):
+    accuracies = [run.metrics.get(ACCURACY, math.nan) for run in runs]
+    first = position == 0  # one legend entry per kind of mark
+    axis.scatter(
+      [position - 0.12] * len(runs),
+      accuracies,
+      s=18,
+      color='tab:blue',
+      alpha=0.7,
+      label='one run per seed' if first else None,
+    )
+    axis.scatter(
+      [position - 0.12],
+      accuracies[:1],
+      s=80,
+      facecolors='none',
+      edgecolors='tab:red',
+      zorder=3,
+      label=f'seed {seed_list[0]}: the run selection uses' if first else None,
+    )
+    accuracy = seeds.across_seeds(runs)[ACCURACY]
+    axis.errorbar(
+      [position + 0.12],
+      [accuracy.mean],
+      yerr=[accuracy.std],
+      fmt='o',
+      color='black',
+      capsize=4,
+      label='mean ± std' if first else None,
+    )
+  axis.set_xticks(range(len(seed_runs)), list(seed_runs))
+  axis.set_xlim(-0.5, len(seed_runs) - 0.5)
+  axis.set(title=f'Eval accuracy over {len(seed_list)} training seeds', ylabel='accuracy')
+  axis.grid(axis='y', alpha=0.3)
+  axis.legend(fontsize='small')
+  _save(figure, path)

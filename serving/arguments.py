@@ -1,0 +1,122 @@
+"""The `predict` and `serving-config` command-line options, importable without TensorFlow so that
+`fmnist-pipeline --help` stays fast; serving/predict.py and serving/server_config.py do the work."""
+
+import argparse
+import os
+
+DEFAULT_MODEL_NAME = 'fashion_mnist'
+# Where the README's docker command mounts the serving root.
+CONTAINER_ROOT = '/models'
+DEFAULT_KEEP = 2
+# The largest request the server accepts; TF Serving splits it into batches of at most
+# `max_execution_batch_size`. The client sends at most this many images per request.
+MAX_REQUEST_IMAGES = 1024
+# gRPC's default limit on a received message; proxies and servers built with gRPC's
+# defaults enforce it (TF Serving's own server raises it to 2 GB).
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+  """The `fmnist-pipeline predict` options."""
+  parser.add_argument(
+    'images',
+    nargs='+',
+    help='IDX images files (.gz; labels are read from the labels file beside it), ExampleGen '
+    'split directories (Split-test) or 28x28 PNG files',
+  )
+  parser.add_argument(
+    '--count', type=int, default=None, help='send at most this many images (default: all)'
+  )
+  where = parser.add_mutually_exclusive_group(required=True)
+  where.add_argument('--rest', metavar='HOST:PORT', help="TF Serving's REST endpoint (port 8501)")
+  where.add_argument('--grpc', metavar='HOST:PORT', help="TF Serving's gRPC endpoint (port 8500)")
+  where.add_argument(
+    '--local',
+    metavar='DIR',
+    help='a pushed model directory (or one version of it), run in this process',
+  )
+  parser.add_argument(
+    '--model-name',
+    default=DEFAULT_MODEL_NAME,
+    help='the model name the server serves (default: %(default)s)',
+  )
+  version = parser.add_mutually_exclusive_group()
+  version.add_argument(
+    '--model-version', type=int, default=None, help='a model version (default: the newest)'
+  )
+  version.add_argument(
+    '--model-label',
+    default=None,
+    help='a version label of the server, e.g. stable or canary (default: none)',
+  )
+  parser.add_argument(
+    '--max-request-bytes',
+    type=int,
+    default=DEFAULT_MAX_REQUEST_BYTES,
+    help="split the images into requests of at most this size (default: %(default)s, gRPC's "
+    '4 MB limit)',
+  )
+  parser.add_argument(
+    '--max-request-images',
+    type=int,
+    default=MAX_REQUEST_IMAGES,
+    help="and at most this many images (default: %(default)s, the batching files' max_batch_size)",
+  )
+
+
+def add_serving_config_arguments(parser: argparse.ArgumentParser) -> None:
+  """The `fmnist-pipeline serving-config` options."""
+  parser.add_argument(
+    '--serving-root',
+    default=os.path.join('outputs', 'serving'),
+    help='the directory holding <model-name>/<version>/, mounted as /models in the container; '
+    'the files are written here (default: %(default)s)',
+  )
+  parser.add_argument(
+    '--model-name',
+    default=DEFAULT_MODEL_NAME,
+    help='the model directory under the serving root (default: %(default)s)',
+  )
+  parser.add_argument(
+    '--base-path',
+    default=None,
+    help=f"the model's directory as the server sees it (default: {CONTAINER_ROOT}/<model-name>)",
+  )
+  parser.add_argument(
+    '--cpu-cores',
+    type=int,
+    default=os.cpu_count() or 1,
+    help="the serving machine's CPU cores: the batching threads (default: this machine's, "
+    '%(default)s)',
+  )
+  versions = parser.add_mutually_exclusive_group()
+  versions.add_argument(
+    '--keep',
+    type=int,
+    default=DEFAULT_KEEP,
+    help='serve the newest N versions, new pushes included, `stable` on the newest '
+    '(default: %(default)s)',
+  )
+  versions.add_argument(
+    '--stable',
+    type=int,
+    metavar='VERSION',
+    help='serve this version, labelled `stable` (default: none)',
+  )
+  versions.add_argument(
+    '--pin',
+    type=int,
+    metavar='VERSION',
+    help='serve only this version, labelled `stable` (default: none)',
+  )
+  versions.add_argument(
+    '--rollback',
+    action='store_true',
+    help='serve only the version pushed before the current `stable`, and label it `stable`',
+  )
+  parser.add_argument(
+    '--canary',
+    type=int,
+    metavar='VERSION',
+    help='with --stable: serve this version too, labelled `canary` (default: none)',
+  )

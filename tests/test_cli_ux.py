@@ -1,0 +1,236 @@
+"""What a newcomer meets first: a fast, documented --help, live or plain progress, TensorBoard
+over the Trainers, and one-line errors from `download`."""
+
+import argparse
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from rich.console import Console
+
+from pipeline import cli
+from pipeline import data
+from pipeline import progress
+from pipeline import tensorboard
+
+# A script that asks every command for --help in a fresh interpreter and reports the exit codes
+# and which heavy libraries got imported.
+_HELP_EVERYWHERE = """
+import json, sys, contextlib, io
+from pipeline import cli
+commands = sorted(cli._parser()._subparsers._group_actions[0].choices)
+codes = {}
+for argv in [['--help']] + [[command, '--help'] for command in commands]:
+  with contextlib.redirect_stdout(io.StringIO()):
+    try:
+      cli.main(argv)
+    except SystemExit as exit:
+      codes[' '.join(argv)] = exit.code
+heavy = sorted({name.split('.')[0] for name in sys.modules} & {'tensorflow', 'tfx', 'apache_beam',
+  'tensorflow_model_analysis', 'tensorflow_transform', 'tf_keras', 'keras'})
+print(json.dumps({'commands': commands, 'codes': codes, 'heavy': heavy}))
+"""
+
+
+def test_help_of_every_command_exits_0_without_importing_tensorflow_tfx_or_beam():
+  found = json.loads(
+    subprocess.run(
+      [sys.executable, '-c', _HELP_EVERYWHERE], check=True, capture_output=True, text=True
+    ).stdout
+  )
+  assert {'run', 'download', 'predict', 'tensorboard', 'compile'} <= set(found['commands'])
+  assert found['codes'] == {
+    ' '.join(argv): 0 for argv in [['--help']] + [[c, '--help'] for c in found['commands']]
+  }
+  assert found['heavy'] == []
+
+
+def _subparsers(parser):
+  (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+  return action.choices
+
+
+def test_every_flag_of_every_command_has_help_with_its_default():
+  undocumented = []
+  for name, parser in _subparsers(cli._parser()).items():
+    required = {
+      action
+      for group in parser._mutually_exclusive_groups
+      if group.required
+      for action in group._group_actions
+    }
+    for action in parser._actions:
+      if isinstance(action, argparse._HelpAction) or not action.option_strings:
+        continue
+      text = parser._get_formatter()._expand_help(action) if action.help else ''
+      # Switches say what they do, one of a required choice has no default; the rest name it.
+      needs_default = action.nargs != 0 and action not in required
+      if not text or (needs_default and 'default' not in text):
+        undocumented.append(f'{name} {action.option_strings[0]}: {text!r}')
+  assert not undocumented
+
+
+# --- progress ------------------------------------------------------------------------------
+
+_TRAINER_FILE = os.path.join(os.sep, 'repo', 'trainer', 'loop.py')
+_RUNNER_FILE = os.path.join(os.sep, 'tfx', 'orchestration', 'launcher.py')
+
+
+def _record(created, message, pathname=_RUNNER_FILE):
+  record = logging.LogRecord('absl', logging.INFO, pathname, 1, message, None, None)
+  record.created = created
+  return record
+
+
+# A run as the runner and the trainer log it, with the times the records were created.
+RECORDED = [
+  _record(100.0, 'Component IdxExampleGen is running.'),
+  _record(112.5, 'Component IdxExampleGen is finished.'),
+  _record(113.0, 'Component Transform is running.'),
+  _record(113.1, 'A cached execution 7 is used.'),
+  _record(113.2, 'Component Transform is finished.'),
+  _record(120.0, 'Component Trainer_batch is running.'),
+  _record(121.0, 'Initialized nothing from the first training batch', _TRAINER_FILE),
+  _record(130.0, 'step 100/1000  loss 0.9000  accuracy 0.7000  3200 images/s', _TRAINER_FILE),
+  _record(140.0, 'step 200/1000  loss 0.6000  accuracy 0.8000  3200 images/s', _TRAINER_FILE),
+]
+
+
+def test_plain_progress_is_one_line_per_event_with_the_trainers_eta():
+  stream = io.StringIO()
+  handler = progress.ProgressHandler(progress.display_for(Console(file=stream)))
+  for record in RECORDED:
+    handler.emit(record)
+  assert stream.getvalue().splitlines() == [
+    '▶ IdxExampleGen ...',
+    '✓ IdxExampleGen (12.5 s)',
+    '▶ Transform ...',
+    '✓ Transform (cached)',
+    '▶ Trainer_batch ...',
+    '    Initialized nothing from the first training batch',
+    '    step 100/1000  loss 0.9000  3200 images/s  ETA …',
+    # 100 steps in 10 s, 800 to go.
+    '    step 200/1000  loss 0.6000  3200 images/s  ETA 1m20s',
+  ]
+  assert handler.current == 'Trainer_batch'
+
+
+def test_on_a_terminal_running_components_are_live_lines_and_finished_ones_stay():
+  stream = io.StringIO()
+  console = Console(file=stream, force_terminal=True, width=120, color_system=None)
+  display = progress.display_for(console)
+  assert isinstance(display, progress.LiveLines)
+  handler = progress.ProgressHandler(display)
+  for record in RECORDED:
+    handler.emit(record)
+  display._progress.refresh()
+  screen = stream.getvalue()
+  display.close()
+  assert '✓ IdxExampleGen (12.5 s)' in screen and '✓ Transform (cached)' in screen
+  assert 'Trainer_batch' in screen
+  assert 'step 200/1000  loss 0.6000  3200 images/s  ETA 1m20s' in screen
+  # The trainer's other messages stay in the log file, off the live display.
+  assert 'Initialized nothing' not in screen
+  # Live lines redraw with cursor controls; plain lines never do.
+  assert '\x1b[' in screen
+
+
+# --- TensorBoard ---------------------------------------------------------------------------
+
+
+def _fabricated_run(output_root):
+  """LocalDagRunner's layout: two executions of Trainer_batch, one of Trainer_none."""
+  pipeline_root = os.path.join(output_root, 'pipeline')
+  for component, execution in (('Trainer_batch', 4), ('Trainer_batch', 12), ('Trainer_none', 5)):
+    for phase in ('train', 'eval'):
+      os.makedirs(os.path.join(pipeline_root, component, 'model_run', str(execution), phase))
+  os.makedirs(os.path.join(pipeline_root, 'Evaluator_batch', 'evaluation', '13'))
+  os.makedirs(os.path.join(pipeline_root, 'Trainer_none', 'model', '5'))
+  return pipeline_root
+
+
+def test_tensorboard_shows_each_variants_newest_trainer_run_under_its_name(tmp_path, capsys):
+  pipeline_root = _fabricated_run(str(tmp_path))
+  runs = os.path.join(pipeline_root, '{}', 'model_run', '{}')
+  assert tensorboard.logdir_spec(tensorboard.trainer_logdirs(str(tmp_path))) == (
+    f'batch:{runs.format("Trainer_batch", 12)},none:{runs.format("Trainer_none", 5)}'
+  )
+  assert cli.main(['tensorboard', '--output-root', str(tmp_path), '--print-only']) == 0
+  printed = capsys.readouterr().out
+  assert f'--logdir_spec batch:{runs.format("Trainer_batch", 12)},none:' in printed
+  assert printed.split()[0].endswith('tensorboard') and '--port 6006' in printed
+
+
+def test_tensorboard_without_trainer_runs_says_so_in_one_line(tmp_path, capsys):
+  assert cli.main(['tensorboard', '--output-root', str(tmp_path)]) == 1
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and str(tmp_path) in err and 'run the pipeline' in err
+
+
+# --- download errors -----------------------------------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+  def log_message(self, *args):  # the server's access log would mix into the CLI's stderr
+    del args
+
+
+@pytest.fixture()
+def mirror(tmp_path):
+  """A local HTTP mirror serving tmp_path/mirror; yields (directory, base URL)."""
+  directory = tmp_path / 'mirror'
+  directory.mkdir()
+  handler = functools.partial(_QuietHandler, directory=str(directory))
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  yield directory, f'http://127.0.0.1:{server.server_address[1]}/'
+  server.shutdown()
+  server.server_close()
+
+
+def _download(capsys, data_dir, base_url):
+  code = cli.main(['download', '--data-dir', str(data_dir), '--base-url', base_url])
+  return code, capsys.readouterr().err
+
+
+def _unused_port():
+  """A port nothing listens on (bound, then released)."""
+  with socket.socket() as sock:
+    sock.bind(('127.0.0.1', 0))
+    return sock.getsockname()[1]
+
+
+def test_download_failures_are_one_line_naming_the_url_and_leave_no_file(tmp_path, capsys, mirror):
+  directory, base_url = mirror
+  data_dir = tmp_path / 'data'
+  # Nothing listens on the port: the network failure names the URL and the way out.
+  code, err = _download(capsys, data_dir, f'http://127.0.0.1:{_unused_port()}/')
+  assert code == 1 and len(err.splitlines()) == 1 and 'Traceback' not in err
+  assert 'train-images-idx3-ubyte.gz: download failed' in err
+  assert 'dataset-fashion-mnist' in err
+  # The mirror has no such file: HTTP 404.
+  code, err = _download(capsys, data_dir, base_url)
+  assert code == 1 and len(err.splitlines()) == 1 and 'download failed (HTTP 404 ' in err
+  assert '--base-url' in err
+  # The mirror serves other content: the checksum names the file; its traceback is in the log.
+  for name in data.IDX_SHA256:
+    (directory / name).write_bytes(gzip.compress(b'not fashion-mnist'))
+  code, err = _download(capsys, data_dir, base_url)
+  actual = hashlib.sha256(b'not fashion-mnist').hexdigest()
+  assert code == 1 and len(err.splitlines()) == 1
+  assert f'{base_url}train-images-idx3-ubyte.gz: content SHA-256 {actual}' in err
+  assert cli.ERROR_LOG in err
+  with open(cli.ERROR_LOG) as log:
+    assert 'Traceback' in log.read()
+  assert os.listdir(data_dir) == []
