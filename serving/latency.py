@@ -6,10 +6,6 @@ import statistics
 import time
 from typing import Callable, Dict, Mapping, Sequence
 
-import tensorflow as tf
-
-from trainer import export
-
 # Calls before timing: the first traces the signature's function and allocates its buffers.
 WARMUP_CALLS = 3
 
@@ -74,6 +70,11 @@ def serving_latency(
 
   Every model is loaded first and the models are timed interleaved, batch size by batch size.
   """
+  # Here rather than at the top: selection and `--help` use Latency without loading TensorFlow.
+  import tensorflow as tf
+
+  from trainer import export
+
   if not examples:
     raise ValueError('no examples to time the serving signature with')
   signatures = {

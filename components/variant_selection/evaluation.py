@@ -1,8 +1,8 @@
 """Reading a TFX Evaluator's output: the candidate's metrics overall and per label with their
-confidence intervals, and why it was or was not blessed."""
+confidence intervals."""
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import tensorflow_model_analysis as tfma
 
@@ -55,29 +55,3 @@ def read_metrics(evaluation_uri: str, label_key: str) -> EvaluationMetrics:
           bounds.upper_bound.double_value.value,
         )
   return result
-
-
-def _describe(failure) -> str:
-  threshold = failure.metric_threshold
-  name = failure.metric_key.name
-  value = failure.metric_value.double_value.value
-  if failure.metric_key.is_diff:
-    drop = -threshold.change_threshold.absolute.value
-    allowed = 'no drop' if drop < 1e-6 else f'a drop of at most {drop:.4f}'
-    return f'{name} changed by {value:+.4f} against the production model (allowed: {allowed})'
-  bounds = threshold.value_threshold
-  if bounds.HasField('lower_bound'):
-    return f'{name} {value:.4f} is below the threshold {bounds.lower_bound.value}'
-  if bounds.HasField('upper_bound'):
-    return f'{name} {value:.4f} is above the threshold {bounds.upper_bound.value}'
-  return failure.message or name
-
-
-def threshold_failures(evaluation_uri: str) -> List[str]:
-  """One line per failed TFMA threshold: metric, value and the bound it missed."""
-  validation = tfma.load_validation_result(evaluation_uri)
-  return [
-    _describe(failure)
-    for per_slice in validation.metric_validations_per_slice
-    for failure in per_slice.failures
-  ]
