@@ -338,10 +338,29 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-  from pipeline import vertex_submit  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  import shutil
+
+  from pipeline import kubeflow_v2_runner
+  from pipeline import vertex_submit
 
   parameters = dict(args.parameter)
-  config, pipeline_json = _compile_for_deployment(args, for_vertex=True)
+  # Compiled aside and moved into place once the parameters are accepted: a rejected
+  # --parameter leaves the files of the previous compile as they were.
+  with tempfile.TemporaryDirectory() as staging_dir:
+    staged = argparse.Namespace(**{**vars(args), 'output': os.path.join(staging_dir, 'p.json')})
+    config, staged_json = _compile_for_deployment(staged, for_vertex=True)
+    vertex_submit.parse_parameters(staged_json, parameters)
+    pipeline_json = args.output
+    os.makedirs(os.path.dirname(os.path.abspath(pipeline_json)), exist_ok=True)
+    for source, target in (
+      (staged_json, pipeline_json),
+      (
+        kubeflow_v2_runner.kfp_package_path(staged_json),
+        kubeflow_v2_runner.kfp_package_path(pipeline_json),
+      ),
+    ):
+      shutil.move(source, target)
   if args.dry_run:
     request = vertex_submit.dry_run(config, pipeline_json, parameters)
     print(json.dumps(request, indent=2, sort_keys=True))

@@ -391,6 +391,7 @@ def test_submit_rejects_a_bad_parameter_in_one_line(
   vertex_config_path, tmp_path, capsys, parameter, message
 ):
   assert _submit_dry_run(vertex_config_path, tmp_path, parameter) == 2
+  assert os.listdir(tmp_path) == [], 'a rejected parameter must write no pipeline files'
   captured = capsys.readouterr()
   # The line before, if any, is the image tag warning (the test image is not tagged with a commit).
   assert captured.err.splitlines()[-1] == f'error: {message}' and captured.out == ''
