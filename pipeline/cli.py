@@ -247,9 +247,15 @@ def _print_found(found, output_root: str, what: str) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-  from pipeline.run_summary import last_run  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from pipeline.run_summary import UnreadableMetadataError
+  from pipeline.run_summary import last_run
 
-  return _print_found(last_run(_local_path(args.output_root)), args.output_root, 'run')
+  try:
+    found = last_run(_local_path(args.output_root))
+  except UnreadableMetadataError as error:
+    return _failed(f'{error} (traceback: {ERROR_LOG})')
+  return _print_found(found, args.output_root, 'run')
 
 
 def _report(args: argparse.Namespace) -> int:

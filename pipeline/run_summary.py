@@ -25,6 +25,16 @@ _STATES = {
 }
 
 
+class UnreadableMetadataError(RuntimeError):
+  """The output root's MLMD file exists but cannot be read as a store."""
+
+
+def _sqlite_reason(error: RuntimeError) -> str:
+  """SQLite's reason inside MLMD's 'Error when executing query: <reason> query: <SQL>'."""
+  parts = str(error).split(' query: ')
+  return parts[1] if len(parts) > 2 else str(error).splitlines()[0]
+
+
 @dataclasses.dataclass
 class ComponentRun:
   node_id: str
@@ -191,6 +201,12 @@ def last_run(output_root: str) -> Optional[Union[RunSummary, DeployedRunSummary]
   the newest comparison report (a deployed run's metadata is the orchestrator's)."""
   config = PipelineConfig(output_root=output_root)
   if os.path.exists(config.metadata_path):
-    return summarize_last_run(config.metadata_path)
+    try:
+      return summarize_last_run(config.metadata_path)
+    except RuntimeError as error:  # what ML Metadata raises for a file that is no store
+      raise UnreadableMetadataError(
+        f'{config.metadata_path} is not a readable ML Metadata store '
+        f'({_sqlite_reason(error)}); `fmnist-pipeline report` still shows the last comparison'
+      ) from error
   comparison = newest_comparison(config.pipeline_root)
   return None if comparison is None else DeployedRunSummary(output_root, comparison)

@@ -177,6 +177,16 @@ def test_tensorboard_without_trainer_runs_says_so_in_one_line(tmp_path, capsys):
   assert len(err.splitlines()) == 1 and str(tmp_path) in err and 'run the pipeline' in err
 
 
+def test_summary_of_a_corrupt_metadata_file_is_one_line_naming_it(tmp_path, capsys):
+  metadata = tmp_path / 'metadata.sqlite'
+  metadata.write_bytes(b'not a database')
+  assert cli.main(['summary', '--output-root', str(tmp_path)]) == 1
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and 'Traceback' not in err
+  assert f'{metadata} is not a readable ML Metadata store (file is not a database)' in err
+  assert metadata.read_bytes() == b'not a database'  # left as it was
+
+
 # --- download errors -----------------------------------------------------------------------
 
 
