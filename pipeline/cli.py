@@ -302,13 +302,19 @@ def _tensorboard(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
   from serving import predict  # pylint: disable=import-outside-toplevel
 
-  return predict.main(args)
+  try:
+    return predict.main(args)
+  except predict.EXPECTED_ERRORS as error:
+    return _failed(f'{error} (traceback: {ERROR_LOG})')
 
 
 def _serving_config(args: argparse.Namespace) -> int:
   from serving import server_config  # pylint: disable=import-outside-toplevel
 
-  return server_config.main(args)
+  try:
+    return server_config.main(args)
+  except server_config.EXPECTED_ERRORS as error:
+    return _failed(f'{error} (traceback: {ERROR_LOG})')
 
 
 def _compile_for_deployment(args: argparse.Namespace, for_vertex: bool = False):

@@ -12,7 +12,6 @@ ExampleGen split), each line shows the label and an accuracy line closes the out
 import dataclasses
 import json
 import os
-import sys
 import urllib.error
 import urllib.request
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -335,13 +334,13 @@ def run(args) -> Tuple[Inputs, List[Prediction]]:
   return inputs, predict_grpc(args.grpc, servable, inputs.images, limits=limits)
 
 
+# What `main` raises for a bad input, model or server: the CLI turns them into one line.
+EXPECTED_ERRORS = (PredictError, idx.IdxFormatError)
+
+
 def main(args) -> int:
   """Prints one line per image (and its label when known), then the accuracy if labels are."""
-  try:
-    inputs, predictions = run(args)
-  except (PredictError, idx.IdxFormatError) as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 1
+  inputs, predictions = run(args)
   for number, (prediction, label) in enumerate(zip(predictions, inputs.labels)):
     print(f'{number:>4}  {prediction.line(None if label == UNKNOWN_LABEL else int(label))}')
   accuracy = inputs.accuracy_line(predictions)

@@ -311,26 +311,25 @@ def write(
 
 # --- command line -------------------------------------------------------------------------
 
+# What `main` raises for a bad serving root or version choice: the CLI turns them into one line.
+EXPECTED_ERRORS = (ServingConfigError,)
+
 
 def main(args) -> int:
   if args.canary is not None and args.stable is None:
     print('error: --canary needs --stable (the version the other clients stay on)', file=sys.stderr)
     return 2
-  try:
-    plan = write(
-      args.serving_root,
-      args.model_name,
-      base_path=args.base_path,
-      cpu_cores=args.cpu_cores,
-      keep=args.keep,
-      stable=args.stable,
-      canary=args.canary,
-      pin=args.pin,
-      rollback=args.rollback,
-    )
-  except ServingConfigError as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 1
+  plan = write(
+    args.serving_root,
+    args.model_name,
+    base_path=args.base_path,
+    cpu_cores=args.cpu_cores,
+    keep=args.keep,
+    stable=args.stable,
+    canary=args.canary,
+    pin=args.pin,
+    rollback=args.rollback,
+  )
   print(f'{args.model_name} {plan.describe()}')
   names = [MODELS_CONFIG, *BATCHING_FILES.values(), MONITORING_CONFIG]
   print(f'Wrote {", ".join(names)} to {args.serving_root}')

@@ -436,7 +436,9 @@ def test_predict_command_prints_labels_and_accuracy_only_when_known(served, caps
   assert len(lines) == 5 and not any('label' in line or 'accuracy' in line for line in lines)
 
 
-def test_predict_command_bad_inputs_and_model_directories_are_one_line(served, capsys, tmp_path):
+def test_predict_command_bad_inputs_and_model_directories_are_one_line(
+  served, capsys, tmp_path, monkeypatch
+):
   _, version_dir, _ = served
   pair = idx_files.write_dataset(str(tmp_path), 't10k', 2)
   broken = tmp_path / 'broken' / '3'
@@ -453,10 +455,14 @@ def test_predict_command_bad_inputs_and_model_directories_are_one_line(served, c
       'no version 9 (found: 1)',
     ),
   ]
+  error_log = tmp_path / 'error.log'
+  monkeypatch.setattr(cli, 'ERROR_LOG', str(error_log))
   for arguments, message in cases:
+    error_log.unlink(missing_ok=True)
     assert cli.main(['predict', *arguments]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and message in error, error
+    assert error_log.read_text().startswith('Traceback')  # what the line leaves out
 
 
 # --- Serving latency, as the selector measures it -----------------------------------------------

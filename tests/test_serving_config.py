@@ -189,13 +189,18 @@ def test_rollback_moves_stable_to_the_previous_loaded_version(tmp_path, capsys):
     (['--rollback'], '--rollback needs a models.config'),
   ],
 )
-def test_bad_versions_are_one_line_errors_and_write_nothing(tmp_path, capsys, options, message):
+def test_bad_versions_are_one_line_errors_and_write_nothing(
+  tmp_path, capsys, monkeypatch, options, message
+):
+  error_log = tmp_path / 'error.log'
+  monkeypatch.setattr(cli, 'ERROR_LOG', str(error_log))
   root = _push(tmp_path, 100, 200)
   assert _serving_config(root, *options) == 1
   error = capsys.readouterr().err.strip()
   assert error.startswith('error: ') and len(error.splitlines()) == 1
   assert message in error
   assert not (tmp_path / 'models.config').exists()
+  assert error_log.read_text().startswith('Traceback')  # what the line leaves out
 
 
 def test_a_serving_root_without_versions_and_a_canary_without_stable_are_refused(tmp_path, capsys):
