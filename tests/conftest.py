@@ -35,3 +35,14 @@ def container_data_steps(tmp_path_factory):
   from tests.test_kubeflow_v2 import run_data_steps  # pylint: disable=import-outside-toplevel
 
   return run_data_steps(str(tmp_path_factory.mktemp("container_steps")))
+
+
+@pytest.fixture
+def error_log(tmp_path, monkeypatch):
+  """The CLI's traceback log, redirected into the test's own directory: the default one in /tmp
+  is shared with every other run on the machine."""
+  from pipeline import cli  # pylint: disable=import-outside-toplevel
+
+  path = tmp_path / 'error.log'
+  monkeypatch.setattr(cli, 'ERROR_LOG', str(path))
+  return path

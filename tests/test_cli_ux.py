@@ -222,11 +222,9 @@ def _unused_port():
 
 
 def test_download_failures_are_one_line_naming_the_url_and_leave_no_file(
-  tmp_path, capsys, mirror, monkeypatch
+  tmp_path, capsys, mirror, error_log
 ):
   directory, base_url = mirror
-  # Its own log, not the one in /tmp that other test runs on this machine may write.
-  monkeypatch.setattr(cli, 'ERROR_LOG', str(tmp_path / 'error.log'))
   data_dir = tmp_path / 'data'
   # Nothing listens on the port: the network failure names the URL and the way out.
   code, err = _download(capsys, data_dir, f'http://127.0.0.1:{_unused_port()}/')

@@ -437,7 +437,7 @@ def test_predict_command_prints_labels_and_accuracy_only_when_known(served, caps
 
 
 def test_predict_command_bad_inputs_and_model_directories_are_one_line(
-  served, capsys, tmp_path, monkeypatch
+  served, capsys, tmp_path, error_log
 ):
   _, version_dir, _ = served
   pair = idx_files.write_dataset(str(tmp_path), 't10k', 2)
@@ -455,8 +455,6 @@ def test_predict_command_bad_inputs_and_model_directories_are_one_line(
       'no version 9 (found: 1)',
     ),
   ]
-  error_log = tmp_path / 'error.log'
-  monkeypatch.setattr(cli, 'ERROR_LOG', str(error_log))
   for arguments, message in cases:
     error_log.unlink(missing_ok=True)
     assert cli.main(['predict', *arguments]) == 1

@@ -190,10 +190,8 @@ def test_rollback_moves_stable_to_the_previous_loaded_version(tmp_path, capsys):
   ],
 )
 def test_bad_versions_are_one_line_errors_and_write_nothing(
-  tmp_path, capsys, monkeypatch, options, message
+  tmp_path, capsys, error_log, options, message
 ):
-  error_log = tmp_path / 'error.log'
-  monkeypatch.setattr(cli, 'ERROR_LOG', str(error_log))
   root = _push(tmp_path, 100, 200)
   assert _serving_config(root, *options) == 1
   error = capsys.readouterr().err.strip()
