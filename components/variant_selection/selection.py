@@ -8,18 +8,32 @@ The rule, in order:
 3. Contenders: with the accuracy metric, the blessed variants whose per-example correctness
    McNemar's exact test cannot tell from the best's at the significance level (p ≥ level);
    they differ from it by noise only. Other metrics rank by their point estimate.
-4. Winner: among the contenders that would replace production (step 5; all of them before the
-   first push), the one that serves fastest at batch 1, then the fewest parameters. Latencies
-   whose p10–p90 ranges overlap count as equal: a difference inside the timing noise decides
-   nothing. A contender that is the production model itself wins outright (nothing to push).
-5. Production: a challenger replaces production only when it is significantly better than
-   production on the same examples (`significantly_better`), or, with `not_worse_and_cheaper`,
-   also when it is not significantly worse and clearly faster at batch 1.
-"""
+4. Production: a challenger replaces production only when it is significantly better than
+   production on the same examples, after Holm's correction over every variant of the run
+   (`significantly_better`), or, with `not_worse_and_cheaper`, also when it is not
+   significantly worse (uncorrected) and clearly faster at batch 1. The rule is checked for
+   every contender; a copy of the production model never replaces it.
+5. Winner: among the contenders that replace production (all of them before the first push),
+   the one that serves fastest at batch 1, then the fewest parameters. Latencies whose p10–p90
+   ranges overlap count as equal: a difference inside the timing noise decides nothing. When
+   none replaces production, a contender that is the production model itself is kept (nothing
+   to push), else the fastest contender is reported, not pushed.
 
+Why Holm over every variant: each variant's test against production has a `level` chance of
+a false "significantly better", so the chance that at least one of m equal variants passes
+grows with m, and the best of them is the likeliest to. Holm's step-down correction keeps the
+chance of any false "significantly better" in the family, whichever variant wins and however
+it was chosen, at most `level`. The family is every variant the run was configured with,
+fixed before any result is seen (a family chosen from the results, such as the blessed ones,
+would not keep the bound). Extra training seeds are reported only, never tested for a push,
+so they do not enlarge it.
+"""
 import dataclasses
+import functools
 import math
 from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
 
 from components.variant_selection import statistics
 from serving.latency import Latency
@@ -33,6 +47,8 @@ SIGNIFICANTLY_BETTER = 'significantly_better'
 NOT_WORSE_AND_CHEAPER = 'not_worse_and_cheaper'
 REPLACE_PRODUCTION_RULES = (SIGNIFICANTLY_BETTER, NOT_WORSE_AND_CHEAPER)
 DEFAULT_SIGNIFICANCE_LEVEL = 0.05
+# The improvement the report states the push decision's power for: one point of accuracy.
+POWER_DIFFERENCE = 0.01
 # Float rounding only (float32 metric results): one example of the 6k eval split is 1.7e-4.
 _ROUNDING = 1e-6
 
@@ -150,7 +166,29 @@ class Selection:
   against_production: Dict[str, statistics.PairedComparison] = dataclasses.field(
     default_factory=dict
   )
+  # Holm-adjusted p of each variant's "more accurate than production" (1 when it is not), over
+  # the family of `family_size` variants; empty before the first push.
+  holm_adjusted: Dict[str, float] = dataclasses.field(default_factory=dict)
+  family_size: int = 0
+  # The median fraction of eval examples a variant and production answer differently; None
+  # without a production model to compare with.
+  discordance: Optional[float] = None
+  eval_examples: int = 0
   policy: Policy = Policy()
+
+  @functools.cached_property
+  def power(self) -> Optional[float]:
+    """At least this chance that a variant POWER_DIFFERENCE more accurate than production is
+    pushed, at this run's eval size, discordance and family size. Holm tests the smallest p at
+    level / m first, and passing that Bonferroni bound suffices, hence "at least"."""
+    if self.discordance is None:
+      return None
+    return statistics.mcnemar_power(
+      POWER_DIFFERENCE,
+      self.eval_examples,
+      self.discordance,
+      self.policy.significance_level / self.family_size,
+    )
 
 
 def _finite(value: Optional[float]) -> bool:
@@ -176,31 +214,50 @@ def _rank(candidates: Sequence[Candidate], metric: str) -> List[Candidate]:
 
 
 def clearly_faster(first: Optional[Latency], second: Optional[Latency]) -> bool:
-  """`first`'s p10–p90 range lies wholly below `second`'s; an unmeasured one is never faster."""
-  if first is None:
+  """`first`'s p10–p90 range lies wholly below `second`'s. Nothing is clearly faster or slower
+  than an unmeasured latency: no measurement is no evidence."""
+  if first is None or second is None:
     return False
-  return second is None or first.p90_ms < second.p10_ms
+  return first.p90_ms < second.p10_ms
 
 
 def fastest(contenders: Sequence[Candidate]) -> Candidate:
   """The contender with the lowest batch-1 latency, latencies within each other's p10–p90
-  noise counting as equal; then the fewest parameters; then the given order."""
+  noise counting as equal; then the fewest parameters; then the given order. Unmeasured
+  contenders come after the measured ones."""
+  measured = [c for c in contenders if c.latency is not None] or list(contenders)
   quickest = min(
-    contenders, key=lambda c: c.latency.median_ms if c.latency is not None else math.inf
+    measured, key=lambda c: c.latency.median_ms if c.latency is not None else math.inf
   )
-  as_fast = [c for c in contenders if not clearly_faster(quickest.latency, c.latency)]
+  as_fast = [c for c in measured if not clearly_faster(quickest.latency, c.latency)]
   return min(
     as_fast, key=lambda c: c.parameters if c.parameters is not None else math.inf
   )  # min keeps the first of equals: the better ranked
 
 
+def _better_p(comparison: Optional[statistics.PairedComparison]) -> float:
+  """The p-value of "more accurate than production": McNemar's two-sided p when the variant is
+  more accurate on the eval examples, else 1 (no evidence for it). Under "not more accurate" it
+  is below a level at most half that often, so it is a valid p-value for Holm."""
+  if comparison is None or comparison.difference <= 0:
+    return 1.0
+  return comparison.p_value
+
+
 def _replaces(
-  candidate: Candidate, comparison: Optional[statistics.PairedComparison], production, policy
+  candidate: Candidate,
+  comparison: Optional[statistics.PairedComparison],
+  adjusted_p: float,
+  production: ProductionModel,
+  policy: Policy,
 ) -> bool:
-  if comparison is None:
+  """Whether `candidate` replaces production under `policy`, given its Holm-adjusted p."""
+  if comparison is None or candidate.is_production:
     return False
-  if comparison.significantly_better(policy.significance_level):
+  if adjusted_p < policy.significance_level:
     return True
+  # Not significantly worse is checked uncorrected: a correction would let more worse models
+  # through, since it only makes "significantly worse" harder to find.
   return (
     policy.replace_production == NOT_WORSE_AND_CHEAPER
     and not comparison.significantly_worse(policy.significance_level)
@@ -240,6 +297,8 @@ def _why_winner(
 def _production_clause(
   winner: Candidate,
   comparison: Optional[statistics.PairedComparison],
+  adjusted_p: float,
+  family_size: int,
   production: ProductionModel,
   policy: Policy,
   replaces: bool,
@@ -249,9 +308,10 @@ def _production_clause(
   level = policy.significance_level
   numbers = (
     f'{winner.result.metrics[ACCURACY]:.4f} against production\'s {production.accuracy:.4f} '
-    f'({comparison.difference:+.4f}, McNemar p = {comparison.p_value:.3g})'
+    f'({comparison.difference:+.4f}, McNemar p = {comparison.p_value:.3g}, Holm-adjusted p = '
+    f'{adjusted_p:.3g} over {family_size} variant{"s" if family_size > 1 else ""})'
   )
-  if replaces and comparison.significantly_better(level):
+  if replaces and adjusted_p < level:
     return f'it replaces production: {numbers} is significantly better at level {level}'
   if replaces:
     return (
@@ -312,15 +372,20 @@ def select(
   against_best = {
     c.variant: statistics.compare(c.correct, best.correct)
     for c in measurable
-    if c is not best and c.correct and best.correct
+    if c is not best and len(c.correct) and len(best.correct)
   }
-  against_production = {}
+  against_production, adjusted, discordance = {}, {}, None
   if production is not None:
     against_production = {
       c.variant: statistics.compare(c.correct, production.correct)
       for c in measurable
-      if c.correct and production.correct
+      if len(c.correct) and len(production.correct)
     }
+    # The family is every variant of the run, whether or not it was blessed or measured.
+    adjusted = statistics.holm_adjusted(
+      {c.variant: _better_p(against_production.get(c.variant)) for c in candidates}
+    )
+    discordance = _median_discordance(candidates, against_production)
   contenders = [best]
   if metric == ACCURACY:
     contenders += [
@@ -333,22 +398,34 @@ def select(
     winner, push = fastest(contenders), True
     why = _why_winner(winner, best, contenders, metric, against_best, level)
     decision = f'{why}; no model is in production yet.'
-  elif in_production is not None:
-    winner, push = in_production, False
-    decision = (
-      f'Kept the model in production: {winner.variant} is it (the same SavedModel bytes) and is '
-      'within noise of the best, so nothing new is pushed.'
-    )
   else:
     replacing = [
-      c for c in contenders if _replaces(c, against_production.get(c.variant), production, policy)
+      c
+      for c in contenders
+      if _replaces(
+        c, against_production.get(c.variant), adjusted[c.variant], production, policy
+      )
     ]
-    winner = fastest(replacing or contenders)
     push = bool(replacing)
-    clause = _production_clause(
-      winner, against_production.get(winner.variant), production, policy, push
-    )
-    decision = f'{_why_winner(winner, best, contenders, metric, against_best, level)}; {clause}.'
+    if not push and in_production is not None:
+      winner = in_production
+      decision = (
+        f'Kept the model in production: {winner.variant} is it (the same SavedModel bytes) and '
+        'is within noise of the best, and no variant within noise of the best replaces it, so '
+        'nothing new is pushed.'
+      )
+    else:
+      winner = fastest(replacing or contenders)
+      clause = _production_clause(
+        winner,
+        against_production.get(winner.variant),
+        adjusted[winner.variant],
+        len(candidates),
+        production,
+        policy,
+        push,
+      )
+      decision = f'{_why_winner(winner, best, contenders, metric, against_best, level)}; {clause}.'
 
   for place, candidate in enumerate(qualifying):
     if candidate is winner:
@@ -370,5 +447,22 @@ def select(
     contenders=[c.variant for c in contenders],
     against_best=against_best,
     against_production=against_production,
+    holm_adjusted=adjusted,
+    family_size=len(candidates) if production is not None else 0,
+    discordance=discordance,
+    eval_examples=len(production.correct) if production is not None else 0,
     policy=policy,
   )
+
+
+def _median_discordance(
+  candidates: Sequence[Candidate], against_production: Mapping[str, statistics.PairedComparison]
+) -> Optional[float]:
+  """The median share of eval examples that a variant (not a copy of production) and production
+  answer differently: how far apart retrained models are, which the power depends on."""
+  shares = [
+    (comparison.only_model + comparison.only_reference) / comparison.examples
+    for c in candidates
+    if not c.is_production and (comparison := against_production.get(c.variant))
+  ]
+  return float(np.median(shares)) if shares else None
