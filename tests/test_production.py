@@ -1,9 +1,14 @@
 """Which pushed version is in production, and whether a model is that version."""
 
+import glob
 import os
 import shutil
 
+import pytest
+import tensorflow as tf
+
 from components.variant_selection import production
+from serving import server_config
 
 
 def _saved_model(path, weights=b'weights'):
@@ -35,3 +40,124 @@ def test_a_pushed_copy_has_the_digest_of_its_source_and_other_weights_do_not(tmp
   assert production.saved_model_digest(pushed) == production.saved_model_digest(source)
   retrained = _saved_model(str(tmp_path / 'other'), weights=b'other weights')
   assert production.saved_model_digest(retrained) != production.saved_model_digest(source)
+
+
+# --- Which version TF Serving serves: models.config, leading zeros, versions that do not load --
+
+
+@pytest.fixture(scope='module')
+def saved_model(tmp_path_factory):
+  """A real SavedModel (one variable, one signature): what the loader check needs to load."""
+  module = tf.Module()
+  module.weight = tf.Variable([1.0, 2.0])
+  module.serve = tf.function(
+    lambda x: {'y': x * module.weight}, input_signature=[tf.TensorSpec([2], tf.float32)]
+  )
+  path = str(tmp_path_factory.mktemp('saved_model') / 'model')
+  tf.saved_model.save(module, path, signatures={'serving_default': module.serve})
+  return path
+
+
+def _push(model_dir, saved_model, *names):
+  for name in names:
+    shutil.copytree(saved_model, os.path.join(model_dir, str(name)))
+
+
+def _serving_config(serving_root, **options):
+  server_config.write(str(serving_root), MODEL_NAME, cpu_cores=1, **options)
+
+
+MODEL_NAME = 'fashion_mnist'
+
+
+def test_a_version_with_leading_zeros_resolves_to_its_own_directory(tmp_path, saved_model):
+  model_dir = str(tmp_path / MODEL_NAME)
+  _push(model_dir, saved_model, '0001', '0002')
+  assert production.complete_versions(model_dir) == [1, 2]
+  assert production.latest_version(model_dir) == os.path.join(model_dir, '0002')
+  served = production.in_production(model_dir)
+  assert (served.path, served.version) == (os.path.join(model_dir, '0002'), 2)
+
+
+@pytest.mark.parametrize(
+  'options, expected, reason',
+  [
+    ({}, 3, 'the newest version'),
+    ({'rollback': True}, 2, 'the `stable` version'),
+    ({'pin': 2}, 2, 'the `stable` version'),
+    ({'stable': 2, 'canary': 3}, 2, 'the `stable` version'),
+  ],
+  ids=['keep 2', 'rollback', 'pin', 'stable and canary'],
+)
+def test_production_is_the_version_models_config_serves(
+  tmp_path, saved_model, options, expected, reason
+):
+  model_dir = str(tmp_path / MODEL_NAME)
+  _push(model_dir, saved_model, 1, 2, 3)
+  _serving_config(tmp_path)  # serves 2 and 3, stable = 3: what --rollback moves from
+  if options:
+    _serving_config(tmp_path, **options)
+  served = production.in_production(model_dir)
+  assert served.path == os.path.join(model_dir, str(expected))
+  assert served.reason.startswith(reason)
+
+
+def test_under_the_latest_policy_a_push_after_serving_config_is_production(tmp_path, saved_model):
+  # The push is served by itself to requests without a label; `stable` waits for serving-config.
+  model_dir = str(tmp_path / MODEL_NAME)
+  _push(model_dir, saved_model, 1)
+  _serving_config(tmp_path)
+  _push(model_dir, saved_model, 2)
+  assert production.in_production(model_dir).path == os.path.join(model_dir, '2')
+
+
+def _without_variables(path):
+  shutil.rmtree(os.path.join(path, 'variables'))
+
+
+def _truncated(name):
+  def truncate(path):
+    (file,) = glob.glob(os.path.join(path, name))
+    with open(file, 'r+b') as content:
+      content.truncate(os.path.getsize(file) // 2)
+
+  return truncate
+
+
+def _push_under_way(path):
+  os.remove(os.path.join(path, production.SAVED_MODEL_FILE))
+
+
+@pytest.mark.parametrize(
+  'break_version',
+  [
+    _without_variables,
+    _truncated(production.SAVED_MODEL_FILE),
+    _truncated('variables/variables.data-*'),
+    _push_under_way,
+  ],
+  ids=['no variables', 'truncated graph', 'truncated variables', 'push under way'],
+)
+def test_a_version_tf_serving_cannot_load_is_skipped_with_one_warning(
+  tmp_path, saved_model, break_version
+):
+  model_dir = str(tmp_path / MODEL_NAME)
+  _push(model_dir, saved_model, 1, 2, 3)
+  _serving_config(tmp_path, pin=3)
+  broken = os.path.join(model_dir, '3')
+  break_version(broken)
+  warnings = []
+  served = production.in_production(model_dir, warn=warnings.append)
+  # The pinned version fails, so a running server keeps an older one: the newest that loads.
+  assert served.path == os.path.join(model_dir, '2')
+  (warning,) = warnings
+  assert warning.startswith(f'{broken} is not production: TF Serving cannot load it (')
+
+
+def test_no_version_that_loads_means_no_production_model(tmp_path, saved_model):
+  model_dir = str(tmp_path / MODEL_NAME)
+  _push(model_dir, saved_model, 1)
+  _without_variables(os.path.join(model_dir, '1'))
+  warnings = []
+  assert production.in_production(model_dir, warn=warnings.append) is None
+  assert len(warnings) == 1

@@ -163,9 +163,18 @@ class Executor(base_executor.BaseExecutor):
       for variant in variants
     }
     serving_model_dir = exec_properties[keys.SERVING_MODEL_DIR]
-    production_path = production.latest_version(serving_model_dir)
-    if production_path is None:
+    skipped = []
+
+    def skip(line: str) -> None:
+      logging.warning('%s', line)
+      skipped.append(line)
+
+    served = production.in_production(serving_model_dir, warn=skip)
+    production_path = served.path if served else None
+    if served is None:
       logging.info('No model under %s yet: only the accuracy threshold applies.', serving_model_dir)
+    else:
+      logging.info('Production: %s, %s', served.path, served.reason)
     measured = dict(model_dirs, **({PRODUCTION: production_path} if production_path else {}))
     # Per-example correctness of every model on the same eval examples, for the paired tests.
     started = time.perf_counter()
@@ -186,7 +195,11 @@ class Executor(base_executor.BaseExecutor):
     in_service = None
     if production_path is not None:
       in_service = report.Production(
-        path=production_path, eval=on_eval[PRODUCTION], latency=serving_latency[PRODUCTION]
+        path=production_path,
+        eval=on_eval[PRODUCTION],
+        latency=serving_latency[PRODUCTION],
+        reason=served.reason,
+        skipped=skipped,
       )
       logging.info(
         'Production model %s on the eval split: %s', production_path, in_service.eval.metrics

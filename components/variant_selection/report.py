@@ -17,6 +17,7 @@ from components.variant_selection.held_out import HeldOutResult  # noqa: E402
 from components.variant_selection.selection import ACCURACY  # noqa: E402
 from components.variant_selection.selection import CALIBRATION_ERROR  # noqa: E402
 from components.variant_selection.selection import LOSS  # noqa: E402
+from components.variant_selection.selection import POWER_DIFFERENCE  # noqa: E402
 from components.variant_selection.selection import Selection  # noqa: E402
 from components.variant_selection.selection import VariantResult  # noqa: E402
 from components.variant_selection.statistics import PairedComparison  # noqa: E402
@@ -42,6 +43,10 @@ class Production:
   eval: HeldOutResult
   # serving_default latency by batch size.
   latency: Mapping[int, Latency] = dataclasses.field(default_factory=dict)
+  # Why this version: e.g. the `stable` one of models.config.
+  reason: str = ''
+  # One line per newer or chosen version TF Serving could not load, skipped for this one.
+  skipped: Sequence[str] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +129,7 @@ def _variant_json(row: VariantReport, selection: Selection) -> Dict:
     },
     'against_best': _comparison_json(selection.against_best.get(variant)),
     'against_production': _comparison_json(selection.against_production.get(variant)),
+    'holm_adjusted_p_against_production': selection.holm_adjusted.get(variant),
     'within_noise_of_best': variant in selection.contenders,
     'serving_latency_ms': _latency_json(row.latency),
     'parameters': row.parameters,
@@ -152,8 +158,19 @@ def _as_json(
     if production is None
     else {
       'path': production.path,
+      'reason': production.reason,
+      'skipped': list(production.skipped),
       'eval': production.eval.metrics,
       'serving_latency_ms': _latency_json(production.latency),
+    },
+    'power': None
+    if selection.power is None
+    else {
+      'accuracy_difference': POWER_DIFFERENCE,
+      'at_least': selection.power,
+      'eval_examples': selection.eval_examples,
+      'median_discordance': selection.discordance,
+      'family_size': selection.family_size,
     },
     'variants': [_variant_json(row, selection) for row in variants],
     'test': None
@@ -239,9 +256,11 @@ def _outcome(
     lines.append('No model in production yet: the accuracy threshold alone decides.')
   else:
     lines.append(
-      f'Production model (the baseline): {production.path}, eval accuracy '
+      f'Production model (the baseline): {production.path}'
+      f'{f" ({production.reason})" if production.reason else ""}, eval accuracy '
       f'{_number(production.eval.metrics[ACCURACY])} on the same examples.'
     )
+    lines += [f'Skipped: {line}.' for line in production.skipped]
   if held_out is None:
     lines.append('No variant was blessed, so nothing was selected and nothing will be pushed.')
   else:
@@ -252,9 +271,25 @@ def _outcome(
       f'ECE {_number(held_out.metrics[CALIBRATION_ERROR])}.'
     )
   lines += ['', f'**Decision:** {selection.decision}']
+  if selection.power is not None:
+    lines.append(_power_sentence(selection))
   if selection.in_production:
     lines.append('It is the model in production already, so nothing new is pushed.')
   return lines
+
+
+def _power_sentence(selection: Selection) -> str:
+  """How likely this gate was to push a real improvement: the power of its test for a variant
+  one point more accurate than production, at this run's size, discordance and family."""
+  needed = selection.policy.significance_level / selection.family_size
+  return (
+    f'Power: a variant {POWER_DIFFERENCE * 100:g} point more accurate than production is pushed '
+    f'in at least {selection.power:.0%} of runs like this one ({selection.eval_examples:,} eval '
+    f'examples, of which a variant and production answer {selection.discordance:.1%} '
+    f'differently (median over the variants), Holm over {selection.family_size} variant(s): '
+    f'McNemar p < {needed:.3g} suffices; exact binomial). A smaller gain is likelier to stay '
+    'unpushed.'
+  )
 
 
 def _markdown(
