@@ -528,9 +528,7 @@ def test_no_better_challengers_are_pushed_at_most_at_the_level(challengers, adva
 def test_the_stated_power_is_what_the_selector_achieves(challengers):
   # One challenger a point better among `challengers` - 1 equal ones: with one, Holm is McNemar
   # at the level, and the power is exact; with six it is at least that of level / 6.
-  stated = mcnemar_power(
-    POWER_DIFFERENCE, SIMULATED_EXAMPLES, DISCORDANCE, LEVEL / challengers
-  )
+  stated = mcnemar_power(POWER_DIFFERENCE, SIMULATED_EXAMPLES, DISCORDANCE, LEVEL / challengers)
   trials = 400
   achieved = _push_rate(trials, challengers, 0.0, better=1, seed=1)
   margin = _monte_carlo_margin(stated, trials)

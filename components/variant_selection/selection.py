@@ -28,6 +28,7 @@ fixed before any result is seen (a family chosen from the results, such as the b
 would not keep the bound). Extra training seeds are reported only, never tested for a push,
 so they do not enlarge it.
 """
+
 import dataclasses
 import functools
 import math
@@ -226,9 +227,7 @@ def fastest(contenders: Sequence[Candidate]) -> Candidate:
   noise counting as equal; then the fewest parameters; then the given order. Unmeasured
   contenders come after the measured ones."""
   measured = [c for c in contenders if c.latency is not None] or list(contenders)
-  quickest = min(
-    measured, key=lambda c: c.latency.median_ms if c.latency is not None else math.inf
-  )
+  quickest = min(measured, key=lambda c: c.latency.median_ms if c.latency is not None else math.inf)
   as_fast = [c for c in measured if not clearly_faster(quickest.latency, c.latency)]
   return min(
     as_fast, key=lambda c: c.parameters if c.parameters is not None else math.inf
@@ -402,9 +401,7 @@ def select(
     replacing = [
       c
       for c in contenders
-      if _replaces(
-        c, against_production.get(c.variant), adjusted[c.variant], production, policy
-      )
+      if _replaces(c, against_production.get(c.variant), adjusted[c.variant], production, policy)
     ]
     push = bool(replacing)
     if not push and in_production is not None:

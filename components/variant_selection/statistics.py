@@ -130,7 +130,9 @@ def mcnemar_power(difference: float, examples: int, discordance: float, level: f
   # D within 8 standard deviations of its mean: the rest weighs less than 1e-14.
   spread = 8 * math.sqrt(examples * discordance * (1 - discordance)) + 1
   mean = examples * discordance
-  discordant = np.arange(max(1, math.floor(mean - spread)), min(examples, math.ceil(mean + spread)) + 1)
+  discordant = np.arange(
+    max(1, math.floor(mean - spread)), min(examples, math.ceil(mean + spread)) + 1
+  )
   # The two-sided p of b > D / 2 model-only examples out of D is 2·P(Binomial(D, ½) ≤ D − b), below
   # `level` from b = D − k + 1 on, where k is the smallest count whose CDF reaches level / 2.
   first_rejected = discordant - stats.binom.ppf(level / 2, discordant, 0.5) + 1
