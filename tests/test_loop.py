@@ -1,6 +1,7 @@
 """The training loop: it learns, resumes from checkpoints, and stops on a diverged loss."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -40,6 +41,7 @@ def _fit(
   learning_rate=1e-2,
   checkpoint_every=10,
   close_summaries=True,
+  log_every=5,
 ):
   model = build_model('batch', seed=0)
   task = loop.ClassifierTask(
@@ -52,7 +54,7 @@ def _fit(
   schedule = loop.Schedule(
     total_steps=total_steps,
     steps_per_epoch=10,
-    log_every_n_steps=5,
+    log_every_n_steps=log_every,
     checkpoint_every_n_steps=checkpoint_every,
   )
   try:
@@ -112,11 +114,8 @@ def test_fit_resumes_from_the_last_checkpoint_and_keeps_the_history_before_it(tm
 def test_history_is_saved_with_every_checkpoint(tmp_path):
   # A preempted run never reaches the end of fit: what it trained must already be on disk.
   train, evaluation = _datasets()
-  poisoned_after_20 = train.take(21).concatenate(
-    train.map(lambda images, labels: (images * np.float32('nan'), labels))
-  )
   with pytest.raises(loop.NonFiniteLossError):
-    _fit(str(tmp_path), 40, poisoned_after_20, evaluation, close_summaries=False)
+    _fit(str(tmp_path), 40, _poisoned_after(train, 21), evaluation, close_summaries=False)
   with open(tmp_path / HISTORY_FILE) as history:
     records = json.load(history)
   assert [r['step'] for r in records if r['phase'] == 'eval'] == [10, 20]
@@ -128,6 +127,60 @@ def test_diverged_loss_stops_training(tmp_path):
   poisoned = train.map(lambda images, labels: (images * np.float32('nan'), labels))
   with pytest.raises(loop.NonFiniteLossError, match='loss became nan by step 5'):
     _fit(str(tmp_path), 20, poisoned, evaluation)
+
+
+def _poisoned_after(train, steps):
+  """The same batches as `train` for `steps` steps, then NaN images."""
+  return train.take(steps).concatenate(
+    train.map(lambda images, labels: (images * np.float32('nan'), labels))
+  )
+
+
+def _checkpointed_weights(run_dir):
+  """The latest checkpoint's step and model weights."""
+  model = build_model('batch', seed=0)
+  checkpoint = tf.train.Checkpoint(model=model)
+  latest = tf.train.latest_checkpoint(os.path.join(run_dir, 'ckpt'))
+  checkpoint.restore(latest).expect_partial()
+  return int(latest.rsplit('-', 1)[1]), [weight.numpy() for weight in model.weights]
+
+
+def test_a_loss_that_diverges_between_log_steps_is_never_checkpointed(tmp_path):
+  # Logs every 10 steps, checkpoints every 5: NaN from step 22 on must stop training at the
+  # checkpoint of step 25, not save it and stop at the log of step 30.
+  train, evaluation = _datasets()
+  with pytest.raises(loop.NonFiniteLossError, match='loss became nan by step 25'):
+    _fit(
+      str(tmp_path), 40, _poisoned_after(train, 21), evaluation, checkpoint_every=5, log_every=10
+    )
+  step, weights = _checkpointed_weights(str(tmp_path))
+  assert step == 20
+  assert all(np.isfinite(weight).all() for weight in weights)
+
+
+def test_weights_that_overflow_after_a_finite_loss_are_never_checkpointed(tmp_path):
+  # An infinite learning rate: the first step's loss is finite, the weights it writes are not.
+  train, evaluation = _datasets()
+  with pytest.raises(loop.NonFiniteLossError, match='a weight became NaN or infinite by step 1'):
+    _fit(str(tmp_path), 40, train, evaluation, learning_rate=math.inf, checkpoint_every=1)
+  assert tf.train.latest_checkpoint(str(tmp_path / 'ckpt')) is None
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+  # Moving statistics, Adam's moments and a cosine-decayed rate must all carry over: the same
+  # seed, data and steps give the same model. Each attempt builds its datasets afresh, as a
+  # restarted Trainer process does.
+  rate = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=30)
+  uninterrupted, _ = _fit(str(tmp_path / 'straight'), 30, *_datasets(), rate)
+  interrupted = str(tmp_path / 'interrupted')
+  train, evaluation = _datasets()
+  # The data ends during step 23, as a preempted machine would: the last checkpoint is step 20.
+  with pytest.raises(tf.errors.OutOfRangeError):
+    _fit(interrupted, 30, train.take(22), evaluation, rate)
+  resumed, _ = _fit(interrupted, 30, *_datasets(), rate)
+  assert int(resumed.optimizer.iterations) == 30
+  for ours, theirs in zip(resumed.model.weights, uninterrupted.model.weights):
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_cosine_schedule_decays_the_rate_to_zero_over_the_run():

@@ -4,7 +4,8 @@
 evaluation step, replicated by a tf.distribute strategy, XLA-compiled if
 asked). `fit` drives it: it initializes data-dependent layers once, runs steps
 in compiled chunks, logs and writes summaries every N steps, evaluates at
-each epoch's end, checkpoints every N steps, and resumes from the last
+each epoch's end, checkpoints every N steps once it has checked that training
+has not diverged (so no NaN weights are ever saved), and resumes from the last
 checkpoint when one exists, keeping the history recorded up to it.
 """
 
@@ -175,6 +176,9 @@ def fit(
     if step % schedule.steps_per_epoch == 0 or step == schedule.total_steps:
       eval_result = _evaluate(task, eval_dataset, summaries, step, schedule.steps_per_epoch)
     if step % schedule.checkpoint_every_n_steps == 0 or step == schedule.total_steps:
+      # Before every save, not only at log steps: a checkpoint of a diverged model would be
+      # what a preempted Trainer resumes from.
+      _check_finite(task, step)
       _save_checkpoint(checkpoints, summaries, step, whole_run)
   summaries.write(
     TOTALS_PHASE, step, {'seconds': whole_run.seconds, 'images_per_second': whole_run.rate}
@@ -193,6 +197,25 @@ def _save_checkpoint(
   summaries.save()
 
 
+def _check_finite(task: ClassifierTask, step: int) -> None:
+  """Raises NonFiniteLossError when training has diverged by `step`: a NaN or infinite loss in a
+  step since the last log step, or a weight (an update after a finite loss can still overflow)."""
+  loss = task.train_metrics.result()['loss']
+  if not math.isfinite(loss):
+    diverged = f'training loss became {loss}'
+  elif not all(
+    bool(tf.reduce_all(tf.math.is_finite(weight)))
+    for weight in task.model.weights
+    if weight.dtype.is_floating
+  ):
+    diverged = 'a weight became NaN or infinite'
+  else:
+    return
+  raise NonFiniteLossError(
+    f'{diverged} by step {step}; lower the learning rate or check the inputs'
+  )
+
+
 def _log_training(
   task: ClassifierTask,
   summaries: RunSummaries,
@@ -200,12 +223,8 @@ def _log_training(
   total_steps: int,
   images_per_second: float,
 ) -> None:
+  _check_finite(task, step)
   result = task.train_metrics.result()
-  if not all(math.isfinite(value) for value in result.values()):
-    raise NonFiniteLossError(
-      f'training loss became {result["loss"]} by step {step}; '
-      'lower the learning rate or check the inputs'
-    )
   result['images_per_second'] = images_per_second
   logging.info(
     'step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s',
