@@ -1,6 +1,7 @@
 """The calibration metric and the comparison report files a user opens after a run."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -225,3 +226,45 @@ def test_report_without_a_blessed_variant_says_nothing_will_be_pushed(tmp_path):
   assert '| batch | – | – | 1 | – | – |' in markdown
   assert '**Decision:** No variant passed the gate, so nothing is pushed.' in markdown
   assert json.loads((tmp_path / report.REPORT_JSON).read_text())['test'] is None
+
+
+def test_report_states_how_production_was_chosen_and_the_power_of_the_push(tmp_path):
+  rows = _rows()
+  served = _correct(90)
+  production = report.Production(
+    path='/serving/fashion_mnist/0007',
+    eval=HeldOutResult(100, {ACCURACY: 0.90}, [[0]], correct=served),
+    latency={1: Latency(3.0, 2.5, 3.5, 30)},
+    reason='the `stable` version in /serving/models.config',
+    skipped=['/serving/fashion_mnist/0008 is not production: TF Serving cannot load it (…)'],
+  )
+  selection = select(
+    _candidates(rows), production=ProductionModel(0.90, served, production.latency[1])
+  )
+  report.write(str(tmp_path), rows, selection, None, production)
+  markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  assert (
+    'Production model (the baseline): /serving/fashion_mnist/0007 (the `stable` version in '
+    '/serving/models.config), eval accuracy 0.9000'
+  ) in markdown
+  assert 'Skipped: /serving/fashion_mnist/0008 is not production: TF Serving' in markdown
+  # 100 eval examples and 3 variants: a 1-point gain is all but invisible, and the report says so.
+  assert re.search(
+    r'^Power: a variant 1 point more accurate than production is pushed in at least \d+% of runs '
+    r'like this one \(100 eval examples, .*Holm over 3 variant\(s\): McNemar p < 0\.0167',
+    markdown,
+    re.MULTILINE,
+  )
+  content = json.loads((tmp_path / report.REPORT_JSON).read_text())
+  power = content['power']
+  assert (power['family_size'], power['eval_examples'], power['accuracy_difference']) == (
+    3,
+    100,
+    0.01,
+  )
+  assert 0 <= power['at_least'] < 0.2
+  assert content['production']['skipped'] == list(production.skipped)
+  batch = content['variants'][0]
+  assert (
+    batch['holm_adjusted_p_against_production'] >= batch['against_production']['mcnemar_p_value']
+  )
