@@ -46,3 +46,17 @@ def error_log(tmp_path, monkeypatch):
   path = tmp_path / 'error.log'
   monkeypatch.setattr(cli, 'ERROR_LOG', str(path))
   return path
+
+
+@pytest.fixture(scope="session")
+def tiny_saved_model(tmp_path_factory):
+  """A real SavedModel (one variable, one signature), to copy where a test needs versions that
+  TF Serving's loader, or tf.saved_model.load, accepts."""
+  module = tf.Module()
+  module.weight = tf.Variable([1.0, 2.0])
+  module.serve = tf.function(
+    lambda x: {"y": x * module.weight}, input_signature=[tf.TensorSpec([2], tf.float32)]
+  )
+  path = str(tmp_path_factory.mktemp("tiny_saved_model") / "model")
+  tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+  return path

@@ -5,7 +5,6 @@ import os
 import shutil
 
 import pytest
-import tensorflow as tf
 
 from components.variant_selection import production
 from serving import server_config
@@ -45,22 +44,9 @@ def test_a_pushed_copy_has_the_digest_of_its_source_and_other_weights_do_not(tmp
 # --- Which version TF Serving serves: models.config, leading zeros, versions that do not load --
 
 
-@pytest.fixture(scope='module')
-def saved_model(tmp_path_factory):
-  """A real SavedModel (one variable, one signature): what the loader check needs to load."""
-  module = tf.Module()
-  module.weight = tf.Variable([1.0, 2.0])
-  module.serve = tf.function(
-    lambda x: {'y': x * module.weight}, input_signature=[tf.TensorSpec([2], tf.float32)]
-  )
-  path = str(tmp_path_factory.mktemp('saved_model') / 'model')
-  tf.saved_model.save(module, path, signatures={'serving_default': module.serve})
-  return path
-
-
-def _push(model_dir, saved_model, *names):
+def _push(model_dir, tiny_saved_model, *names):
   for name in names:
-    shutil.copytree(saved_model, os.path.join(model_dir, str(name)))
+    shutil.copytree(tiny_saved_model, os.path.join(model_dir, str(name)))
 
 
 def _serving_config(serving_root, **options):
@@ -70,9 +56,9 @@ def _serving_config(serving_root, **options):
 MODEL_NAME = 'fashion_mnist'
 
 
-def test_a_version_with_leading_zeros_resolves_to_its_own_directory(tmp_path, saved_model):
+def test_a_version_with_leading_zeros_resolves_to_its_own_directory(tmp_path, tiny_saved_model):
   model_dir = str(tmp_path / MODEL_NAME)
-  _push(model_dir, saved_model, '0001', '0002')
+  _push(model_dir, tiny_saved_model, '0001', '0002')
   assert production.complete_versions(model_dir) == [1, 2]
   assert production.latest_version(model_dir) == os.path.join(model_dir, '0002')
   served = production.in_production(model_dir)
@@ -90,10 +76,10 @@ def test_a_version_with_leading_zeros_resolves_to_its_own_directory(tmp_path, sa
   ids=['keep 2', 'rollback', 'pin', 'stable and canary'],
 )
 def test_production_is_the_version_models_config_serves(
-  tmp_path, saved_model, options, expected, reason
+  tmp_path, tiny_saved_model, options, expected, reason
 ):
   model_dir = str(tmp_path / MODEL_NAME)
-  _push(model_dir, saved_model, 1, 2, 3)
+  _push(model_dir, tiny_saved_model, 1, 2, 3)
   _serving_config(tmp_path)  # serves 2 and 3, stable = 3: what --rollback moves from
   if options:
     _serving_config(tmp_path, **options)
@@ -102,12 +88,14 @@ def test_production_is_the_version_models_config_serves(
   assert served.reason.startswith(reason)
 
 
-def test_under_the_latest_policy_a_push_after_serving_config_is_production(tmp_path, saved_model):
+def test_under_the_latest_policy_a_push_after_serving_config_is_production(
+  tmp_path, tiny_saved_model
+):
   # The push is served by itself to requests without a label; `stable` waits for serving-config.
   model_dir = str(tmp_path / MODEL_NAME)
-  _push(model_dir, saved_model, 1)
+  _push(model_dir, tiny_saved_model, 1)
   _serving_config(tmp_path)
-  _push(model_dir, saved_model, 2)
+  _push(model_dir, tiny_saved_model, 2)
   assert production.in_production(model_dir).path == os.path.join(model_dir, '2')
 
 
@@ -139,10 +127,10 @@ def _push_under_way(path):
   ids=['no variables', 'truncated graph', 'truncated variables', 'push under way'],
 )
 def test_a_version_tf_serving_cannot_load_is_skipped_with_one_warning(
-  tmp_path, saved_model, break_version
+  tmp_path, tiny_saved_model, break_version
 ):
   model_dir = str(tmp_path / MODEL_NAME)
-  _push(model_dir, saved_model, 1, 2, 3)
+  _push(model_dir, tiny_saved_model, 1, 2, 3)
   _serving_config(tmp_path, pin=3)
   broken = os.path.join(model_dir, '3')
   break_version(broken)
@@ -154,9 +142,9 @@ def test_a_version_tf_serving_cannot_load_is_skipped_with_one_warning(
   assert warning.startswith(f'{broken} is not production: TF Serving cannot load it (')
 
 
-def test_no_version_that_loads_means_no_production_model(tmp_path, saved_model):
+def test_no_version_that_loads_means_no_production_model(tmp_path, tiny_saved_model):
   model_dir = str(tmp_path / MODEL_NAME)
-  _push(model_dir, saved_model, 1)
+  _push(model_dir, tiny_saved_model, 1)
   _without_variables(os.path.join(model_dir, '1'))
   warnings = []
   assert production.in_production(model_dir, warn=warnings.append) is None

@@ -9,7 +9,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from tfx.components.pusher import executor as pusher_executor
 from tfx.types import standard_artifacts
 
@@ -21,13 +20,12 @@ from components.variant_selection import report
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
-from components.variant_selection.selection import SIGNIFICANTLY_BETTER
-from serving import latency
 from serving import server_config
-from serving.latency import Latency
 from tests.test_seeds import _artifact
 from tests.test_seeds import _evaluation
 from tests.test_seeds import _model_run
+from tests.test_seeds import given_equal_latencies
+from tests.test_seeds import selector_properties
 from tests.test_serving_config import _pipeline_push_destination
 from trainer.export import MODEL_INFO_FILE
 
@@ -40,23 +38,11 @@ RIGHT = {'A': 850, 'B': 900, 'C': 880}
 CLOCK = {'A': 1700000100, 'B': 1700000200, 'C': 1700000300}
 
 
-@pytest.fixture(scope='module')
-def saved_model(tmp_path_factory):
-  module = tf.Module()
-  module.weight = tf.Variable([1.0, 2.0])
-  module.serve = tf.function(
-    lambda x: {'y': x * module.weight}, input_signature=[tf.TensorSpec([2], tf.float32)]
-  )
-  path = str(tmp_path_factory.mktemp('saved_model') / 'model')
-  tf.saved_model.save(module, path, signatures={'serving_default': module.serve})
-  return path
-
-
-def _trained_model(uri, saved_model, name):
+def _trained_model(uri, tiny_saved_model, name):
   """A Trainer's model output: the SavedModel, saying which trained model it is."""
   model = _artifact(standard_artifacts.Model, uri)
   serving = os.path.join(model.uri, 'Format-Serving')
-  shutil.copytree(saved_model, serving)
+  shutil.copytree(tiny_saved_model, serving)
   os.makedirs(os.path.join(serving, os.path.dirname(MODEL_INFO_FILE)), exist_ok=True)
   with open(os.path.join(serving, MODEL_INFO_FILE), 'w') as out:
     json.dump({'variant': 'layer', 'parameters': 1000, 'trained': name}, out)
@@ -77,17 +63,10 @@ def _given_results(monkeypatch):
     )
 
   monkeypatch.setattr(held_out, 'evaluate', evaluate)
-  monkeypatch.setattr(held_out, 'first_records', lambda files, count: [])
-  monkeypatch.setattr(
-    latency,
-    'serving_latency',
-    lambda models, records, batch_sizes, repeats: {
-      name: {size: Latency(1.0, 0.9, 1.1, repeats) for size in batch_sizes} for name in models
-    },
-  )
+  given_equal_latencies(monkeypatch)
 
 
-def _run(work_dir, serving_root, saved_model, trained):
+def _run(work_dir, serving_root, tiny_saved_model, trained):
   """One pipeline run with one variant, `layer`, trained to model `trained`: the selector's
   executor, then Pusher's with its outputs. Returns the report and the serving root's versions."""
   run_dir = work_dir / trained
@@ -95,7 +74,9 @@ def _run(work_dir, serving_root, saved_model, trained):
   examples.split_names = json.dumps(['train', 'eval', 'test'])
   inputs = {
     keys.EXAMPLES: [examples],
-    keys.input_key(keys.MODEL, 'layer'): [_trained_model(run_dir / 'model', saved_model, trained)],
+    keys.input_key(keys.MODEL, 'layer'): [
+      _trained_model(run_dir / 'model', tiny_saved_model, trained)
+    ],
     keys.input_key(keys.MODEL_RUN, 'layer'): [_model_run(run_dir / 'run', 100.0)],
     keys.input_key(keys.EVALUATION, 'layer'): [
       _evaluation(run_dir / 'evaluation', {ACCURACY: RIGHT[trained] / EXAMPLES, LOSS: 0.3})
@@ -106,22 +87,7 @@ def _run(work_dir, serving_root, saved_model, trained):
     keys.BLESSING: [_artifact(standard_artifacts.ModelBlessing, run_dir / 'out' / 'blessing')],
     keys.REPORT: [_artifact(VariantComparison, run_dir / 'out' / 'report')],
   }
-  executor.Executor().Do(
-    inputs,
-    outputs,
-    {
-      keys.VARIANTS: json.dumps(['layer']),
-      keys.SELECTION_METRIC: ACCURACY,
-      keys.SERVING_MODEL_DIR: str(serving_root / MODEL_NAME),
-      keys.ACCURACY_THRESHOLD: 0.5,
-      keys.MAX_ACCURACY_DROP: 0.0,
-      keys.EVAL_SPLIT: 'eval',
-      keys.TEST_SPLIT: 'test',
-      keys.SIGNIFICANCE_LEVEL: 0.05,
-      keys.REPLACE_PRODUCTION: SIGNIFICANTLY_BETTER,
-      keys.LATENCY_REPEATS: 5,
-    },
-  )
+  executor.Executor().Do(inputs, outputs, selector_properties(['layer'], serving_root / MODEL_NAME))
   pushed = _artifact(standard_artifacts.PushedModel, run_dir / 'out' / 'pushed')
   with mock.patch('time.time', return_value=CLOCK[trained] + 0.5):
     pusher_executor.Executor().Do(
@@ -144,23 +110,23 @@ def _versions(serving_root):
 
 
 @pytest.fixture(scope='module')
-def a_then_b(tmp_path_factory, saved_model):
+def a_then_b(tmp_path_factory, tiny_saved_model):
   """A pushed on an empty serving root, then B, which is significantly better than A."""
   work_dir = tmp_path_factory.mktemp('runs')
   serving_root = work_dir / 'serving'
   with pytest.MonkeyPatch.context() as monkeypatch:
     _given_results(monkeypatch)
-    reports = [_run(work_dir, serving_root, saved_model, trained) for trained in 'AB']
+    reports = [_run(work_dir, serving_root, tiny_saved_model, trained) for trained in 'AB']
   return serving_root, reports
 
 
 @pytest.fixture
-def after_a_then_b(a_then_b, tmp_path, monkeypatch, saved_model):
+def after_a_then_b(a_then_b, tmp_path, monkeypatch, tiny_saved_model):
   """A copy of the serving root A and B were pushed to, and a third run on it."""
   serving_root = tmp_path / 'serving'
   shutil.copytree(a_then_b[0], serving_root)
   _given_results(monkeypatch)
-  return serving_root, lambda trained: _run(tmp_path, serving_root, saved_model, trained)
+  return serving_root, lambda trained: _run(tmp_path, serving_root, tiny_saved_model, trained)
 
 
 def _serving_config(serving_root, **options):
