@@ -282,12 +282,11 @@ def version_dir(model_dir: str, version: Optional[int] = None) -> str:
   if tf.io.gfile.exists(os.path.join(model_dir, production.SAVED_MODEL_FILE)):
     return model_dir
   if version is not None:
-    versions = [
-      name.rstrip('/') for name in tf.io.gfile.listdir(model_dir) if name.rstrip('/').isdigit()
-    ]
-    if str(version) not in versions:
-      raise PredictError(f'{model_dir}: no version {version} (found: {", ".join(versions)})')
-    return os.path.join(model_dir, str(version))
+    directories = production.version_directories(model_dir)  # '0002' is version 2
+    if version not in directories:
+      found = ', '.join(map(str, sorted(directories)))
+      raise PredictError(f'{model_dir}: no version {version} (found: {found})')
+    return os.path.join(model_dir, directories[version])
   latest = production.latest_version(model_dir)
   if latest is None:
     raise PredictError(f'{model_dir}: no SavedModel and no numbered version directories')

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from components.variant_selection import production
+from serving import predict
 from serving import server_config
 
 
@@ -63,6 +64,10 @@ def test_a_version_with_leading_zeros_resolves_to_its_own_directory(tmp_path, ti
   assert production.latest_version(model_dir) == os.path.join(model_dir, '0002')
   served = production.in_production(model_dir)
   assert (served.path, served.version) == (os.path.join(model_dir, '0002'), 2)
+  # `predict --local DIR --model-version 1` too.
+  assert predict.version_dir(model_dir, 1) == os.path.join(model_dir, '0001')
+  with pytest.raises(predict.PredictError, match=r'no version 3 \(found: 1, 2\)'):
+    predict.version_dir(model_dir, 3)
 
 
 @pytest.mark.parametrize(

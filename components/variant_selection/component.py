@@ -59,7 +59,7 @@ class VariantSelectorSpec(ComponentSpec):
   PARAMETERS = {
     VARIANTS: ExecutionParameter(type=str),  # JSON list, in configuration order (breaks ties)
     SELECTION_METRIC: ExecutionParameter(type=str),
-    # Pusher's base directory: its newest version is the model in production.
+    # Pusher's base directory: the version TF Serving serves from it is the model in production.
     SERVING_MODEL_DIR: ExecutionParameter(type=str),
     ACCURACY_THRESHOLD: ExecutionParameter(type=float),
     MAX_ACCURACY_DROP: ExecutionParameter(type=float),
@@ -101,12 +101,14 @@ class VariantSelector(base_component.BaseComponent):
 
   A variant is blessed when its eval accuracy reaches `accuracy_threshold`
   and is at most `max_accuracy_drop` below the production model's on the
-  same eval examples. Production is the newest version under
-  `serving_model_dir`, Pusher's target, evaluated here; before the first
-  push only the threshold applies. Among the blessed variants that McNemar's
-  test cannot tell from the best at `significance_level`, the one cheapest
-  to serve (batch-1 latency measured here, then parameters) wins, and it
-  replaces production only as `replace_production` says (selection.py).
+  same eval examples. Production is the version TF Serving serves from
+  `serving_model_dir`, Pusher's target, under the models.config beside it
+  (production.py), evaluated here; before the first push only the threshold
+  applies. Among the blessed variants that McNemar's test cannot tell from
+  the best at `significance_level`, the one cheapest to serve (batch-1
+  latency measured here, then parameters) wins, and it replaces production
+  only as `replace_production` says, after Holm's correction over every
+  variant (selection.py, docs/production-gate.md).
 
   The `model` output is a copy of the selected variant's model; when no
   variant is blessed it is the best unblessed one and `blessing` says not
