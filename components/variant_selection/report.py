@@ -17,11 +17,15 @@ from components.variant_selection.held_out import HeldOutResult  # noqa: E402
 from components.variant_selection.selection import ACCURACY  # noqa: E402
 from components.variant_selection.selection import CALIBRATION_ERROR  # noqa: E402
 from components.variant_selection.selection import LOSS  # noqa: E402
+from components.variant_selection.selection import LOWER_IS_BETTER  # noqa: E402
+from components.variant_selection.selection import NOT_WORSE_AND_CHEAPER  # noqa: E402
 from components.variant_selection.selection import Selection  # noqa: E402
 from components.variant_selection.selection import VariantResult  # noqa: E402
+from components.variant_selection.selection import clearly_faster  # noqa: E402
 from components.variant_selection.statistics import PairedComparison  # noqa: E402
 from serving.latency import Latency  # noqa: E402
 from components.variant_selection import seeds  # noqa: E402
+from trainer.config import OUR_VARIANTS  # noqa: E402
 from trainer.features import CLASS_NAMES  # noqa: E402
 
 REPORT_JSON = 'report.json'
@@ -147,6 +151,7 @@ def _as_json(
     'selected': selection.winner,
     'pushed': selection.push,
     'decision': selection.decision,
+    'why': why_selected(variants, selection, production),
     'already_in_production': selection.in_production,
     'production': None
     if production is None
@@ -257,6 +262,129 @@ def _outcome(
   return lines
 
 
+# --- Why: the report's opening sentence, in the terms of the rule in selection.py -------------
+
+
+def _points(difference: float) -> str:
+  """An accuracy difference in percentage points, `−0.47 pt`."""
+  return f'{difference * 100:+.2f} pt'.replace('-', '−')
+
+
+def _names(variants: Sequence[str]) -> str:
+  return ', '.join(variants)
+
+
+def _noise_clause(selection: Selection) -> str:
+  """Where the winner stands against the best (steps 2 and 3)."""
+  winner, best = selection.winner, selection.ranking[0]
+  if selection.metric != ACCURACY:
+    direction = 'lowest' if selection.metric in LOWER_IS_BETTER else 'highest'
+    return f'the {direction} {selection.metric} of the blessed variants'
+  if len(selection.contenders) == 1:
+    alone = len(selection.ranking) == 1
+    return 'the only blessed variant' if alone else 'the only variant within noise of the best'
+  if winner == best:
+    return f'the most accurate, {len(selection.contenders) - 1} other(s) within noise of it'
+  return f'within noise of the best, {best} (p = {selection.against_best[winner].p_value:.2g})'
+
+
+def _rest_clauses(selection: Selection) -> List[str]:
+  """The blessed variants outside the noise, and those the gate stopped."""
+  clauses = []
+  below = [variant for variant in selection.ranking if variant not in selection.contenders]
+  unblessed = [variant for variant in selection.verdicts if variant not in selection.ranking]
+  tested = [selection.against_best[v].p_value for v in below if v in selection.against_best]
+  who = 'all others' if not unblessed else _names(below)
+  if below and selection.metric == ACCURACY and tested:
+    clauses.append(f'{who} significantly worse (p ≤ {max(tested):.2g})')
+  elif below:
+    clauses.append(f'{who} ranked below it')
+  if unblessed:
+    clauses.append(f'not blessed: {_names(unblessed)}')
+  return clauses
+
+
+def _tie_clause(rows: Mapping[str, VariantReport], selection: Selection) -> Optional[str]:
+  """How serving cost settled a tie (step 4): latency, else parameters, else the order."""
+  winner = selection.winner
+  rivals = [variant for variant in selection.finalists if variant != winner]
+  if not rivals:
+    return None
+  group = f'the {len(selection.finalists)} within noise'
+  if selection.finalists != selection.contenders:
+    group += ' that would replace production'
+
+  def batch_1(variant: str) -> Optional[Latency]:
+    return rows[variant].latency.get(1) if variant in rows else None
+
+  as_fast = [variant for variant in rivals if not clearly_faster(batch_1(winner), batch_1(variant))]
+  if not as_fast:
+    return f'the fastest to serve of {group} ({batch_1(winner).median_ms:.2f} ms at batch 1)'
+  parameters = rows[winner].parameters
+  if all(parameters < rows[variant].parameters for variant in as_fast):
+    return (
+      f'of {group}, as fast to serve as {_names(as_fast)} (p10–p90 at batch 1 overlap) with '
+      f'fewer parameters ({parameters:,})'
+    )
+  return f'of {group}, as fast and as small as {_names(as_fast)}: first in the configured order'
+
+
+def _production_why(selection: Selection, production: Optional[Production]) -> Optional[str]:
+  """Step 5: whether the winner replaces the model in production."""
+  if production is None:
+    return None
+  if selection.in_production:
+    return 'it is the model in production already: nothing new to push'
+  comparison = selection.against_production.get(selection.winner)
+  if comparison is None:
+    return 'no per-example results to compare with production: not pushed'
+  numbers = f'{_points(comparison.difference)} against it, p = {comparison.p_value:.2g}'
+  level = selection.policy.significance_level
+  if selection.push and comparison.significantly_better(level):
+    return f'replaces production: significantly better ({numbers})'
+  if selection.push:
+    return f'replaces production: not significantly worse ({numbers}) and faster to serve'
+  if selection.policy.replace_production == NOT_WORSE_AND_CHEAPER:
+    return f'production kept: neither significantly better ({numbers}) nor clearly faster'
+  return f'production kept: not significantly better ({numbers})'
+
+
+def _ours_clause(rows: Mapping[str, VariantReport], winner: str) -> Optional[str]:
+  """When a reference or the baseline wins: how close the best hand-written variant came."""
+  accuracy = {
+    variant: row.result.metrics.get(ACCURACY, math.nan)
+    for variant, row in rows.items()
+    if variant in OUR_VARIANTS
+  }
+  accuracy = {variant: value for variant, value in accuracy.items() if math.isfinite(value)}
+  winner_accuracy = rows[winner].result.metrics.get(ACCURACY, math.nan)
+  if winner in OUR_VARIANTS or not accuracy or not math.isfinite(winner_accuracy):
+    return None
+  best = max(accuracy, key=accuracy.get)
+  return f'best of ours: {best}, {_points(accuracy[best] - winner_accuracy)}'
+
+
+def why_selected(
+  variants: Sequence[VariantReport], selection: Selection, production: Optional[Production]
+) -> str:
+  """One sentence: why the winner won (or why nothing did), in the terms of the rule, e.g.
+  `keras_layer: the only variant within noise of the best; all others significantly worse
+  (p ≤ 0.028); best of ours: layer, −0.47 pt`."""
+  if selection.winner is None:
+    best = selection.best_overall
+    reason = f'; the most accurate, {best}, is {selection.verdicts[best]}' if best else ''
+    return f'Nothing selected: no variant passed the gate{reason}'
+  rows = {row.result.variant: row for row in variants}
+  clauses = [
+    _noise_clause(selection),
+    _tie_clause(rows, selection),
+    *_rest_clauses(selection),
+    _production_why(selection, production),
+    _ours_clause(rows, selection.winner),
+  ]
+  return f'{selection.winner}: ' + '; '.join(clause for clause in clauses if clause)
+
+
 def _markdown(
   variants: Sequence[VariantReport],
   selection: Selection,
@@ -265,6 +393,8 @@ def _markdown(
 ) -> str:
   level = selection.policy.significance_level
   lines = [
+    f'**{why_selected(variants, selection, production)}**',
+    '',
     (
       f'Normalization variants on the eval split, ranked by {selection.metric} among blessed '
       f"variants. McNemar's exact test on the same eval examples: a variant with p ≥ {level} "
