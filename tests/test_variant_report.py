@@ -273,7 +273,9 @@ def test_why_a_single_contender_won_names_the_p_of_the_others_and_the_best_of_ou
     f'keras_layer: the only variant within noise of the best; layer, batch significantly worse '
     f'(p ≤ {2 / 2**50:.2g}); not blessed: none; best of ours: layer, −2.50 pt'
   )
-  _, why = _why([_candidate('keras_layer', _correct_of_2000(1900)), _candidate('layer', _correct_of_2000(1850))])
+  _, why = _why(
+    [_candidate('keras_layer', _correct_of_2000(1900)), _candidate('layer', _correct_of_2000(1850))]
+  )
   assert why.startswith('keras_layer: the only variant within noise of the best; all others ')
 
 
