@@ -11,7 +11,7 @@ import pytest
 from components.variant_selection import report
 from pipeline import cli
 from pipeline import data
-from pipeline import local_runner
+from pipeline import output_root_lock
 from pipeline.config import DEBIAN_DATA_DIR
 
 
@@ -75,11 +75,11 @@ def test_run_without_data_says_how_to_get_it(tmp_path, capsys):
 
 
 def test_second_run_on_the_same_output_root_stops_at_once(tmp_path):
-  with local_runner.exclusive_output_root(str(tmp_path)):
-    with pytest.raises(local_runner.OutputRootBusyError, match=str(tmp_path)):
-      with local_runner.exclusive_output_root(str(tmp_path)):
+  with output_root_lock.exclusive_output_root(str(tmp_path)):
+    with pytest.raises(output_root_lock.OutputRootBusyError, match=str(tmp_path)):
+      with output_root_lock.exclusive_output_root(str(tmp_path)):
         pass
-  with local_runner.exclusive_output_root(str(tmp_path)):
+  with output_root_lock.exclusive_output_root(str(tmp_path)):
     pass  # released when the first run ended
 
 
