@@ -119,7 +119,9 @@ class RunSummary:
         'from the cache.'
       ]
     if failed:
-      return [f'✗ The run failed in {", ".join(failed)}: its log under <output root>/logs says why.']
+      return [
+        f'✗ The run failed in {", ".join(failed)}: its log under <output root>/logs says why.'
+      ]
     running = self._in_state(RUNNING)
     return [f'… Still running: {", ".join(running)}.'] if running else []
 
