@@ -223,6 +223,8 @@ def test_the_output_root_environment_variable_sets_every_commands_default(
   assert cli.config_from_args(args).output_root == str(tmp_path)
   for command in ('summary', 'report', 'tensorboard'):
     assert cli._parser().parse_args([command]).output_root == str(tmp_path)
+  serving_root = cli._parser().parse_args(['serving-config']).serving_root
+  assert serving_root == str(tmp_path / 'serving')
   monkeypatch.delenv('FMNIST_OUTPUT_ROOT')
   assert cli.config_from_args(cli._parser().parse_args(['run'])).output_root == os.path.abspath(
     'outputs'

@@ -320,14 +320,23 @@ def test_why_production_is_kept_or_replaced_gives_the_paired_difference_and_its_
   selection, why = _why([_candidate('layer', tuple(challenger), gate=gate)], production)
   assert not selection.push
   assert why == (
-    'layer: the only blessed variant; production kept: not significantly better (+0.35 pt '
-    'against it, p = 0.065)'
+    'layer: the only blessed variant; production kept: not significantly better than it '
+    '(+0.35 pt, p = 0.065)'
   )
   selection, why = _why([_candidate('layer', _correct_of_2000(1880), gate=gate)], production)
   assert selection.push
   assert why == (
-    f'layer: the only blessed variant; replaces production: significantly better (+4.00 pt '
-    f'against it, p = {2 / 2**80:.2g})'
+    f'layer: the only blessed variant; replaces production: significantly better than it '
+    f'(+4.00 pt, p = {2 / 2**80:.2g})'
+  )
+  # Below production with an allowed drop: blessed, and kept out by the paired test.
+  lenient = Gate(0.5, production_accuracy=0.95, max_accuracy_drop=0.1)
+  _, why = _why(
+    [_candidate('layer', _correct_of_2000(1850), gate=lenient)],
+    _production(_correct_of_2000(1900)),
+  )
+  assert why.endswith(
+    f'production kept: significantly worse than it (−2.50 pt, p = {2 / 2**50:.2g})'
   )
   # Not worse (1 example only it gets right, 3 only production: p = 2·(1+4)/2⁴) and clearly
   # faster replaces it under that rule; not faster keeps it.
@@ -335,8 +344,8 @@ def test_why_production_is_kept_or_replaced_gives_the_paired_difference_and_its_
   gate = Gate(0.5, production_accuracy=0.9, max_accuracy_drop=0.01)
   relaxed = Policy(0.05, NOT_WORSE_AND_CHEAPER)
   for latency, expected in (
-    (1.0, 'replaces production: not significantly worse (−0.10 pt against it, p = 0.62) and '),
-    (1.98, 'production kept: neither significantly better (−0.10 pt against it, p = 0.62) nor '),
+    (1.0, 'replaces production: not significantly worse than it (−0.10 pt, p = 0.62) and '),
+    (1.98, 'production kept: neither significantly better than it (−0.10 pt, p = 0.62) nor '),
   ):
     cheaper = [_candidate('none', _correct_of_2000(1798, offset=3), latency=latency, gate=gate)]
     assert expected in _why(cheaper, production, relaxed)[1]

@@ -355,15 +355,17 @@ def _production_why(selection: Selection, production: Optional[Production]) -> O
   comparison = selection.against_production.get(selection.winner)
   if comparison is None:
     return 'no per-example results to compare with production: not pushed'
-  numbers = f'{_points(comparison.difference)} against it, p = {comparison.p_value:.2g}'
+  numbers = f'{_points(comparison.difference)}, p = {comparison.p_value:.2g}'
   level = selection.policy.significance_level
   if selection.push and comparison.significantly_better(level):
-    return f'replaces production: significantly better ({numbers})'
+    return f'replaces production: significantly better than it ({numbers})'
   if selection.push:
-    return f'replaces production: not significantly worse ({numbers}) and faster to serve'
+    return f'replaces production: not significantly worse than it ({numbers}) and faster to serve'
+  if comparison.significantly_worse(level):
+    return f'production kept: significantly worse than it ({numbers})'
   if selection.policy.replace_production == NOT_WORSE_AND_CHEAPER:
-    return f'production kept: neither significantly better ({numbers}) nor clearly faster'
-  return f'production kept: not significantly better ({numbers})'
+    return f'production kept: neither significantly better than it ({numbers}) nor faster'
+  return f'production kept: not significantly better than it ({numbers})'
 
 
 def _ours_clause(rows: Mapping[str, VariantReport], winner: str) -> Optional[str]:
