@@ -752,7 +752,7 @@ def _plot_seed_accuracy(seed_runs: Mapping[str, Sequence[seeds.SeedRun]], path: 
       [position - 0.12] * len(runs),
       accuracies,
       s=18,
-      color='tab:blue',
+      color='tab:purple',  # blue means "within noise" on the status plots
       alpha=0.7,
       label='one run per seed' if first else None,
     )
