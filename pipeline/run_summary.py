@@ -101,6 +101,8 @@ class RunSummary:
   pushed_to: Optional[str] = None
   # What the serving root holds now, one line (None when not looked up).
   served: Optional[str] = None
+  # Where `fmnist-pipeline run` writes each run's log.
+  logs_dir: str = 'logs'
 
   def _in_state(self, state: str) -> List[str]:
     return [component.node_id for component in self.components if component.state == state]
@@ -119,9 +121,7 @@ class RunSummary:
         'from the cache.'
       ]
     if failed:
-      return [
-        f'✗ The run failed in {", ".join(failed)}: its log under <output root>/logs says why.'
-      ]
+      return [f'✗ The run failed in {", ".join(failed)}: its log in {self.logs_dir} says why.']
     running = self._in_state(RUNNING)
     return [f'… Still running: {", ".join(running)}.'] if running else []
 
@@ -224,6 +224,7 @@ def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional
       for execution in executions
     ],
     served=served(_serving_model_dir(store, metadata_path)),
+    logs_dir=os.path.join(os.path.dirname(metadata_path), 'logs'),
   )
   outputs = _outputs_by_type(store, executions)
   if VariantComparison.TYPE_NAME in outputs:

@@ -64,7 +64,7 @@ class Inputs:
   images: np.ndarray  # uint8 [n, 28, 28]
   labels: np.ndarray  # int64 [n], UNKNOWN_LABEL where the input has none
   # Where each image came from: its file, with [index] inside an IDX file or a split.
-  names: Sequence[str] = ()
+  names: Sequence[str]
 
   def accuracy_line(self, predictions: Sequence[Prediction]) -> Optional[str]:
     """`accuracy 0.9120: 912 of 1000 labelled images`, or None when no label is known."""

@@ -204,7 +204,9 @@ def test_summary_of_a_failed_run_exits_1_and_of_a_finished_one_0(tmp_path, capsy
   _metadata_store(str(failed), [('IdxExampleGen', 'COMPLETE'), ('Transform', 'FAILED')])
   _metadata_store(str(finished), [('IdxExampleGen', 'COMPLETE'), ('Transform', 'CACHED')])
   assert cli.main(['summary', '--output-root', str(failed)]) == 1
-  assert '✗ The run failed in Transform' in capsys.readouterr().out
+  assert f'✗ The run failed in Transform: its log in {failed / "logs"} says why.' in (
+    capsys.readouterr().out
+  )
   assert cli.main(['summary', '--output-root', str(finished)]) == 0
   out = capsys.readouterr().out
   assert '✗' not in out
