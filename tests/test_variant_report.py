@@ -172,6 +172,13 @@ def test_report_lists_every_variant_with_metrics_verdict_and_the_test_result(tmp
   assert batch['against_best'] is None and batch['against_production'] is None
 
   markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  # It opens with why; weight: 90 against batch's 91 of 100, one example apart (p = 1), and as
+  # fast and as large: the configured order decides.
+  why = (
+    'batch: the most accurate, 1 other within noise of it; of the 2 within noise, as fast '
+    'and as small as weight: first in the configured order; not blessed: none'
+  )
+  assert markdown.splitlines()[0] == f'**{why}**' and content['why'] == why
   assert (
     '| batch | 0.9100 [0.9000, 0.9200] | 0.4000 [0.3500, 0.4500] | 0.0200 | – | – | yes '
     '| selected |'
@@ -380,16 +387,3 @@ def test_why_nothing_was_selected_names_the_most_accurate_and_its_gate_failure()
     f'Nothing selected: no variant passed the gate; the most accurate, batch, is not blessed: '
     f'{failure}'
   )
-
-
-def test_the_report_opens_with_why(tmp_path):
-  rows = _rows()
-  selection = select(_candidates(rows))
-  report.write(str(tmp_path), rows, selection, None)
-  first = (tmp_path / report.REPORT_MARKDOWN).read_text().splitlines()[0]
-  # weight: 90 against batch's 91 of 100, one example apart: p = 1, and as fast: the order.
-  assert first == (
-    '**batch: the most accurate, 1 other(s) within noise of it; of the 2 within noise, as fast '
-    'and as small as weight: first in the configured order; not blessed: none**'
-  )
-  assert json.loads((tmp_path / report.REPORT_JSON).read_text())['why'] == first.strip('*')

@@ -301,7 +301,8 @@ def _noise_clause(selection: Selection) -> str:
     alone = len(selection.ranking) == 1
     return 'the only blessed variant' if alone else 'the only variant within noise of the best'
   if winner == best:
-    return f'the most accurate, {len(selection.contenders) - 1} other(s) within noise of it'
+    others = len(selection.contenders) - 1
+    return f'the most accurate, {others} other{"s" if others > 1 else ""} within noise of it'
   return f'within noise of the best, {best} (p = {selection.against_best[winner].p_value:.2g})'
 
 
