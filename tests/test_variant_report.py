@@ -243,7 +243,10 @@ def test_report_without_a_blessed_variant_says_nothing_will_be_pushed(tmp_path):
 # --- The opening sentence: why the winner won, one case of the rule each -----------------------
 
 
-def _why(candidates, production=None, policy=None):
+_LATENCY = Latency(1.0, 0.9, 1.1, 30)
+
+
+def _why(candidates, production=None, policy=None, metric=ACCURACY):
   """why_selected of select() on `candidates`, their report rows built from the same numbers."""
   rows = [
     report.VariantReport(
@@ -260,7 +263,7 @@ def _why(candidates, production=None, policy=None):
   if production is not None:
     served = report.Production('/serving/fashion_mnist/1', HeldOutResult(2000, {}, [[0]]))
   extra = {'policy': policy} if policy else {}
-  selection = select(candidates, production=production, **extra)
+  selection = select(candidates, metric, production=production, **extra)
   return selection, report.why_selected(rows, selection, served)
 
 
@@ -315,6 +318,15 @@ def test_why_a_tie_settled_by_parameters_says_the_latencies_overlap():
     'serve as keras_layer, layer (p10–p90 at batch 1 overlap) with fewer parameters (421,642); '
     'best of ours: layer, +0.05 pt'
   )
+
+
+def test_why_by_another_metric_ranks_by_its_point_estimate():
+  by_loss = [
+    Candidate(VariantResult('batch', {ACCURACY: 0.91, LOSS: 0.30}, True), latency=_LATENCY),
+    Candidate(VariantResult('layer', {ACCURACY: 0.90, LOSS: 0.25}, True), latency=_LATENCY),
+  ]
+  _, why = _why(by_loss, metric=LOSS)
+  assert why == f'layer: the lowest {LOSS} of the blessed variants; all others ranked below it'
 
 
 def test_why_production_is_kept_or_replaced_gives_the_paired_difference_and_its_p():
