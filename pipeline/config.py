@@ -25,6 +25,15 @@ KERAS_CACHE_DATA_DIR = os.path.expanduser('~/.keras/datasets/fashion-mnist')
 BASE_URL = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/'
 
 
+# Sets the default output root of every local command (run, summary, report, tensorboard, ...).
+OUTPUT_ROOT_ENV = 'FMNIST_OUTPUT_ROOT'
+
+
+def default_output_root() -> str:
+  """$FMNIST_OUTPUT_ROOT if set, else `outputs` under the working directory."""
+  return os.environ.get(OUTPUT_ROOT_ENV) or 'outputs'
+
+
 def default_data_dir() -> str:
   """The Debian package's directory if it is installed, else the Keras cache."""
   return DEBIAN_DATA_DIR if os.path.isdir(DEBIAN_DATA_DIR) else KERAS_CACHE_DATA_DIR
@@ -43,8 +52,12 @@ class PipelineConfig:
   same name (pipeline/options.py); that doc is the option's only description.
   """
 
-  output_root: str = option(
-    'outputs', 'pipeline artifacts, MLMD, logs and pushed models go under this directory'
+  output_root: str = dataclasses.field(
+    default_factory=default_output_root,
+    metadata={
+      DOC: 'pipeline artifacts, MLMD, logs and pushed models go under this directory '
+      f'(${OUTPUT_ROOT_ENV} sets the default)'
+    },
   )
   data_dir: str = dataclasses.field(
     default_factory=default_data_dir,

@@ -4,6 +4,9 @@
 import argparse
 import os
 
+from pipeline.config import OUTPUT_ROOT_ENV
+from pipeline.config import default_output_root
+
 DEFAULT_MODEL_NAME = 'fashion_mnist'
 # Where the README's docker command mounts the serving root.
 CONTAINER_ROOT = '/models'
@@ -68,9 +71,9 @@ def add_serving_config_arguments(parser: argparse.ArgumentParser) -> None:
   """The `fmnist-pipeline serving-config` options."""
   parser.add_argument(
     '--serving-root',
-    default=os.path.join('outputs', 'serving'),
+    default=os.path.join(default_output_root(), 'serving'),
     help='the directory holding <model-name>/<version>/, mounted as /models in the container; '
-    'the files are written here (default: %(default)s)',
+    f'the files are written here (default: %(default)s, under ${OUTPUT_ROOT_ENV} when set)',
   )
   parser.add_argument(
     '--model-name',

@@ -17,13 +17,15 @@ beside the versions.
 
 import dataclasses
 import hashlib
+import json
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from absl import logging
 import tensorflow as tf
 
 from serving import server_config
+from trainer.features import MODEL_INFO_FILE
 
 SAVED_MODEL_FILE = 'saved_model.pb'
 
@@ -124,6 +126,16 @@ def in_production(
       return Served(path, version, reason)
     warn(f'{path} is not production: TF Serving cannot load it ({error})')
   return None
+
+
+def model_info(version_dir: str) -> Dict[str, Any]:
+  """What a version says about itself (its variant, training options, size); empty when it has
+  no readable model_info.json (a model exported by something else)."""
+  try:
+    with tf.io.gfile.GFile(os.path.join(version_dir, MODEL_INFO_FILE)) as info:
+      return json.load(info)
+  except (tf.errors.NotFoundError, ValueError):
+    return {}
 
 
 def saved_model_digest(path: str) -> str:

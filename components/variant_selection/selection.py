@@ -8,16 +8,16 @@ The rule, in order:
 3. Contenders: with the accuracy metric, the blessed variants whose per-example correctness
    McNemar's exact test cannot tell from the best's at the significance level (p ≥ level);
    they differ from it by noise only. Other metrics rank by their point estimate.
-4. Production: a challenger replaces production only when it is significantly better than
+4. Winner: among the contenders that replace production (step 5; all of them before the first
+   push), the one that serves fastest at batch 1, then the fewest parameters. Latencies whose
+   p10–p90 ranges overlap count as equal: a difference inside the timing noise decides nothing.
+   When none replaces production, a contender that is the production model itself is kept
+   (nothing to push), else the fastest contender is reported, not pushed.
+5. Production: a challenger replaces production only when it is significantly better than
    production on the same examples, after Holm's correction over every variant of the run
    (`significantly_better`), or, with `not_worse_and_cheaper`, also when it is not
    significantly worse (uncorrected) and clearly faster at batch 1. The rule is checked for
    every contender; a copy of the production model never replaces it.
-5. Winner: among the contenders that replace production (all of them before the first push),
-   the one that serves fastest at batch 1, then the fewest parameters. Latencies whose p10–p90
-   ranges overlap count as equal: a difference inside the timing noise decides nothing. When
-   none replaces production, a contender that is the production model itself is kept (nothing
-   to push), else the fastest contender is reported, not pushed.
 
 Why Holm over every variant: each variant's test against production has a `level` chance of
 a false "significantly better", so the chance that at least one of m equal variants passes
@@ -163,6 +163,9 @@ class Selection:
   decision: str = ''
   # Blessed variants within noise of the best (the best included), best first.
   contenders: List[str] = dataclasses.field(default_factory=list)
+  # The contenders the winner was picked from by serving cost (step 4): those that would replace
+  # production, else all of them; the winner alone when it is the production model.
+  finalists: List[str] = dataclasses.field(default_factory=list)
   against_best: Dict[str, statistics.PairedComparison] = dataclasses.field(default_factory=dict)
   against_production: Dict[str, statistics.PairedComparison] = dataclasses.field(
     default_factory=dict
@@ -393,6 +396,7 @@ def select(
       if c.variant in against_best and against_best[c.variant].p_value >= level
     ]
   in_production = next((c for c in contenders if c.is_production), None)
+  finalists = contenders
   if production is None:
     winner, push = fastest(contenders), True
     why = _why_winner(winner, best, contenders, metric, against_best, level)
@@ -406,13 +410,15 @@ def select(
     push = bool(replacing)
     if not push and in_production is not None:
       winner = in_production
+      finalists = [winner]
       decision = (
         f'Kept the model in production: {winner.variant} is it (the same SavedModel bytes) and '
         'is within noise of the best, and no variant within noise of the best replaces it, so '
         'nothing new is pushed.'
       )
     else:
-      winner = fastest(replacing or contenders)
+      finalists = replacing or contenders
+      winner = fastest(finalists)
       clause = _production_clause(
         winner,
         against_production.get(winner.variant),
@@ -442,6 +448,7 @@ def select(
     in_production=winner.is_production,
     decision=decision,
     contenders=[c.variant for c in contenders],
+    finalists=[c.variant for c in finalists],
     against_best=against_best,
     against_production=against_production,
     holm_adjusted=adjusted,
