@@ -6,8 +6,11 @@ from typing import Any, Dict, Mapping, Optional
 from google.auth import credentials as auth_credentials
 from google.cloud import aiplatform
 
+from pipeline import options
+from pipeline.config import PipelineConfig
 from pipeline.vertex_config import VertexConfig
 from pipeline.vertex_config import VertexConfigError
+from trainer.config import value_problem
 
 # How a `--parameter NAME=VALUE` string becomes the type the compiled spec declares.
 _PARSERS = {'NUMBER_INTEGER': int, 'NUMBER_DOUBLE': float, 'STRING': str}
@@ -29,9 +32,11 @@ def pipeline_parameters(pipeline_json: str) -> Dict[str, str]:
 
 
 def parse_parameters(pipeline_json: str, values: Mapping[str, str]) -> Dict[str, Any]:
-  """`values` (text from the command line) converted to the declared types; unknown names and
-  unparsable values are errors that name the parameter and what the pipeline takes."""
+  """`values` (text from the command line) converted to the declared types; unknown names,
+  unparsable values and values outside the option's range are errors that name the parameter and
+  what the pipeline takes."""
   declared = pipeline_parameters(pipeline_json)
+  option_fields = options.leaf_options(PipelineConfig)
   parsed = {}
   for name, text in values.items():
     if name not in declared:
@@ -43,6 +48,9 @@ def parse_parameters(pipeline_json: str, values: Mapping[str, str]) -> Dict[str,
       parsed[name] = _PARSERS[kind](text)
     except ValueError as error:
       raise VertexConfigError(f'pipeline parameter {name} must be {kind}, got {text!r}') from error
+    problem = value_problem(option_fields[name], parsed[name])
+    if problem:
+      raise VertexConfigError(f'--parameter {name}={text}: {problem}')
   return parsed
 
 
