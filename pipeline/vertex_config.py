@@ -98,9 +98,11 @@ def prediction_image(region: str) -> str:
 class VertexConfig:
   """One deployment: a GCP project and region, the image, resources, and the pipeline's options."""
 
-  # GCP's rule for a project ID.
+  # The characters of GCP's rule for a project ID (not its 6 to 30 length).
   project: str = dataclasses.field(
-    metadata={CHECK: Pattern(r'[a-z][a-z0-9-]{4,28}[a-z0-9]', 'a GCP project ID')}
+    metadata={
+      CHECK: Pattern(r'[a-z]([a-z0-9-]*[a-z0-9])?', 'a GCP project ID (a-z, 0-9 and -)')
+    }
   )
   region: str = dataclasses.field(metadata={CHECK: REGION})
   # The project's image (Dockerfile), e.g. us-docker.pkg.dev/P/repo/fmnist:TAG.

@@ -222,7 +222,7 @@ def _unused_port():
 
 
 def test_download_failures_are_one_line_naming_the_url_and_leave_no_file(
-  tmp_path, capsys, mirror, error_log
+  tmp_path, capsys, mirror, traceback_log
 ):
   directory, base_url = mirror
   data_dir = tmp_path / 'data'
@@ -242,7 +242,29 @@ def test_download_failures_are_one_line_naming_the_url_and_leave_no_file(
   actual = hashlib.sha256(b'not fashion-mnist').hexdigest()
   assert code == 1 and len(err.splitlines()) == 1
   assert f'{base_url}train-images-idx3-ubyte.gz: content SHA-256 {actual}' in err
-  assert cli.ERROR_LOG in err
-  with open(cli.ERROR_LOG) as log:
-    assert 'Traceback' in log.read()
+  assert traceback_log(err).read_text().startswith('Traceback')
   assert os.listdir(data_dir) == []
+  # Without its final slash the base URL still names the mirror's directory.
+  code, err = _download(capsys, data_dir, base_url.rstrip('/'))
+  assert f'{base_url}train-images-idx3-ubyte.gz: content SHA-256 {actual}' in err
+
+
+def test_download_into_a_directory_it_cannot_create_is_one_line(tmp_path, capsys, traceback_log):
+  a_file = tmp_path / 'a-file'
+  a_file.write_text('')
+  code, err = _download(capsys, a_file / 'data', 'https://example.invalid/')
+  assert code == 1 and len(err.splitlines()) == 1 and 'Traceback' not in err
+  assert err.startswith(f'error: {a_file / "data"}: cannot create the directory')
+  assert traceback_log(err).read_text().startswith('Traceback')
+
+
+def test_download_refuses_a_base_url_that_is_no_url_before_fetching(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(['download', '--data-dir', str(tmp_path / 'data'), '--base-url', 'notaurl'])
+  err = capsys.readouterr().err
+  assert exit_.value.code == 2 and err.startswith('usage: fmnist-pipeline download')
+  assert err.splitlines()[-1] == (
+    "fmnist-pipeline download: error: argument --base-url: must be an http://, https:// or "
+    "file:// URL, got 'notaurl'"
+  )
+  assert not (tmp_path / 'data').exists()
