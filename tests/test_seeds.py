@@ -95,7 +95,9 @@ def test_seeds_start_at_the_training_seed():
 def test_seeds_below_one_are_one_clear_line_on_the_command_line(tmp_path, capsys):
   output_root = tmp_path / 'out'
   with pytest.raises(SystemExit) as exit_:
-    cli.main(['run', '--seeds', '0', '--output-root', str(output_root)])
+    cli.main(
+      ['run', '--seeds', '0', '--output-root', str(output_root), '--data-dir', str(tmp_path)]
+    )
   assert exit_.value.code == 2
   assert capsys.readouterr().err.splitlines()[-1] == (
     'fmnist-pipeline run: error: argument --seeds: must be at least 1, got 0'
