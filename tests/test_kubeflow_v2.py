@@ -385,6 +385,10 @@ def test_submit_takes_pipeline_parameters_in_their_declared_types(
       ),
     ),
     ('epochs=three', "pipeline parameter epochs must be NUMBER_INTEGER, got 'three'"),
+    (
+      'accuracy_threshold=1.5',
+      '--parameter accuracy_threshold=1.5: must be between 0 and 1, got 1.5',
+    ),
   ],
 )
 def test_submit_rejects_a_bad_parameter_in_one_line(
