@@ -75,7 +75,8 @@ class _VersionAction(argparse.Action):
     super().__init__(option_strings, dest, nargs=0, **kwargs)
 
   def __call__(self, parser, namespace, values, option_string=None):
-    parser.exit(message=f'{parser.prog} {version_text()}\n')
+    print(f'{parser.prog} {version_text()}')  # a result: stdout, as argparse's own `version`
+    parser.exit()
 
 
 def version_text() -> str:
