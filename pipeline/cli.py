@@ -92,7 +92,9 @@ def version_text() -> str:
     with open(os.path.join(PACKAGE_ROOT, 'pyproject.toml'), encoding='utf-8') as project:
       version = re.search(r'^version = "([^"]+)"', project.read(), re.MULTILINE).group(1)
   commit = image_tag.commit_of(PACKAGE_ROOT)
-  return f'{version} (commit {commit})' if commit else f'{version} (commit unknown: no git checkout)'
+  return (
+    f'{version} (commit {commit})' if commit else f'{version} (commit unknown: no git checkout)'
+  )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -419,11 +421,22 @@ def _compile_for_deployment(args: argparse.Namespace, for_vertex: bool = False):
   config = vertex_config.load(args.config, image=args.image)
   if for_vertex:
     vertex_config.require_gcs(config, args.config)
+  _require_directory_for(args.output)
   warning = image_tag.mismatch(config.image, staging.PACKAGE_ROOT)
   if warning:
     print(f'warning: {warning}', file=sys.stderr)
   kubeflow_v2_runner.compile_pipeline(config, args.output)
   return config, args.output
+
+
+def _require_directory_for(output: str) -> None:
+  """Creates the directory `--output` goes in, or says in one line why it cannot."""
+  directory = os.path.dirname(os.path.abspath(output))
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as error:
+    reason = 'a file is in the way' if isinstance(error, FileExistsError) else error.strerror
+    raise ConfigError(f'--output {output}: cannot create {directory} ({reason})') from error
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -452,7 +465,7 @@ def _submit(args: argparse.Namespace) -> int:
     config, staged_json = _compile_for_deployment(staged, for_vertex=True)
     vertex_submit.parse_parameters(staged_json, parameters)
     pipeline_json = args.output
-    os.makedirs(os.path.dirname(os.path.abspath(pipeline_json)), exist_ok=True)
+    _require_directory_for(pipeline_json)
     for source, target in (
       (staged_json, pipeline_json),
       (
@@ -469,7 +482,10 @@ def _submit(args: argparse.Namespace) -> int:
       f'{request["consoleUrl"]}'
     )
     return 0
-  print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
+  try:
+    print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
+  except vertex_submit.SubmitError as error:
+    return _failed(str(error))
   return 0
 
 

@@ -100,9 +100,7 @@ class VertexConfig:
 
   # The characters of GCP's rule for a project ID (not its 6 to 30 length).
   project: str = dataclasses.field(
-    metadata={
-      CHECK: Pattern(r'[a-z]([a-z0-9-]*[a-z0-9])?', 'a GCP project ID (a-z, 0-9 and -)')
-    }
+    metadata={CHECK: Pattern(r'[a-z]([a-z0-9-]*[a-z0-9])?', 'a GCP project ID (a-z, 0-9 and -)')}
   )
   region: str = dataclasses.field(metadata={CHECK: REGION})
   # The project's image (Dockerfile), e.g. us-docker.pkg.dev/P/repo/fmnist:TAG.

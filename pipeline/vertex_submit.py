@@ -3,7 +3,9 @@
 import json
 from typing import Any, Dict, Mapping, Optional
 
+from google.api_core import exceptions as api_exceptions
 from google.auth import credentials as auth_credentials
+from google.auth import exceptions as auth_exceptions
 from google.cloud import aiplatform
 
 from pipeline import options
@@ -14,6 +16,10 @@ from trainer.config import value_problem
 
 # How a `--parameter NAME=VALUE` string becomes the type the compiled spec declares.
 _PARSERS = {'NUMBER_INTEGER': int, 'NUMBER_DOUBLE': float, 'STRING': str}
+
+
+class SubmitError(RuntimeError):
+  """Vertex AI did not take the job: no credentials, or the API refused it; the message says why."""
 
 
 def console_url(config: VertexConfig, job_id: str) -> str:
@@ -85,8 +91,18 @@ def build_job(
 
 def submit(config: VertexConfig, pipeline_json: str, parameters: Mapping[str, str]) -> str:
   """Starts the run and returns its console URL."""
-  job = build_job(config, pipeline_json, parameters)
-  job.submit(service_account=config.service_account)
+  try:
+    job = build_job(config, pipeline_json, parameters)
+    job.submit(service_account=config.service_account)
+  except auth_exceptions.DefaultCredentialsError as error:
+    raise SubmitError(
+      'no Google Cloud credentials: run `gcloud auth application-default login` or set '
+      'GOOGLE_APPLICATION_CREDENTIALS (`submit --dry-run` needs none)'
+    ) from error
+  except api_exceptions.GoogleAPICallError as error:
+    raise SubmitError(
+      f'Vertex AI refused the job in {config.project}/{config.region}: {error}'
+    ) from error
   return console_url(config, job.job_id)
 
 
