@@ -16,6 +16,7 @@ from pipeline import cli
 from pipeline import options
 from pipeline import vertex_config
 from pipeline.vertex_config import VertexConfig
+from tests.test_config_surface import DEPLOY_REQUIRED
 from trainer.config import INTERNAL
 from trainer.config import OptionValueError
 
@@ -147,13 +148,6 @@ COMMAND_FLAGS = {
     )
   },
   ('submit', '--parameter'): ('epochs', "expected NAME=VALUE, got 'epochs'"),
-}
-DEPLOY_REQUIRED = {
-  'project': 'proj',
-  'region': 'europe-west4',
-  'image': 'us-docker.pkg.dev/proj/fmnist/pipeline:0123abc',
-  'output_root': 'gs://bucket/fmnist',
-  'data_dir': 'gs://bucket/data',
 }
 # What a section needs besides the key under test.
 SECTION_REQUIRED = {
