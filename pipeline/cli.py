@@ -67,6 +67,25 @@ class _Parser(argparse.ArgumentParser):
   def __init__(self, *args, **kwargs):
     super().__init__(*args, allow_abbrev=False, **kwargs)
 
+  def parse_known_args(self, args=None, namespace=None):
+    """A command's parser refuses what it does not know itself: with its own usage (argparse
+    would show the top-level one), one line, exit 2, and the flags that may have been meant."""
+    known, unknown = super().parse_known_args(args, namespace)
+    if unknown and self._subparsers is None:
+      flags = [flag for action in self._actions for flag in action.option_strings]
+      meant = sorted(
+        {
+          match
+          for word in unknown
+          if word.startswith('--')
+          for match in difflib.get_close_matches(word.split('=')[0], flags, n=1)
+          or [flag for flag in flags if flag.startswith(word.split('=')[0])][:1]
+        }
+      )
+      hint = f' (did you mean {", ".join(meant)}?)' if meant else ''
+      self.error(f'unrecognized arguments: {" ".join(unknown)}{hint}')
+    return known, unknown
+
 
 class _VersionAction(argparse.Action):
   """`--version`, computed only when asked: it runs git, which `--help` need not pay."""
@@ -489,30 +508,8 @@ def _submit(args: argparse.Namespace) -> int:
   return 0
 
 
-def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
-  """The arguments; an unknown one is refused by its command's parser (that command's usage, one
-  line, exit 2), with the flags it may have meant."""
-  parser = _parser()
-  args, unknown = parser.parse_known_args(argv)
-  if unknown:
-    command = parser._subparsers._group_actions[0].choices[args.command]  # pylint: disable=protected-access
-    known = [flag for action in command._actions for flag in action.option_strings]  # pylint: disable=protected-access
-    meant = [
-      difflib.get_close_matches(word.split('=')[0], known, n=1, cutoff=0.6)
-      or [flag for flag in known if flag.startswith(word.split('=')[0])][:1]
-      for word in unknown
-      if word.startswith('--')
-    ]
-    hint = sorted({flag for flags in meant for flag in flags})
-    command.error(
-      f'unrecognized arguments: {" ".join(unknown)}'
-      + (f' (did you mean {", ".join(hint)}?)' if hint else '')
-    )
-  return args
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-  args = _parse(argv)
+  args = _parser().parse_args(argv)
   commands = {
     'run': _run,
     'download': _download,
