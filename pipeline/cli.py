@@ -185,17 +185,18 @@ def _parser() -> argparse.ArgumentParser:
     '--port', type=PORT, default=6006, help='the port TensorBoard serves on (default: %(default)s)'
   )
   # TensorBoard's own serving flags, under its own names, passed on as they are.
-  tensorboard.add_argument(
+  listen = tensorboard.add_mutually_exclusive_group()
+  listen.add_argument(
     '--host',
     type=serving_arguments.NON_BLANK,
     default=None,
     help="the address TensorBoard listens on, e.g. 0.0.0.0 (default: TensorBoard's, localhost)",
   )
-  tensorboard.add_argument(
+  listen.add_argument(
     '--bind_all',
     '--bind-all',
     action='store_true',
-    help='listen on every network interface (TensorBoard\'s --bind_all; not with --host)',
+    help="listen on every network interface (TensorBoard's --bind_all)",
   )
   tensorboard.add_argument(
     '--print-only',
@@ -390,9 +391,7 @@ def _download(args: argparse.Namespace) -> int:
 def _tensorboard(args: argparse.Namespace) -> int:
   from pipeline import tensorboard  # pylint: disable=import-outside-toplevel
 
-  if args.host and args.bind_all:
-    raise ConfigError('--host and --bind_all exclude each other (--bind_all is every address)')
-  serving_flags = [*(['--host', args.host] if args.host else []), *(['--bind_all'] * args.bind_all)]
+  serving_flags = ['--host', args.host] if args.host else ['--bind_all'] if args.bind_all else []
   command_line = tensorboard.command(_local_path(args.output_root), args.port, serving_flags)
   if not command_line:
     print(

@@ -181,8 +181,11 @@ def test_tensorboard_shows_each_variants_newest_trainer_run_under_its_name(tmp_p
   argv = ['tensorboard', '--output-root', str(tmp_path), '--print-only', '--host', '0.0.0.0']
   assert cli.main(argv) == 0
   assert capsys.readouterr().out.rstrip().endswith('--port 6006 --host 0.0.0.0')
-  assert cli.main([*argv, '--bind-all']) == 2
-  assert 'exclude each other' in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    cli.main([*argv, '--bind-all'])
+  assert (
+    'argument --bind_all/--bind-all: not allowed with argument --host' in capsys.readouterr().err
+  )
 
 
 def _listening(port):
