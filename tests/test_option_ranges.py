@@ -256,6 +256,15 @@ def test_a_bad_flag_of_another_command_is_refused_naming_the_flag(capsys, comman
   assert line == f'fmnist-pipeline {command}: error: argument {flag}: {message}'
 
 
+@pytest.mark.parametrize('text', ['nan', 'inf'])
+def test_a_number_that_is_no_number_is_outside_every_range(tmp_path, capsys, text):
+  line = _refusal(capsys, ['run', '--data-dir', str(tmp_path), '--learning-rate', text])
+  assert line == (
+    f'fmnist-pipeline run: error: argument --learning-rate: must be greater than 0, '
+    f'got {float(text)!r}'
+  )
+
+
 def test_a_misspelled_flag_is_refused_not_taken_as_a_prefix(tmp_path, capsys):
   """`--epoch 3 --out DIR` was `--epochs 3 --output-root DIR` and started a full run."""
   output_root = tmp_path / 'x'

@@ -1,6 +1,7 @@
 """Training hyperparameters, read from the Trainer's custom_config."""
 
 import dataclasses
+import math
 import re
 from typing import Any, Dict, Mapping, Optional
 
@@ -53,9 +54,13 @@ class Range:
 
   def problem(self, value: Any) -> Optional[str]:
     low, high = self.low, self.high
-    below = low is not None and (value <= low if self.open_low else value < low)
-    above = high is not None and (value >= high if self.open_high else value > high)
-    return f'must be {self}, got {value!r}' if below or above else None
+    # Written as what is inside, so that nan (no comparison holds) and infinities are outside.
+    inside = (
+      math.isfinite(value)
+      and (low is None or (value > low if self.open_low else value >= low))
+      and (high is None or (value < high if self.open_high else value <= high))
+    )
+    return None if inside else f'must be {self}, got {value!r}'
 
 
 def at_least(low: float) -> Range:
