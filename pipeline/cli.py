@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     '--base-url',
     type=BASE_URL_TYPE,
     default=BASE_URL,
-    help='the mirror: <base-url><file name> for each file (default: %(default)s)',
+    help='the mirror: <base-url>/<file name> for each file (default: %(default)s)',
   )
 
   summary = commands.add_parser('summary', help="print the last run's summary")
