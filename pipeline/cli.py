@@ -31,7 +31,9 @@ for _pinned_version_warning in (
 from pipeline import options  # noqa: E402  (after the environment is set)
 from pipeline.config import BASE_URL  # noqa: E402
 from pipeline.config import KERAS_CACHE_DATA_DIR  # noqa: E402
+from pipeline.config import OUTPUT_ROOT_ENV  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.config import default_output_root  # noqa: E402
 from pipeline.options import ConfigError  # noqa: E402
 from pipeline.options import checked_type  # noqa: E402
 from pipeline.staging import PACKAGE_ROOT  # noqa: E402
@@ -39,14 +41,15 @@ from serving import arguments as serving_arguments  # noqa: E402
 from trainer.config import Pattern  # noqa: E402
 from trainer.config import between  # noqa: E402
 
-DEFAULT_OUTPUT_ROOT = PipelineConfig.output_root
 # A smoke run: every component on the real data, a few hundred training steps.
 QUICK_PRESET = {
   'train_steps': 200,
   'accuracy_threshold': 0.7,
   'training': {'epochs': 1, 'log_every_n_steps': 50},
 }
-_OUTPUT_ROOT_HELP = "the run's output root, a directory or gs://… (default: %(default)s)"
+_OUTPUT_ROOT_HELP = (
+  f"the run's output root, a directory or gs://… (default: %(default)s; ${OUTPUT_ROOT_ENV} sets it)"
+)
 DEPLOY_CONFIG_ENV = 'FMNIST_DEPLOY_CONFIG'
 IMAGE_ENV = 'FMNIST_IMAGE'
 DEFAULT_PIPELINE_JSON = 'pipeline.json'
@@ -178,8 +181,8 @@ def _parser() -> argparse.ArgumentParser:
   tensorboard.add_argument(
     '--output-root',
     type=serving_arguments.PATH,
-    default=DEFAULT_OUTPUT_ROOT,
-    help="a local run's output root (default: %(default)s)",
+    default=default_output_root(),
+    help=f"a local run's output root (default: %(default)s; ${OUTPUT_ROOT_ENV} sets it)",
   )
   tensorboard.add_argument(
     '--port', type=PORT, default=6006, help='the port TensorBoard serves on (default: %(default)s)'
@@ -233,7 +236,7 @@ def _add_output_root(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     '--output-root',
     type=serving_arguments.PATH,
-    default=DEFAULT_OUTPUT_ROOT,
+    default=default_output_root(),
     help=_OUTPUT_ROOT_HELP,
   )
 
@@ -348,16 +351,38 @@ def _run(args: argparse.Namespace) -> int:
   return 0
 
 
+def _nothing_recorded(output_root: str) -> bool:
+  """A local output root with neither an MLMD store nor a pipeline root (missing or empty): told
+  without importing TensorFlow, which reading a run needs."""
+  if '://' in output_root:
+    return False
+  config = PipelineConfig(output_root=output_root)
+  return not os.path.exists(config.metadata_path) and not os.path.isdir(config.pipeline_root)
+
+
 def _print_found(found, output_root: str, what: str) -> int:
   if found is None:
-    print(f'no {what} recorded under {output_root}', file=sys.stderr)
+    where = '' if os.path.isdir(output_root) or '://' in output_root else ' (no such directory)'
+    print(
+      f'no {what} recorded under {output_root}{where}; pass the --output-root of a run or set '
+      f'${OUTPUT_ROOT_ENV}',
+      file=sys.stderr,
+    )
     return 1
-  print('\n'.join(found.lines()))
+  # pylint: disable=import-outside-toplevel
+  from rich.console import Console
+
+  from pipeline.run_summary import print_lines
+
+  print_lines(found.lines(), Console())
   return 0
 
 
 def _summary(args: argparse.Namespace) -> int:
+  if _nothing_recorded(_local_path(args.output_root)):
+    return _print_found(None, args.output_root, 'run')
   # pylint: disable=import-outside-toplevel
+  from pipeline.run_summary import RunSummary
   from pipeline.run_summary import UnreadableMetadataError
   from pipeline.run_summary import last_run
 
@@ -366,10 +391,14 @@ def _summary(args: argparse.Namespace) -> int:
     found = last_run(output_root)
   except UnreadableMetadataError as error:
     return _failed(str(error), error_log_root=output_root)
-  return _print_found(found, args.output_root, 'run')
+  code = _print_found(found, args.output_root, 'run')
+  # An interrupted or failed run is no success to a script that checks the exit code.
+  return 1 if isinstance(found, RunSummary) and found.ended_badly else code
 
 
 def _report(args: argparse.Namespace) -> int:
+  if _nothing_recorded(_local_path(args.output_root)):
+    return _print_found(None, args.output_root, 'variant comparison')
   from pipeline.run_summary import newest_comparison  # pylint: disable=import-outside-toplevel
 
   pipeline_root = PipelineConfig(output_root=_local_path(args.output_root)).pipeline_root

@@ -33,6 +33,15 @@ KERAS_CACHE_DATA_DIR = os.path.expanduser('~/.keras/datasets/fashion-mnist')
 BASE_URL = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/'
 
 
+# Sets the default output root of every local command (run, summary, report, tensorboard, ...).
+OUTPUT_ROOT_ENV = 'FMNIST_OUTPUT_ROOT'
+
+
+def default_output_root() -> str:
+  """$FMNIST_OUTPUT_ROOT if set, else `outputs` under the working directory."""
+  return os.environ.get(OUTPUT_ROOT_ENV) or 'outputs'
+
+
 # One directory under the serving root, and the name clients ask TF Serving for.
 MODEL_NAME = Pattern(r'[A-Za-z0-9_-][A-Za-z0-9_.-]*', 'letters, digits, _, - and . (no /)')
 
@@ -55,10 +64,13 @@ class PipelineConfig:
   same name (pipeline/options.py); that doc is the option's only description.
   """
 
-  output_root: str = option(
-    'outputs',
-    'pipeline artifacts, MLMD, logs and pushed models go under this directory',
-    check=NON_EMPTY_PATH,
+  output_root: str = dataclasses.field(
+    default_factory=default_output_root,
+    metadata={
+      DOC: 'pipeline artifacts, MLMD, logs and pushed models go under this directory '
+      f'(${OUTPUT_ROOT_ENV} sets the default)',
+      CHECK: NON_EMPTY_PATH,
+    },
   )
   data_dir: str = dataclasses.field(
     default_factory=default_data_dir,

@@ -3,25 +3,33 @@ Metadata for a local run, from the pipeline root's files (local or gs://) for a 
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from rich import markdown
+from rich.console import Console
 import tensorflow as tf
 
 from components.artifacts import VariantComparison
+from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection.keys import REPORT
 from pipeline.config import PipelineConfig
+from pipeline.output_root_lock import run_in_progress
 from pipeline.pipeline import SELECTOR_ID
 
 # Directories between a pipeline root and a component's: Vertex's <project number>/<job>.
 _MAX_RUN_DIRECTORY_DEPTH = 3
+FAILED = 'failed'
+RUNNING = 'running'
+# Left `running` in MLMD by a run whose process is gone (killed, machine restarted, Ctrl-C).
+INTERRUPTED = 'interrupted'
 _STATES = {
   metadata_store_pb2.Execution.COMPLETE: 'ran',
   metadata_store_pb2.Execution.CACHED: 'cached',
-  metadata_store_pb2.Execution.FAILED: 'failed',
-  metadata_store_pb2.Execution.RUNNING: 'running',
+  metadata_store_pb2.Execution.FAILED: FAILED,
+  metadata_store_pb2.Execution.RUNNING: RUNNING,
 }
 
 
@@ -33,6 +41,23 @@ def _sqlite_reason(error: RuntimeError) -> str:
   """SQLite's reason inside MLMD's 'Error when executing query: <reason> query: <SQL>'."""
   parts = str(error).split(' query: ')
   return parts[1] if len(parts) > 2 else str(error).splitlines()[0]
+
+
+class Markdown(str):
+  """Markdown among plain lines: rendered on a terminal, printed as it is when piped."""
+
+
+def print_lines(lines: Sequence[str], console: Console) -> None:
+  """`lines` on the console: Markdown rendered by rich on a terminal (no `**` or `|` on screen);
+  elsewhere (a pipe, a file) the text as it is, one table row a line for grep and diff."""
+  if not console.is_terminal:
+    console.file.write('\n'.join(lines) + '\n')
+    return
+  for line in lines:
+    if isinstance(line, Markdown):
+      console.print(markdown.Markdown(line))
+    else:
+      console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @dataclasses.dataclass
@@ -61,7 +86,7 @@ class ComparisonReport:
     return [
       f'Comparison report: {self.uri}',
       '',
-      *self.markdown.rstrip('\n').splitlines(),
+      Markdown(self.markdown.rstrip('\n')),
       '',
       'Plots:',
       *(f'  {plot}' for plot in self.plots),
@@ -74,16 +99,48 @@ class RunSummary:
   components: List[ComponentRun]
   comparison: Optional[ComparisonReport] = None
   pushed_to: Optional[str] = None
+  # What the serving root holds now, one line (None when not looked up).
+  served: Optional[str] = None
+  # Where `fmnist-pipeline run` writes each run's log.
+  logs_dir: str = 'logs'
+
+  def _in_state(self, state: str) -> List[str]:
+    return [component.node_id for component in self.components if component.state == state]
+
+  @property
+  def ended_badly(self) -> bool:
+    """The run was interrupted or a component failed."""
+    return bool(self._in_state(INTERRUPTED) or self._in_state(FAILED))
+
+  def _outcome(self) -> List[str]:
+    interrupted, failed = self._in_state(INTERRUPTED), self._in_state(FAILED)
+    if interrupted:
+      return [
+        f'✗ The run was interrupted in {", ".join(interrupted)}: no process runs it any more and '
+        'the steps after it never ran. `fmnist-pipeline run` again takes the finished steps '
+        'from the cache.'
+      ]
+    if failed:
+      return [f'✗ The run failed in {", ".join(failed)}: its log in {self.logs_dir} says why.']
+    running = self._in_state(RUNNING)
+    return [f'… Still running: {", ".join(running)}.'] if running else []
 
   def lines(self) -> List[str]:
     """The summary as a newcomer reads it at the end of a run."""
     out = [f'Run {self.run_id}:']
     width = max((len(component.node_id) for component in self.components), default=0)
+    state_width = max((len(component.state) for component in self.components), default=0)
     for component in self.components:
-      out.append(f'  {component.node_id:<{width}} {component.state:<7} {component.seconds:7.1f} s')
+      out.append(
+        f'  {component.node_id:<{width}} {component.state:<{state_width}} '
+        f'{component.seconds:7.1f} s'
+      )
+    out += self._outcome()
     if self.comparison is not None:
       out += ['', *self.comparison.lines(), '']
     out.append(f'Pushed to: {self.pushed_to}' if self.pushed_to else 'Pushed: nothing')
+    if self.served:
+      out.append(self.served)
     return out
 
 
@@ -115,8 +172,39 @@ def _outputs_by_type(
   return outputs
 
 
-def summarize_last_run(metadata_path: str) -> Optional[RunSummary]:
-  """Reads the most recent pipeline run from the SQLite MLMD store, or None if there is none."""
+def _state(last_known_state: int, in_progress: bool) -> str:
+  state = _STATES.get(last_known_state, 'unknown')
+  return INTERRUPTED if state == RUNNING and not in_progress else state
+
+
+def _serving_model_dir(store: metadata_store.MetadataStore, metadata_path: str) -> str:
+  """Where Pusher pushed last (any run), else where it pushes by default under this root."""
+  pushed = [
+    artifact
+    for artifact in store.get_artifacts_by_type('PushedModel')
+    if artifact.custom_properties['pushed'].int_value
+  ]
+  if pushed:
+    newest = max(pushed, key=lambda artifact: artifact.id)
+    return os.path.dirname(newest.custom_properties['pushed_destination'].string_value)
+  return PipelineConfig(output_root=os.path.dirname(metadata_path)).serving_model_dir
+
+
+def served(model_dir: str) -> str:
+  """What TF Serving loads from `model_dir`: its newest complete version, and which variant."""
+  version_dir = production.latest_version(model_dir)
+  if version_dir is None:
+    return f'Served: nothing, {model_dir} holds no complete version'
+  variant = production.model_info(version_dir).get('variant', 'variant unknown')
+  return (
+    f'Served: version {os.path.basename(version_dir)} ({variant}), {version_dir}, the newest '
+    'complete version: what TF Serving loads'
+  )
+
+
+def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional[RunSummary]:
+  """Reads the most recent pipeline run from the SQLite MLMD store, or None if there is none;
+  without a run `in_progress`, a component still `running` there was interrupted."""
   store = _open_read_only(metadata_path)
   runs = store.get_contexts_by_type('pipeline_run')
   if not runs:
@@ -130,11 +218,13 @@ def summarize_last_run(metadata_path: str) -> Optional[RunSummary]:
     components=[
       ComponentRun(
         _node_id(store, execution.id),
-        _STATES.get(execution.last_known_state, 'unknown'),
+        _state(execution.last_known_state, in_progress),
         (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000,
       )
       for execution in executions
     ],
+    served=served(_serving_model_dir(store, metadata_path)),
+    logs_dir=os.path.join(os.path.dirname(metadata_path), 'logs'),
   )
   outputs = _outputs_by_type(store, executions)
   if VariantComparison.TYPE_NAME in outputs:
@@ -202,7 +292,7 @@ def last_run(output_root: str) -> Optional[Union[RunSummary, DeployedRunSummary]
   config = PipelineConfig(output_root=output_root)
   if os.path.exists(config.metadata_path):
     try:
-      return summarize_last_run(config.metadata_path)
+      return summarize_last_run(config.metadata_path, run_in_progress(output_root))
     except RuntimeError as error:  # what ML Metadata raises for a file that is no store
       raise UnreadableMetadataError(
         f'{config.metadata_path} is not a readable ML Metadata store '

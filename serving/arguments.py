@@ -4,6 +4,8 @@
 import argparse
 import os
 
+from pipeline.config import OUTPUT_ROOT_ENV
+from pipeline.config import default_output_root
 from pipeline.config import MODEL_NAME
 from pipeline.options import checked_type
 from trainer.config import NON_EMPTY_PATH
@@ -89,9 +91,9 @@ def add_serving_config_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     '--serving-root',
     type=PATH,
-    default=os.path.join('outputs', 'serving'),
+    default=os.path.join(default_output_root(), 'serving'),
     help='the directory holding <model-name>/<version>/, mounted as /models in the container; '
-    'the files are written here (default: %(default)s)',
+    f'the files are written here (default: %(default)s, under ${OUTPUT_ROOT_ENV} when set)',
   )
   parser.add_argument(
     '--model-name',

@@ -5,8 +5,10 @@ row ("instances") format; gRPC sends serialized tf.Examples to
 `serving_default`, as TFX and TFMA do. Both return the same outputs. Inputs of any
 size are sent as several requests, each under a byte budget (gRPC's default 4 MB
 message limit) and at most as many images as the server's batching accepts.
-When the input carries labels (an IDX file with its labels file beside it, an
-ExampleGen split), each line shows the label and an accuracy line closes the output.
+Each line names its image (the file, and the index within an IDX file or split) and,
+when the input carries labels (an IDX file with its labels file beside it, an ExampleGen
+split), its label; an accuracy line closes the output. The first line says which model
+version (and, in-process, which variant) answered.
 """
 
 import dataclasses
@@ -34,6 +36,9 @@ UNKNOWN_LABEL = -1
 REQUEST_OVERHEAD_BYTES = 1024
 # A string in a TensorProto or a row in a JSON list: field tag and length, or a comma.
 ITEM_OVERHEAD_BYTES = 4
+# The first bytes of the image files predict decodes.
+_IMAGE_MAGIC = {b'\x89PNG\r\n\x1a\n': 'PNG', b'\xff\xd8\xff': 'JPEG'}
+_IDX_MAGIC = {magic.to_bytes(4, 'big') for magic in (idx.IMAGES_MAGIC, idx.LABELS_MAGIC)}
 
 
 class PredictError(RuntimeError):
@@ -58,6 +63,8 @@ class Prediction:
 class Inputs:
   images: np.ndarray  # uint8 [n, 28, 28]
   labels: np.ndarray  # int64 [n], UNKNOWN_LABEL where the input has none
+  # Where each image came from: its file, with [index] inside an IDX file or a split.
+  names: Sequence[str]
 
   def accuracy_line(self, predictions: Sequence[Prediction]) -> Optional[str]:
     """`accuracy 0.9120: 912 of 1000 labelled images`, or None when no label is known."""
@@ -69,14 +76,49 @@ class Inputs:
     return f'accuracy {correct / known.sum():.4f}: {correct} of {known.sum()} labelled images'
 
 
-def load_png(path: str) -> np.ndarray:
-  """A 28x28 grayscale PNG as uint8 [28, 28]."""
+def _indexed(source: str, count: int) -> List[str]:
+  return [f'{source}[{index}]' for index in range(count)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+  """The predictions and which model gave them."""
+
+  predictions: List[Prediction]
+  model_name: str
+  # The versions that answered (several if the server loaded a new one meanwhile); empty when
+  # the server did not say.
+  versions: Tuple[int, ...]
+  # `TF Serving at HOST:PORT (gRPC)`, or the version directory run in process.
+  where: str
+  # From the version's model_info.json; a server does not report it.
+  variant: Optional[str] = None
+
+  def model_line(self) -> str:
+    """`Answered by fashion_mnist version 3 (layer), in process: <version directory>`."""
+    versions = ', '.join(map(str, self.versions))
+    version = f'version {versions}' if versions else '(version not reported)'
+    variant = f' ({self.variant})' if self.variant else ''
+    return f'Answered by {self.model_name} {version}{variant}, {self.where}'
+
+
+def load_image(path: str) -> np.ndarray:
+  """A 28x28 grayscale PNG or JPEG as uint8 [28, 28]; colour images are converted to gray."""
   if not tf.io.gfile.exists(path):
     raise PredictError(f'{path}: file not found')
+  with tf.io.gfile.GFile(path, 'rb') as image_file:
+    content = image_file.read()
+  kind = next((kind for magic, kind in _IMAGE_MAGIC.items() if content.startswith(magic)), None)
+  if kind is None:
+    uncompressed_idx = content[:4] in _IDX_MAGIC
+    hint = (
+      ' (an uncompressed IDX file: predict reads them gzipped, .gz)' if uncompressed_idx else ''
+    )
+    raise PredictError(f'{path}: not a PNG or JPEG image{hint}')
   try:
-    image = tf.io.decode_png(tf.io.read_file(path), channels=1).numpy()
-  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-    raise PredictError(f'{path}: not a readable PNG ({error.message})') from error
+    image = tf.io.decode_image(content, channels=1, expand_animations=False).numpy()
+  except tf.errors.InvalidArgumentError as error:
+    raise PredictError(f'{path}: a damaged {kind} file that cannot be decoded') from error
   if image.shape[:2] != (features.IMAGE_HEIGHT, features.IMAGE_WIDTH):
     raise PredictError(
       f'{path}: image is {image.shape[1]}x{image.shape[0]}, the model takes '
@@ -98,7 +140,11 @@ def load_split(directory: str, count: Optional[int] = None) -> Inputs:
     label = feature[features.LABEL_KEY].int64_list.value if features.LABEL_KEY in feature else []
     labels.append(label[0] if label else UNKNOWN_LABEL)
   shape = (-1, features.IMAGE_HEIGHT, features.IMAGE_WIDTH)
-  return Inputs(np.array(images, np.uint8).reshape(shape), np.array(labels, np.int64))
+  return Inputs(
+    np.array(images, np.uint8).reshape(shape),
+    np.array(labels, np.int64),
+    _indexed(directory, len(images)),
+  )
 
 
 def labels_file_beside(images_path: str) -> Optional[str]:
@@ -115,14 +161,15 @@ def load_idx(images_path: str) -> Inputs:
   labels_path = labels_file_beside(images_path)
   if labels_path is None:
     images = idx.read_images(images_path)
-    return Inputs(images, np.full(len(images), UNKNOWN_LABEL, np.int64))
-  images, labels = idx.read_pair(idx.IdxPair(images_path, labels_path))
-  return Inputs(images, labels.astype(np.int64))
+    labels = np.full(len(images), UNKNOWN_LABEL, np.int64)
+  else:
+    images, labels = idx.read_pair(idx.IdxPair(images_path, labels_path))
+  return Inputs(images, labels.astype(np.int64), _indexed(images_path, len(images)))
 
 
 def load_inputs(paths: Sequence[str], count: Optional[int] = None) -> Inputs:
-  """uint8 [n, 28, 28] images and their labels from IDX images files (.gz), ExampleGen split
-  directories and PNG files, at most `count` of them."""
+  """uint8 [n, 28, 28] images, their labels and names from IDX images files (.gz), ExampleGen
+  split directories and PNG or JPEG files, at most `count` of them."""
   parts = []
   for path in paths:
     if tf.io.gfile.isdir(path):
@@ -130,11 +177,15 @@ def load_inputs(paths: Sequence[str], count: Optional[int] = None) -> Inputs:
     elif path.endswith('.gz'):
       parts.append(load_idx(path))
     else:
-      parts.append(Inputs(load_png(path)[None], np.array([UNKNOWN_LABEL], np.int64)))
+      parts.append(Inputs(load_image(path)[None], np.array([UNKNOWN_LABEL], np.int64), [path]))
   images = np.concatenate([part.images for part in parts])[:count]
   if not len(images):
     raise PredictError('no images given')
-  return Inputs(images, np.concatenate([part.labels for part in parts])[:count])
+  return Inputs(
+    images,
+    np.concatenate([part.labels for part in parts])[:count],
+    [name for part in parts for name in part.names][:count],
+  )
 
 
 def request_slices(sizes: Sequence[int], max_bytes: int, max_images: int) -> List[slice]:
@@ -183,6 +234,20 @@ def rest_url(server: str, servable: requests.Servable) -> str:
   return base.rstrip('/') + servable.rest_path() + ':predict'
 
 
+def rest_metadata_url(server: str, servable: requests.Servable) -> str:
+  """TF Serving's model metadata resource: its model_spec names the version that answers."""
+  return rest_url(server, servable)[: -len(':predict')] + '/metadata'
+
+
+def rest_version(server: str, servable: requests.Servable, timeout: float) -> Tuple[int, ...]:
+  """The version the server resolves `servable` to now, or () when it does not say."""
+  try:
+    with urllib.request.urlopen(rest_metadata_url(server, servable), timeout=timeout) as response:
+      return (int(json.load(response)['model_spec']['version']),)
+  except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+    return ()  # the predictions stand without it
+
+
 def rest_bodies(images: np.ndarray, limits: Limits = Limits()) -> Iterator[bytes]:
   """JSON bodies in TF Serving's row format, one instance per image as [28][28] pixel rows."""
   rows = [json.dumps(image.tolist(), separators=(',', ':')) for image in images]
@@ -222,12 +287,17 @@ def predict_rest(
   images: np.ndarray,
   timeout: float = 30.0,
   limits: Limits = Limits(),
-) -> List[Prediction]:
+) -> Answer:
   url = rest_url(server, servable)
   predictions = []
   for body in rest_bodies(images, limits):
     predictions.extend(_post(url, body, timeout))
-  return predictions
+  return Answer(
+    predictions,
+    servable.name,
+    rest_version(server, servable, timeout),
+    f'TF Serving at {url.split("/v1/", 1)[0]} (REST)',
+  )
 
 
 # --- gRPC ---------------------------------------------------------------------------------
@@ -253,13 +323,16 @@ def predict_grpc(
   images: np.ndarray,
   timeout: float = 30.0,
   limits: Limits = Limits(),
-) -> List[Prediction]:
-  predictions = []
+) -> Answer:
+  predictions, versions = [], set()
   with grpc.insecure_channel(server) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     for request in grpc_requests(images, servable, limits):
       try:
-        predictions.extend(parse_grpc_response(stub.Predict(request, timeout)))
+        response = stub.Predict(request, timeout)
+        predictions.extend(parse_grpc_response(response))
+        if response.model_spec.HasField('version'):
+          versions.add(response.model_spec.version.value)
       except grpc.RpcError as error:
         if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
           raise PredictError(f'cannot reach TF Serving at {server}: {error.details()}') from error
@@ -268,7 +341,9 @@ def predict_grpc(
           grpc.StatusCode.RESOURCE_EXHAUSTED: ' (lower --max-request-bytes)',
         }.get(error.code(), '')
         raise PredictError(f'{server}: {error.code().name}: {error.details()}{hint}') from error
-  return predictions
+  return Answer(
+    predictions, servable.name, tuple(sorted(versions)), f'TF Serving at {server} (gRPC)'
+  )
 
 
 # --- in-process ---------------------------------------------------------------------------
@@ -294,8 +369,8 @@ def version_dir(model_dir: str, version: Optional[int] = None) -> str:
   return latest
 
 
-def load_signature(model_dir: str, signature: str, version: Optional[int] = None):
-  path = version_dir(model_dir, version)
+def load_signature(path: str, signature: str):
+  """`signature` of the SavedModel in `path`."""
   try:
     return tf.saved_model.load(path).signatures[signature]
   except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
@@ -305,21 +380,31 @@ def load_signature(model_dir: str, signature: str, version: Optional[int] = None
 
 def predict_local(
   model_dir: str, images: np.ndarray, version: Optional[int] = None, limits: Limits = Limits()
-) -> List[Prediction]:
+) -> Answer:
   """The same requests as gRPC, run by the pushed SavedModel in this process."""
-  serve = load_signature(model_dir, export.SERVING_SIGNATURE, version)
+  path = version_dir(model_dir, version)
+  serve = load_signature(path, export.SERVING_SIGNATURE)
   predictions = []
   for start in range(0, len(images), limits.max_images):
     examples = requests.serialized_examples(images[start : start + limits.max_images])
     outputs = serve(**{export.EXAMPLES_INPUT: tf.constant(examples)})
     predictions.extend(to_predictions(lambda name, outputs=outputs: outputs[name].numpy()))
-  return predictions
+  # A pushed version is <serving root>/<model name>/<version>; a Trainer's export is no version.
+  parent, number = os.path.split(os.path.normpath(path))
+  numbered = number.isdigit()
+  return Answer(
+    predictions,
+    os.path.basename(parent) if numbered else number,
+    (int(number),) if numbered else (),
+    f'in process: {path}',
+    production.model_info(path).get('variant'),
+  )
 
 
 # --- command line -------------------------------------------------------------------------
 
 
-def run(args) -> Tuple[Inputs, List[Prediction]]:
+def run(args) -> Tuple[Inputs, Answer]:
   inputs = load_inputs(args.images, args.count)
   limits = Limits(args.max_request_bytes, args.max_request_images)
   if args.local:
@@ -339,11 +424,14 @@ EXPECTED_ERRORS = (PredictError, idx.IdxFormatError)
 
 
 def main(args) -> int:
-  """Prints one line per image (and its label when known), then the accuracy if labels are."""
-  inputs, predictions = run(args)
-  for number, (prediction, label) in enumerate(zip(predictions, inputs.labels)):
-    print(f'{number:>4}  {prediction.line(None if label == UNKNOWN_LABEL else int(label))}')
-  accuracy = inputs.accuracy_line(predictions)
+  """Prints which model answered, one line per image named by its file (and its label when
+  known), then the accuracy if labels are."""
+  inputs, answer = run(args)
+  print(answer.model_line())
+  width = max(map(len, inputs.names))
+  for name, prediction, label in zip(inputs.names, answer.predictions, inputs.labels):
+    print(f'{name:<{width}}  {prediction.line(None if label == UNKNOWN_LABEL else int(label))}')
+  accuracy = inputs.accuracy_line(answer.predictions)
   if accuracy:
     print(accuracy)
   return 0

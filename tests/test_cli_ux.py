@@ -381,3 +381,65 @@ def test_download_refuses_a_base_url_that_is_no_url_before_fetching(tmp_path, ca
     "file:// URL, got 'notaurl'"
   )
   assert not (tmp_path / 'data').exists()
+
+
+# --- report and summary -------------------------------------------------------------------------
+
+_NOTHING_RECORDED = """
+import json, sys, contextlib, io, os
+from pipeline import cli
+missing, empty = sys.argv[1], sys.argv[2]
+answers = {}
+for command in ('summary', 'report'):
+  for root in (missing, empty):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+      code = cli.main([command, '--output-root', root])
+    answers[f'{command} {os.path.basename(root)}'] = [code, err.getvalue()]
+heavy = sorted({name.split('.')[0] for name in sys.modules} & {'tensorflow', 'tfx', 'apache_beam',
+  'ml_metadata', 'matplotlib'})
+print(json.dumps({'answers': answers, 'heavy': heavy}))
+"""
+
+
+def test_report_and_summary_answer_a_missing_or_empty_output_root_without_tensorflow(tmp_path):
+  missing, empty = tmp_path / 'missing', tmp_path / 'empty'
+  empty.mkdir()
+  found = json.loads(
+    subprocess.run(
+      [sys.executable, '-c', _NOTHING_RECORDED, str(missing), str(empty)],
+      check=True,
+      capture_output=True,
+      text=True,
+    ).stdout
+  )
+  assert found['heavy'] == []
+  for command, what in (('summary', 'run'), ('report', 'variant comparison')):
+    assert found['answers'][f'{command} missing'] == [
+      1,
+      f'no {what} recorded under {missing} (no such directory); pass the --output-root of a run '
+      'or set $FMNIST_OUTPUT_ROOT\n',
+    ]
+    code, err = found['answers'][f'{command} empty']
+    assert code == 1 and err.startswith(f'no {what} recorded under {empty};')
+
+
+def test_report_markdown_is_rendered_on_a_terminal_and_kept_as_text_in_a_pipe():
+  from pipeline.run_summary import Markdown  # pylint: disable=import-outside-toplevel
+  from pipeline.run_summary import print_lines  # pylint: disable=import-outside-toplevel
+
+  lines = [
+    'Comparison report: /r',
+    Markdown(
+      '**layer: the only blessed variant**\n\n| variant | verdict |\n| --- | --- |\n'
+      '| layer | selected |'
+    ),
+  ]
+  terminal = io.StringIO()
+  print_lines(lines, Console(file=terminal, force_terminal=True, width=100, color_system=None))
+  screen = terminal.getvalue()
+  assert 'layer: the only blessed variant' in screen and '**' not in screen
+  assert '| --- |' not in screen and 'selected' in screen
+  piped = io.StringIO()
+  print_lines(lines, Console(file=piped))
+  assert piped.getvalue() == '\n'.join(lines) + '\n'

@@ -11,7 +11,7 @@ import pytest
 from components.variant_selection import report
 from pipeline import cli
 from pipeline import data
-from pipeline import local_runner
+from pipeline import output_root_lock
 from pipeline.config import DEBIAN_DATA_DIR
 
 
@@ -75,11 +75,11 @@ def test_run_without_data_says_how_to_get_it(tmp_path, capsys):
 
 
 def test_second_run_on_the_same_output_root_stops_at_once(tmp_path):
-  with local_runner.exclusive_output_root(str(tmp_path)):
-    with pytest.raises(local_runner.OutputRootBusyError, match=str(tmp_path)):
-      with local_runner.exclusive_output_root(str(tmp_path)):
+  with output_root_lock.exclusive_output_root(str(tmp_path)):
+    with pytest.raises(output_root_lock.OutputRootBusyError, match=str(tmp_path)):
+      with output_root_lock.exclusive_output_root(str(tmp_path)):
         pass
-  with local_runner.exclusive_output_root(str(tmp_path)):
+  with output_root_lock.exclusive_output_root(str(tmp_path)):
     pass  # released when the first run ended
 
 
@@ -142,3 +142,93 @@ def test_a_local_run_needs_a_local_output_root(tmp_path, capsys):
   code = cli.main(['run', '--output-root', 'gs://bucket/fmnist', '--data-dir', str(tmp_path)])
   assert code == 2
   assert capsys.readouterr().err.startswith('error: --output-root gs://bucket/fmnist: a local run')
+
+
+# --- summary of an interrupted run, what is served, the output root's environment variable --------
+
+
+def _metadata_store(output_root, states):
+  """An MLMD store as LocalDagRunner leaves it: one pipeline run, one execution per (node, state)."""
+  from ml_metadata import metadata_store  # pylint: disable=import-outside-toplevel
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+
+  connection = metadata_store_pb2.ConnectionConfig()
+  connection.sqlite.filename_uri = os.path.join(output_root, 'metadata.sqlite')
+  store = metadata_store.MetadataStore(connection)
+  run_type = store.put_context_type(metadata_store_pb2.ContextType(name='pipeline_run'))
+  node_type = store.put_context_type(metadata_store_pb2.ContextType(name='node'))
+  execution_type = store.put_execution_type(metadata_store_pb2.ExecutionType(name='Component'))
+  run = metadata_store_pb2.Context(type_id=run_type, name='run-1')
+  (run.id,) = store.put_contexts([run])
+  for node, state in states:
+    node_context = metadata_store_pb2.Context(type_id=node_type, name=f'fashion-mnist.{node}')
+    (node_context.id,) = store.put_contexts([node_context])
+    execution = metadata_store_pb2.Execution(
+      type_id=execution_type, last_known_state=getattr(metadata_store_pb2.Execution, state)
+    )
+    store.put_execution(execution, [], [run, node_context])
+
+
+def _served_version(output_root, version, variant):
+  directory = os.path.join(output_root, 'serving', 'fashion_mnist', str(version))
+  os.makedirs(os.path.join(directory, 'assets.extra'))
+  with open(os.path.join(directory, 'saved_model.pb'), 'w'):
+    pass
+  with open(os.path.join(directory, 'assets.extra', 'model_info.json'), 'w') as info:
+    json.dump({'variant': variant}, info)
+  return directory
+
+
+def test_summary_of_an_interrupted_run_names_the_step_and_what_is_served(tmp_path, capsys):
+  _metadata_store(str(tmp_path), [('IdxExampleGen', 'COMPLETE'), ('Trainer_layer', 'RUNNING')])
+  served = _served_version(str(tmp_path), 3, 'keras_layer')
+  _served_version(str(tmp_path), 2, 'batch')
+  assert cli.main(['summary', '--output-root', str(tmp_path)]) == 1
+  out = capsys.readouterr().out
+  assert 'Trainer_layer interrupted' in out
+  assert '✗ The run was interrupted in Trainer_layer' in out
+  assert f'Served: version 3 (keras_layer), {served}' in out
+
+  # The same store while a run holds the output root: still running, not interrupted.
+  with output_root_lock.exclusive_output_root(str(tmp_path)):
+    assert cli.main(['summary', '--output-root', str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert 'Trainer_layer running' in out and 'Still running: Trainer_layer' in out
+  assert 'was interrupted' not in out
+
+
+def test_summary_of_a_failed_run_exits_1_and_of_a_finished_one_0(tmp_path, capsys):
+  failed, finished = tmp_path / 'failed', tmp_path / 'finished'
+  for directory in (failed, finished):
+    directory.mkdir()
+  _metadata_store(str(failed), [('IdxExampleGen', 'COMPLETE'), ('Transform', 'FAILED')])
+  _metadata_store(str(finished), [('IdxExampleGen', 'COMPLETE'), ('Transform', 'CACHED')])
+  assert cli.main(['summary', '--output-root', str(failed)]) == 1
+  assert f'✗ The run failed in Transform: its log in {failed / "logs"} says why.' in (
+    capsys.readouterr().out
+  )
+  assert cli.main(['summary', '--output-root', str(finished)]) == 0
+  out = capsys.readouterr().out
+  assert '✗' not in out
+  serving = finished / 'serving' / 'fashion_mnist'
+  assert f'Served: nothing, {serving} holds no complete version' in out
+
+
+def test_the_output_root_environment_variable_sets_every_commands_default(
+  tmp_path, capsys, monkeypatch
+):
+  monkeypatch.setenv('FMNIST_OUTPUT_ROOT', str(tmp_path))
+  _metadata_store(str(tmp_path), [('IdxExampleGen', 'COMPLETE')])
+  assert cli.main(['summary']) == 0
+  assert 'IdxExampleGen ran' in capsys.readouterr().out
+  args = cli._parser().parse_args(['run'])
+  assert cli.config_from_args(args).output_root == str(tmp_path)
+  for command in ('summary', 'report', 'tensorboard'):
+    assert cli._parser().parse_args([command]).output_root == str(tmp_path)
+  serving_root = cli._parser().parse_args(['serving-config']).serving_root
+  assert serving_root == str(tmp_path / 'serving')
+  monkeypatch.delenv('FMNIST_OUTPUT_ROOT')
+  assert cli.config_from_args(cli._parser().parse_args(['run'])).output_root == os.path.abspath(
+    'outputs'
+  )
+  assert cli._parser().parse_args(['summary']).output_root == 'outputs'

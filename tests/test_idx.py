@@ -42,7 +42,11 @@ def _raw(path) -> bytes:
   [
     (
       lambda p: _rewrite(p.images_path, b'\x00\x00\x08\x01' + _raw(p.images_path)[4:]),
-      'magic number',
+      'this is an IDX labels file, not images',
+    ),
+    (
+      lambda p: _rewrite(p.images_path, b'\x00\x00\x08\x02' + _raw(p.images_path)[4:]),
+      'magic number 0x00000802',
     ),
     (lambda p: _rewrite(p.images_path, _raw(p.images_path)[:-5]), 'file holds'),
     (lambda p: _rewrite(p.images_path, b'', compress=False), 'empty'),

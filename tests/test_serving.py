@@ -206,6 +206,7 @@ class _FakeTfServing(http.server.BaseHTTPRequestHandler):
 
   loaded = None
   max_body_bytes = None
+  reports_version = True
   body_sizes: ClassVar[List[int]] = []
   paths: ClassVar[List[str]] = []
 
@@ -232,6 +233,14 @@ class _FakeTfServing(http.server.BaseHTTPRequestHandler):
     rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
     return self._reply(200, {'predictions': rows})
 
+  def do_GET(self):  # pylint: disable=invalid-name
+    """The model metadata resource, as TF Serving answers it: the version it resolves to."""
+    match = re.fullmatch(r'/v1/models/([^/:]+)(?:/versions/\d+|/labels/\w+)?/metadata', self.path)
+    if not match or match.group(1) != MODEL_NAME or not self.reports_version:
+      return self._reply(404, {'error': f'Servable not found for request: {self.path}'})
+    spec = {'name': MODEL_NAME, 'signature_name': '', 'version': '1'}
+    return self._reply(200, {'model_spec': spec, 'metadata': {}})
+
   def _reply(self, code, payload):
     data = json.dumps(payload).encode()
     self.send_response(code)
@@ -249,6 +258,7 @@ def rest_server(served):
   _, version_dir, _ = served
   _FakeTfServing.loaded = tf.saved_model.load(version_dir)
   _FakeTfServing.max_body_bytes = None
+  _FakeTfServing.reports_version = True
   _FakeTfServing.body_sizes = []
   _FakeTfServing.paths = []
   server = http.server.HTTPServer(('127.0.0.1', 0), _FakeTfServing)
@@ -261,8 +271,10 @@ def rest_server(served):
 
 def test_rest_client_end_to_end_matches_in_process_predictions(served, rest_server):
   model, version_dir, images = served
-  over_http = predict.predict_rest(rest_server, requests.Servable(MODEL_NAME, version=1), images)
-  local = predict.predict_local(os.path.dirname(version_dir), images)
+  over_http = predict.predict_rest(
+    rest_server, requests.Servable(MODEL_NAME, version=1), images
+  ).predictions
+  local = predict.predict_local(os.path.dirname(version_dir), images).predictions
   assert [p.class_id for p in over_http] == [p.class_id for p in local]
   np.testing.assert_allclose(
     [p.probabilities for p in over_http], _expected(model, images), atol=1e-5
@@ -290,9 +302,15 @@ def test_rest_requests_stay_under_the_servers_body_limit(served, rest_server, tm
   # ...under its limit every image is answered, in order.
   command = ['predict', pair.images_path, '--rest', rest_server, '--max-request-bytes', '1000000']
   assert cli.main(command) == 0
-  lines = capsys.readouterr().out.splitlines()
+  model_line, *lines = capsys.readouterr().out.splitlines()
+  assert model_line == (
+    f'Answered by {MODEL_NAME} version 1, TF Serving at http://{rest_server} (REST)'
+  )
   assert max(_FakeTfServing.body_sizes) <= 1_000_000 and len(_FakeTfServing.body_sizes) > 3
   predicted = _expected(model, images).argmax(axis=1)
+  assert [line.split()[0] for line in lines[:-1]] == [
+    f'{pair.images_path}[{index}]' for index in range(2500)
+  ]
   assert [line.split()[1] for line in lines[:-1]] == [
     features.CLASS_NAMES[c].split()[0] for c in predicted
   ]
@@ -315,6 +333,7 @@ class _SavedModelPredictionService(prediction_service_pb2_grpc.PredictionService
       context.abort(grpc.StatusCode.NOT_FOUND, f'Servable not found: {request.model_spec.name}')
     response = predict_pb2.PredictResponse()
     response.model_spec.CopyFrom(request.model_spec)
+    response.model_spec.version.value = 1  # TF Serving names the version that answered
     for name, value in _run_predict_request(self.loaded, request).items():
       response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
     return response
@@ -349,13 +368,15 @@ def test_grpc_client_sends_a_whole_t10k_file_under_the_4mb_limit(
     predict.predict_grpc(address, SERVABLE, images, limits=unlimited)
 
   assert cli.main(['predict', pair.images_path, '--grpc', address]) == 0
-  lines = capsys.readouterr().out.splitlines()
+  model_line, *lines = capsys.readouterr().out.splitlines()
+  assert model_line == f'Answered by {MODEL_NAME} version 1, TF Serving at {address} (gRPC)'
   assert len(lines) == 10_001
   assert service.request_sizes and max(service.request_sizes) <= 4 * 1024 * 1024
   predicted = _expected(model, images).argmax(axis=1)
-  for line, class_id, label in zip(lines[:3], predicted, labels):
+  for index, (line, class_id, label) in enumerate(zip(lines[:3], predicted, labels)):
     name, truth = features.CLASS_NAMES[class_id], features.CLASS_NAMES[label]
-    assert line.split(maxsplit=1)[1].startswith(f'{name:<12} ')
+    image, prediction = line.split(maxsplit=1)
+    assert image == f'{pair.images_path}[{index}]' and prediction.startswith(f'{name:<12} ')
     assert line.endswith(f'(label: {truth})' + ('' if class_id == label else ' ✗'))
   correct = int(np.sum(predicted == labels))
   assert lines[-1] == f'accuracy {correct / 10_000:.4f}: {correct} of 10000 labelled images'
@@ -366,6 +387,11 @@ def test_a_version_label_reaches_rest_and_grpc_servers(grpc_server, rest_server,
   tf.io.write_file(png, tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)))
   assert cli.main(['predict', png, '--rest', rest_server, '--model-label', 'canary']) == 0
   assert _FakeTfServing.paths == ['/v1/models/fashion_mnist/labels/canary:predict']
+  # The version behind the label, from the server's metadata resource for the same label.
+  assert capsys.readouterr().out.startswith(f'Answered by {MODEL_NAME} version 1, ')
+  _FakeTfServing.reports_version = False
+  assert cli.main(['predict', png, '--rest', rest_server]) == 0
+  assert capsys.readouterr().out.startswith(f'Answered by {MODEL_NAME} (version not reported), ')
   address, service = grpc_server
   assert cli.main(['predict', png, '--grpc', address, '--model-label', 'stable']) == 0
   (spec,) = service.model_specs
@@ -410,6 +436,10 @@ def test_png_and_idx_inputs_load_the_same_pixels(tmp_path):
   png = str(tmp_path / 'first.png')
   tf.io.write_file(png, tf.io.encode_png(from_idx[0][:, :, None]))
   np.testing.assert_array_equal(predict.load_inputs([png]).images, from_idx[:1])
+  # A colour JPEG is read as grayscale too (a flat colour: JPEG keeps it exactly).
+  jpeg = str(tmp_path / 'flat.jpg')
+  tf.io.write_file(jpeg, tf.io.encode_jpeg(np.full((28, 28, 3), 128, np.uint8)))
+  np.testing.assert_array_equal(predict.load_inputs([jpeg]).images, np.full((1, 28, 28), 128))
   assert predict.load_inputs([pair.images_path], count=2).images.shape == (2, 28, 28)
 
 
@@ -419,7 +449,8 @@ def test_predict_command_prints_labels_and_accuracy_only_when_known(served, caps
   pair = idx_files.write_dataset(str(tmp_path / 'labelled'), 't10k', 4, labels=labels)
   model_dir = os.path.dirname(version_dir)
   assert cli.main(['predict', pair.images_path, '--count', '3', '--local', model_dir]) == 0
-  lines = capsys.readouterr().out.splitlines()
+  model_line, *lines = capsys.readouterr().out.splitlines()
+  assert model_line == f'Answered by {MODEL_NAME} version 1 (batch), in process: {version_dir}'
   predicted = _expected(model, predict.load_inputs([pair.images_path]).images[:3]).argmax(axis=1)
   correct = int(np.sum(predicted == labels[:3]))
   assert (
@@ -432,8 +463,13 @@ def test_predict_command_prints_labels_and_accuracy_only_when_known(served, caps
   png = str(tmp_path / 'one.png')
   tf.io.write_file(png, tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)))
   assert cli.main(['predict', pair.images_path, png, '--local', model_dir]) == 0
-  lines = capsys.readouterr().out.splitlines()
-  assert len(lines) == 5 and not any('label' in line or 'accuracy' in line for line in lines)
+  lines = capsys.readouterr().out.splitlines()[1:]
+  assert len(lines) == 5 and not any('(label: ' in line or 'accuracy' in line for line in lines)
+  # Each row starts with the image's file, and its index inside an IDX file.
+  assert [line.split()[0] for line in lines] == [
+    *(f'{pair.images_path}[{index}]' for index in range(4)),
+    png,
+  ]
 
 
 def test_predict_command_bad_inputs_and_model_directories_are_one_line(
@@ -444,7 +480,20 @@ def test_predict_command_bad_inputs_and_model_directories_are_one_line(
   broken = tmp_path / 'broken' / '3'
   broken.mkdir(parents=True)
   (broken / 'saved_model.pb').write_bytes(b'not a SavedModel')
+  notes = tmp_path / 'notes.txt'
+  notes.write_text('not an image')
+  damaged = tmp_path / 'damaged.png'
+  damaged.write_bytes(tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)).numpy()[:40])
+  raw_idx = tmp_path / 't10k-images-idx3-ubyte'
+  raw_idx.write_bytes(idx_files.idx_bytes(np.zeros((2, 28, 28)), 0x00000803))
   cases = [
+    ([str(notes), '--local', version_dir], f'{notes}: not a PNG or JPEG image'),
+    ([str(damaged), '--local', version_dir], f'{damaged}: a damaged PNG file that cannot be'),
+    ([str(raw_idx), '--local', version_dir], 'an uncompressed IDX file: predict reads them gzip'),
+    (
+      [pair.labels_path, '--local', version_dir],
+      f'{pair.labels_path}: this is an IDX labels file, not images',
+    ),
     ([str(tmp_path / 'missing.gz'), '--local', version_dir], 'missing.gz: file not found'),
     ([str(tmp_path / 'missing.png'), '--local', version_dir], 'missing.png: file not found'),
     ([pair.images_path, '--local', str(tmp_path / 'nowhere')], 'nowhere: no such directory'),
@@ -460,6 +509,7 @@ def test_predict_command_bad_inputs_and_model_directories_are_one_line(
     assert cli.main(['predict', *arguments]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and message in error, error
+    assert 'Op:' not in error and 'function_node' not in error  # no TensorFlow op text
     log = traceback_log(error)
     assert log.read_text().startswith('Traceback')  # what the line leaves out
     logs.add(log)

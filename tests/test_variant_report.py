@@ -10,11 +10,17 @@ from components.variant_selection.held_out import HeldOutResult
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
+from components.variant_selection.selection import NOT_WORSE_AND_CHEAPER
 from components.variant_selection.selection import Candidate
+from components.variant_selection.selection import Gate
+from components.variant_selection.selection import Policy
 from components.variant_selection.selection import ProductionModel
 from components.variant_selection.selection import VariantResult
 from components.variant_selection.selection import select
 from serving.latency import Latency
+from tests.test_selection import _candidate
+from tests.test_selection import _correct as _correct_of_2000
+from tests.test_selection import _production
 from trainer.calibration import ExpectedCalibrationError
 from trainer.features import CLASS_NAMES
 
@@ -166,6 +172,13 @@ def test_report_lists_every_variant_with_metrics_verdict_and_the_test_result(tmp
   assert batch['against_best'] is None and batch['against_production'] is None
 
   markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  # It opens with why; weight: 90 against batch's 91 of 100, one example apart (p = 1), and as
+  # fast and as large: the configured order decides.
+  why = (
+    'batch: the most accurate, 1 other within noise of it; of the 2 within noise, as fast '
+    'and as small as weight: first in the configured order; not blessed: none'
+  )
+  assert markdown.splitlines()[0] == f'**{why}**' and content['why'] == why
   assert (
     '| batch | 0.9100 [0.9000, 0.9200] | 0.4000 [0.3500, 0.4500] | 0.0200 | – | – | yes '
     '| selected |'
@@ -225,3 +238,164 @@ def test_report_without_a_blessed_variant_says_nothing_will_be_pushed(tmp_path):
   assert '| batch | – | – | 1 | – | – |' in markdown
   assert '**Decision:** No variant passed the gate, so nothing is pushed.' in markdown
   assert json.loads((tmp_path / report.REPORT_JSON).read_text())['test'] is None
+
+
+# --- The opening sentence: why the winner won, one case of the rule each -----------------------
+
+
+_LATENCY = Latency(1.0, 0.9, 1.1, 30)
+
+
+def _why(candidates, production=None, policy=None, metric=ACCURACY):
+  """why_selected of select() on `candidates`, their report rows built from the same numbers."""
+  rows = [
+    report.VariantReport(
+      result=candidate.result,
+      per_class_accuracy={},
+      parameters=candidate.parameters,
+      train_seconds=60.0,
+      images_per_second=1000.0,
+      latency={1: candidate.latency},
+    )
+    for candidate in candidates
+  ]
+  served = None
+  if production is not None:
+    served = report.Production('/serving/fashion_mnist/1', HeldOutResult(2000, {}, [[0]]))
+  extra = {'policy': policy} if policy else {}
+  selection = select(candidates, metric, production=production, **extra)
+  return selection, report.why_selected(rows, selection, served)
+
+
+def test_why_a_single_contender_won_names_the_p_of_the_others_and_the_best_of_ours():
+  # 50 and 60 examples only the best gets right, none the other way: McNemar p = 2 / 2^50 and less.
+  gate = Gate(0.9)
+  selection, why = _why(
+    [
+      _candidate('keras_layer', _correct_of_2000(1900), latency=2.0),
+      _candidate('layer', _correct_of_2000(1850), latency=1.0),
+      _candidate('batch', _correct_of_2000(1840), latency=1.0),
+      _candidate('none', _correct_of_2000(1700), gate=gate),
+    ]
+  )
+  assert selection.winner == 'keras_layer'
+  assert why == (
+    f'keras_layer: the only variant within noise of the best; layer, batch significantly worse '
+    f'(p ≤ {2 / 2**50:.2g}); not blessed: none; best of ours: layer, −2.50 pt'
+  )
+  _, why = _why(
+    [_candidate('keras_layer', _correct_of_2000(1900)), _candidate('layer', _correct_of_2000(1850))]
+  )
+  assert why.startswith('keras_layer: the only variant within noise of the best; all others ')
+
+
+def test_why_a_tie_settled_by_latency_names_the_best_and_the_winners_latency():
+  _, why = _why(
+    [
+      _candidate('layer', _correct_of_2000(1805), latency=2.0),
+      _candidate('batch', _correct_of_2000(1803, offset=1), latency=1.0),
+      _candidate('none', _correct_of_2000(1802, offset=1999), latency=1.5),
+    ]
+  )
+  # batch misses 2 examples layer gets right and gets none layer misses: p = 2 · 1/2².
+  assert why == (
+    'batch: within noise of the best, layer (p = 0.5); the fastest to serve of the 3 within '
+    'noise (1.00 ms at batch 1)'
+  )
+
+
+def test_why_a_tie_settled_by_parameters_says_the_latencies_overlap():
+  _, why = _why(
+    [
+      _candidate('keras_layer', _correct_of_2000(1805), latency=1.05, parameters=496_906),
+      _candidate('layer', _correct_of_2000(1802, offset=2), latency=1.0, parameters=421_834),
+      _candidate('none', _correct_of_2000(1801, offset=4), latency=1.02, parameters=421_642),
+    ]
+  )
+  # none: 4 examples only keras_layer gets right, p = 2 · 1/2⁴; layer 1802 of 2000, none 1801.
+  assert why == (
+    'none: within noise of the best, keras_layer (p = 0.12); of the 3 within noise, as fast to '
+    'serve as keras_layer, layer (p10–p90 at batch 1 overlap) with fewer parameters (421,642); '
+    'best of ours: layer, +0.05 pt'
+  )
+
+
+def test_why_by_another_metric_ranks_by_its_point_estimate():
+  by_loss = [
+    Candidate(VariantResult('batch', {ACCURACY: 0.91, LOSS: 0.30}, True), latency=_LATENCY),
+    Candidate(VariantResult('layer', {ACCURACY: 0.90, LOSS: 0.25}, True), latency=_LATENCY),
+  ]
+  _, why = _why(by_loss, metric=LOSS)
+  assert why == f'layer: the lowest {LOSS} of the blessed variants; all others ranked below it'
+
+
+def test_why_production_is_kept_or_replaced_gives_the_paired_difference_and_its_p():
+  production = _production(_correct_of_2000(1800))
+  gate = Gate(0.5, production_accuracy=0.9)
+  # Right on 9 examples production gets wrong, wrong on 2 it gets right: p = 2·(1+11+55)/2^11.
+  challenger = list(_correct_of_2000(1800))
+  challenger[1800:1809] = [True] * 9
+  challenger[0] = challenger[1] = False
+  selection, why = _why([_candidate('layer', tuple(challenger), gate=gate)], production)
+  assert not selection.push
+  assert why == (
+    'layer: the only blessed variant; production kept: not significantly better than it '
+    '(+0.35 pt, p = 0.065)'
+  )
+  selection, why = _why([_candidate('layer', _correct_of_2000(1880), gate=gate)], production)
+  assert selection.push
+  assert why == (
+    f'layer: the only blessed variant; replaces production: significantly better than it '
+    f'(+4.00 pt, p = {2 / 2**80:.2g})'
+  )
+  # Below production with an allowed drop: blessed, and kept out by the paired test.
+  lenient = Gate(0.5, production_accuracy=0.95, max_accuracy_drop=0.1)
+  _, why = _why(
+    [_candidate('layer', _correct_of_2000(1850), gate=lenient)],
+    _production(_correct_of_2000(1900)),
+  )
+  assert why.endswith(
+    f'production kept: significantly worse than it (−2.50 pt, p = {2 / 2**50:.2g})'
+  )
+  # Not worse (1 example only it gets right, 3 only production: p = 2·(1+4)/2⁴) and clearly
+  # faster replaces it under that rule; not faster keeps it.
+  production = _production(_correct_of_2000(1800), latency=2.0)
+  gate = Gate(0.5, production_accuracy=0.9, max_accuracy_drop=0.01)
+  relaxed = Policy(0.05, NOT_WORSE_AND_CHEAPER)
+  for latency, expected in (
+    (1.0, 'replaces production: not significantly worse than it (−0.10 pt, p = 0.62) and '),
+    (1.98, 'production kept: neither significantly better than it (−0.10 pt, p = 0.62) nor '),
+  ):
+    cheaper = [_candidate('none', _correct_of_2000(1798, offset=3), latency=latency, gate=gate)]
+    assert expected in _why(cheaper, production, relaxed)[1]
+
+
+def test_why_the_production_model_among_the_ties_is_kept():
+  served = _correct_of_2000(1800)
+  selection, why = _why(
+    [
+      _candidate('layer', _correct_of_2000(1803, offset=2), latency=0.5),
+      _candidate('batch', served, latency=2.0, is_production=True),
+    ],
+    _production(served),
+  )
+  assert selection.in_production
+  # batch: 5 examples only layer gets right (1800–1804), 2 only batch (0, 1): p = 2·29/2⁷.
+  assert why == (
+    'batch: within noise of the best, layer (p = 0.45); it is the model in production already: '
+    'nothing new to push'
+  )
+
+
+def test_why_nothing_was_selected_names_the_most_accurate_and_its_gate_failure():
+  failure = 'sparse_categorical_accuracy 0.8000 is below the threshold 0.85'
+  _, why = _why(
+    [
+      _candidate('batch', _correct_of_2000(1600), gate=Gate(0.85)),
+      _candidate('none', _correct_of_2000(1400), gate=Gate(0.85)),
+    ]
+  )
+  assert why == (
+    f'Nothing selected: no variant passed the gate; the most accurate, batch, is not blessed: '
+    f'{failure}'
+  )

@@ -19,6 +19,8 @@ JIT_COMPILE_CHOICES = (AUTO, 'true', 'false')
 # The normalization variants trainer/model.py builds; the order breaks exact ties in selection.
 # Here, not in model.py, so that the options (and `fmnist-pipeline --help`) need no TensorFlow.
 VARIANTS = ('none', 'batch', 'layer', 'weight', 'keras_batch', 'keras_layer')
+# The hand-written normalizations (trainer/layers/); `none` is the baseline, keras_* the references.
+OUR_VARIANTS = ('batch', 'layer', 'weight')
 # Transform's pixel scalings (trainer/preprocessing.py).
 UNIT_SCALING = 'unit'
 ZSCORE_SCALING = 'zscore'

@@ -18,8 +18,7 @@ IMAGES_INPUT = 'images'
 PROBABILITIES = 'probabilities'
 CLASS_IDS = 'class_ids'
 CLASSES = 'classes'
-# Beside the SavedModel, where TF Serving keeps files that are not part of the graph.
-MODEL_INFO_FILE = os.path.join('assets.extra', 'model_info.json')
+MODEL_INFO_FILE = features.MODEL_INFO_FILE
 
 
 class ServingModule(tf.Module):

@@ -20,3 +20,6 @@ CLASS_NAMES = (
   'Bag',
   'Ankle boot',
 )
+# In every exported version, beside the SavedModel where TF Serving keeps files that are not part
+# of the graph: which variant it is and its training options (trainer/export.py writes it).
+MODEL_INFO_FILE = 'assets.extra/model_info.json'

@@ -19,6 +19,7 @@ from trainer import features
 IMAGES_MAGIC = 0x00000803  # uint8 payload, 3 dimensions (count, rows, cols)
 LABELS_MAGIC = 0x00000801  # uint8 payload, 1 dimension (count)
 IMAGE_SHAPE = (features.IMAGE_HEIGHT, features.IMAGE_WIDTH)
+_KINDS = {IMAGES_MAGIC: 'images', LABELS_MAGIC: 'labels'}
 NUM_CLASSES = features.NUM_CLASSES
 
 
@@ -56,13 +57,16 @@ def _read_gzip(path: str) -> bytes:
 
 def _parse(path: str, data: bytes, magic: int) -> Tuple[Tuple[int, ...], np.ndarray]:
   """Returns (dims, payload) after checking magic number and payload length."""
+  # The kind first: a labels file where images belong says so, whatever its length.
+  (found_magic,) = struct.unpack('>I', data[:4]) if len(data) >= 4 else (None,)
+  if found_magic in _KINDS and found_magic != magic:
+    raise IdxFormatError(path, f'this is an IDX {_KINDS[found_magic]} file, not {_KINDS[magic]}')
   ndim = magic & 0xFF
   header_size = 4 + 4 * ndim
   if len(data) < header_size:
     raise IdxFormatError(
       path, f'{len(data)} bytes is shorter than the {header_size}-byte IDX header'
     )
-  (found_magic,) = struct.unpack('>I', data[:4])
   if found_magic != magic:
     raise IdxFormatError(path, f'magic number {found_magic:#010x}, expected {magic:#010x}')
   dims = struct.unpack(f'>{ndim}I', data[4:header_size])

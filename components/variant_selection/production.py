@@ -7,10 +7,13 @@ cannot tell one producer's blessings from another's.
 """
 
 import hashlib
+import json
 import os
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
+
+from trainer.features import MODEL_INFO_FILE
 
 SAVED_MODEL_FILE = 'saved_model.pb'
 
@@ -35,6 +38,16 @@ def latest_version(model_dir: str) -> Optional[str]:
   """The newest complete version's directory, the one TF Serving loads, or None."""
   versions = complete_versions(model_dir)
   return os.path.join(model_dir, str(versions[-1])) if versions else None
+
+
+def model_info(version_dir: str) -> Dict[str, Any]:
+  """What a version says about itself (its variant, training options, size); empty when it has
+  no readable model_info.json (a model exported by something else)."""
+  try:
+    with tf.io.gfile.GFile(os.path.join(version_dir, MODEL_INFO_FILE)) as info:
+      return json.load(info)
+  except (tf.errors.NotFoundError, ValueError):
+    return {}
 
 
 def saved_model_digest(path: str) -> str:

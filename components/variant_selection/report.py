@@ -9,7 +9,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import matplotlib
 
 matplotlib.use('Agg')  # files only; workers have no display
-from matplotlib import pyplot  # noqa: E402  (after the backend is chosen)
+from matplotlib.lines import Line2D  # noqa: E402  (after the backend is chosen)
+from matplotlib import pyplot  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from components.variant_selection.evaluation import Interval  # noqa: E402
@@ -17,11 +18,15 @@ from components.variant_selection.held_out import HeldOutResult  # noqa: E402
 from components.variant_selection.selection import ACCURACY  # noqa: E402
 from components.variant_selection.selection import CALIBRATION_ERROR  # noqa: E402
 from components.variant_selection.selection import LOSS  # noqa: E402
+from components.variant_selection.selection import LOWER_IS_BETTER  # noqa: E402
+from components.variant_selection.selection import NOT_WORSE_AND_CHEAPER  # noqa: E402
 from components.variant_selection.selection import Selection  # noqa: E402
 from components.variant_selection.selection import VariantResult  # noqa: E402
+from components.variant_selection.selection import clearly_faster  # noqa: E402
 from components.variant_selection.statistics import PairedComparison  # noqa: E402
 from serving.latency import Latency  # noqa: E402
 from components.variant_selection import seeds  # noqa: E402
+from trainer.config import OUR_VARIANTS  # noqa: E402
 from trainer.features import CLASS_NAMES  # noqa: E402
 
 REPORT_JSON = 'report.json'
@@ -32,6 +37,22 @@ CONFUSION_MATRIX_PNG = 'confusion_matrix.png'
 ACCURACY_INTERVALS_PNG = 'accuracy_intervals.png'
 COST_QUALITY_PNG = 'accuracy_vs_latency.png'
 SEED_ACCURACY_PNG = 'seed_accuracy.png'
+# Where the rule left each variant, one colour each on every plot that colours by it.
+SELECTED, WITHIN_NOISE, WORSE, NOT_BLESSED = 'selected', 'within_noise', 'worse', 'not_blessed'
+STATUS_COLORS = {
+  SELECTED: 'tab:green',
+  WITHIN_NOISE: 'tab:blue',
+  WORSE: 'tab:orange',
+  NOT_BLESSED: 'tab:gray',
+}
+# Plots that tell variants apart use these instead, so that no colour means two things.
+_IDENTITY_COLORS = ('tab:purple', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan', 'black')
+_PAIRED_CAPTION = (
+  'Overlapping intervals can still differ significantly: each interval carries the spread of '
+  'the eval examples (easy or hard), which every variant shares. McNemar pairs the variants on '
+  'the same examples and counts only those where exactly one is right, so that shared spread '
+  'cancels.'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +168,7 @@ def _as_json(
     'selected': selection.winner,
     'pushed': selection.push,
     'decision': selection.decision,
+    'why': why_selected(variants, selection, production),
     'already_in_production': selection.in_production,
     'production': None
     if production is None
@@ -257,6 +279,132 @@ def _outcome(
   return lines
 
 
+# --- Why: the report's opening sentence, in the terms of the rule in selection.py -------------
+
+
+def _points(difference: float) -> str:
+  """An accuracy difference in percentage points, `−0.47 pt`."""
+  return f'{difference * 100:+.2f} pt'.replace('-', '−')
+
+
+def _names(variants: Sequence[str]) -> str:
+  return ', '.join(variants)
+
+
+def _noise_clause(selection: Selection) -> str:
+  """Where the winner stands against the best (steps 2 and 3)."""
+  winner, best = selection.winner, selection.ranking[0]
+  if selection.metric != ACCURACY:
+    direction = 'lowest' if selection.metric in LOWER_IS_BETTER else 'highest'
+    return f'the {direction} {selection.metric} of the blessed variants'
+  if len(selection.contenders) == 1:
+    alone = len(selection.ranking) == 1
+    return 'the only blessed variant' if alone else 'the only variant within noise of the best'
+  if winner == best:
+    others = len(selection.contenders) - 1
+    return f'the most accurate, {others} other{"s" if others > 1 else ""} within noise of it'
+  return f'within noise of the best, {best} (p = {selection.against_best[winner].p_value:.2g})'
+
+
+def _rest_clauses(selection: Selection) -> List[str]:
+  """The blessed variants outside the noise, and those the gate stopped."""
+  clauses = []
+  below = [variant for variant in selection.ranking if variant not in selection.contenders]
+  unblessed = [variant for variant in selection.verdicts if variant not in selection.ranking]
+  tested = [selection.against_best[v].p_value for v in below if v in selection.against_best]
+  who = 'all others' if not unblessed else _names(below)
+  if below and selection.metric == ACCURACY and tested:
+    clauses.append(f'{who} significantly worse (p ≤ {max(tested):.2g})')
+  elif below:
+    clauses.append(f'{who} ranked below it')
+  if unblessed:
+    clauses.append(f'not blessed: {_names(unblessed)}')
+  return clauses
+
+
+def _tie_clause(rows: Mapping[str, VariantReport], selection: Selection) -> Optional[str]:
+  """How serving cost settled a tie (step 4): latency, else parameters, else the order."""
+  winner = selection.winner
+  rivals = [variant for variant in selection.finalists if variant != winner]
+  if not rivals:
+    return None
+  group = f'the {len(selection.finalists)} within noise'
+  if selection.finalists != selection.contenders:
+    group += ' that would replace production'
+
+  def batch_1(variant: str) -> Optional[Latency]:
+    return rows[variant].latency.get(1) if variant in rows else None
+
+  as_fast = [variant for variant in rivals if not clearly_faster(batch_1(winner), batch_1(variant))]
+  if not as_fast:
+    return f'the fastest to serve of {group} ({batch_1(winner).median_ms:.2f} ms at batch 1)'
+  parameters = rows[winner].parameters
+  if all(parameters < rows[variant].parameters for variant in as_fast):
+    return (
+      f'of {group}, as fast to serve as {_names(as_fast)} (p10–p90 at batch 1 overlap) with '
+      f'fewer parameters ({parameters:,})'
+    )
+  return f'of {group}, as fast and as small as {_names(as_fast)}: first in the configured order'
+
+
+def _production_why(selection: Selection, production: Optional[Production]) -> Optional[str]:
+  """Step 5: whether the winner replaces the model in production."""
+  if production is None:
+    return None
+  if selection.in_production:
+    return 'it is the model in production already: nothing new to push'
+  comparison = selection.against_production.get(selection.winner)
+  if comparison is None:
+    return 'no per-example results to compare with production: not pushed'
+  numbers = f'{_points(comparison.difference)}, p = {comparison.p_value:.2g}'
+  level = selection.policy.significance_level
+  if selection.push and comparison.significantly_better(level):
+    return f'replaces production: significantly better than it ({numbers})'
+  if selection.push:
+    return f'replaces production: not significantly worse than it ({numbers}) and faster to serve'
+  if comparison.significantly_worse(level):
+    return f'production kept: significantly worse than it ({numbers})'
+  if selection.policy.replace_production == NOT_WORSE_AND_CHEAPER:
+    return f'production kept: neither significantly better than it ({numbers}) nor faster'
+  return f'production kept: not significantly better than it ({numbers})'
+
+
+def _ours_clause(rows: Mapping[str, VariantReport], winner: str) -> Optional[str]:
+  """When a reference or the baseline wins: how close the best hand-written variant came."""
+  accuracy = {
+    variant: row.result.metrics.get(ACCURACY, math.nan)
+    for variant, row in rows.items()
+    if variant in OUR_VARIANTS
+  }
+  accuracy = {variant: value for variant, value in accuracy.items() if math.isfinite(value)}
+  winner_accuracy = rows[winner].result.metrics.get(ACCURACY, math.nan)
+  if winner in OUR_VARIANTS or not accuracy or not math.isfinite(winner_accuracy):
+    return None
+  best = max(accuracy, key=accuracy.get)
+  return f'best of ours: {best}, {_points(accuracy[best] - winner_accuracy)}'
+
+
+def why_selected(
+  variants: Sequence[VariantReport], selection: Selection, production: Optional[Production]
+) -> str:
+  """One sentence: why the winner won (or why nothing did), in the terms of the rule, e.g.
+  `keras_layer: the only variant within noise of the best; all others significantly worse
+  (p ≤ 0.028); best of ours: layer, −0.47 pt`."""
+  if selection.winner is None:
+    best = selection.best_overall
+    reason = f'; the most accurate, {best}, is {selection.verdicts[best]}' if best else ''
+    return f'Nothing selected: no variant passed the gate{reason}'
+  rows = {row.result.variant: row for row in variants}
+  clauses = [
+    _noise_clause(selection),
+    _tie_clause(rows, selection),
+    *_rest_clauses(selection),
+    _production_why(selection, production),
+    _ours_clause(rows, selection.winner),
+  ]
+  return f'{selection.winner}: ' + '; '.join(clause for clause in clauses if clause)
+
+
 def _markdown(
   variants: Sequence[VariantReport],
   selection: Selection,
@@ -265,6 +413,8 @@ def _markdown(
 ) -> str:
   level = selection.policy.significance_level
   lines = [
+    f'**{why_selected(variants, selection, production)}**',
+    '',
     (
       f'Normalization variants on the eval split, ranked by {selection.metric} among blessed '
       f"variants. McNemar's exact test on the same eval examples: a variant with p ≥ {level} "
@@ -298,14 +448,36 @@ def _save(figure, path: str) -> None:
   pyplot.close(figure)
 
 
-def _plot_learning_curves(variants: Sequence[VariantReport], path: str) -> None:
+def _variant_colors(variants: Sequence[VariantReport]) -> Dict[str, str]:
+  """A colour per variant for the plots that tell variants apart, none of them a status colour:
+  on every plot green means selected, blue within noise, orange worse, grey not blessed."""
+  return {
+    row.result.variant: _IDENTITY_COLORS[index % len(_IDENTITY_COLORS)]
+    for index, row in enumerate(variants)
+  }
+
+
+def _variant_label(variant: str, selection: Selection) -> str:
+  return f'{variant} (selected)' if variant == selection.winner else variant
+
+
+def _plot_learning_curves(variants: Sequence[VariantReport], selection: Selection, path: str):
   figure, (train_axis, eval_axis) = pyplot.subplots(1, 2, figsize=(12, 4.5))
+  colors = _variant_colors(variants)
   for row in variants:
+    variant = row.result.variant
     for axis, phase, metric in ((train_axis, 'train', 'loss'), (eval_axis, 'eval', 'accuracy')):
       points = [(r['step'], r[metric]) for r in row.history if r['phase'] == phase and metric in r]
       if points:
         steps, values = zip(*points)
-        axis.plot(steps, values, marker='.' if phase == 'eval' else None, label=row.result.variant)
+        axis.plot(
+          steps,
+          values,
+          marker='.' if phase == 'eval' else None,
+          color=colors[variant],
+          linewidth=2.5 if variant == selection.winner else 1.2,
+          label=_variant_label(variant, selection),
+        )
   train_axis.set(title='Training loss', xlabel='step', ylabel='loss')
   eval_axis.set(title='Eval accuracy (Trainer, each epoch)', xlabel='step', ylabel='accuracy')
   for axis in (train_axis, eval_axis):
@@ -315,13 +487,17 @@ def _plot_learning_curves(variants: Sequence[VariantReport], path: str) -> None:
   _save(figure, path)
 
 
-def _plot_per_class_accuracy(variants: Sequence[VariantReport], path: str) -> None:
+def _plot_per_class_accuracy(variants: Sequence[VariantReport], selection: Selection, path: str):
   figure, axis = pyplot.subplots(figsize=(12, 4.5))
   width = 0.8 / max(len(variants), 1)
+  colors = _variant_colors(variants)
   for index, row in enumerate(variants):
+    variant = row.result.variant
     positions = [c + (index - (len(variants) - 1) / 2) * width for c in range(len(CLASS_NAMES))]
     values = [row.per_class_accuracy.get(name, math.nan) for name in CLASS_NAMES]
-    axis.bar(positions, values, width, label=row.result.variant)
+    axis.bar(
+      positions, values, width, color=colors[variant], label=_variant_label(variant, selection)
+    )
   axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=30, ha='right')
   lowest = min(
     (
@@ -357,40 +533,94 @@ def _plot_confusion_matrix(held_out: HeldOutResult, variant: str, path: str) -> 
   _save(figure, path)
 
 
+def _status(variant: str, selection: Selection) -> str:
+  """Where the rule left the variant: the key of its colour on every plot."""
+  if variant == selection.winner:
+    return SELECTED
+  if variant in selection.contenders:
+    return WITHIN_NOISE
+  return WORSE if variant in selection.ranking else NOT_BLESSED
+
+
+def _status_legend(axis, selection: Selection, extra=()) -> None:
+  """The one legend of the status colours (every status, present or not), plus `extra` handles."""
+  worse = 'significantly worse' if selection.metric == ACCURACY else 'blessed, ranked lower'
+  names = {SELECTED: 'selected', WITHIN_NOISE: 'within noise of the best', WORSE: worse}
+  names[NOT_BLESSED] = 'not blessed'
+  handles = [
+    Line2D([], [], color=STATUS_COLORS[status], marker='o', linestyle='', label=name)
+    for status, name in names.items()
+  ]
+  axis.legend(handles=[*handles, *extra], fontsize='small', loc='best')
+
+
 def _plot_accuracy_intervals(variants: Sequence[VariantReport], selection: Selection, path: str):
-  """Each variant's eval accuracy with its 95% interval; the winner and its ties marked."""
-  figure, axis = pyplot.subplots(figsize=(8, 4.5))
+  """Each variant's eval accuracy with its 95% interval in its status colour, McNemar's p against
+  the best above it, and why overlapping intervals can still differ."""
+  figure, axis = pyplot.subplots(figsize=(9, 5.5))
   for index, row in enumerate(variants):
     variant = row.result.variant
     accuracy = row.result.metrics.get(ACCURACY, math.nan)
     low, high = row.intervals.get(ACCURACY, (accuracy, accuracy))
-    color = (
-      'C2' if variant == selection.winner else 'C0' if variant in selection.contenders else 'C7'
-    )
     axis.errorbar(
-      index, accuracy, yerr=[[accuracy - low], [high - accuracy]], fmt='o', capsize=6, color=color
+      index,
+      accuracy,
+      yerr=[[accuracy - low], [high - accuracy]],
+      fmt='o',
+      capsize=6,
+      color=STATUS_COLORS[_status(variant, selection)],
     )
+    comparison = selection.against_best.get(variant)
+    if comparison is not None:
+      axis.annotate(
+        f'p {comparison.p_value:.2g}',
+        (index, high),
+        textcoords='offset points',
+        xytext=(0, 4),
+        ha='center',
+        fontsize='small',
+      )
   axis.set_xticks(range(len(variants)), [row.result.variant for row in variants])
   axis.set(
-    title='Eval accuracy with 95% interval (green: selected, blue: within noise of the best)',
+    title="Eval accuracy with TFMA's 95% interval; p: McNemar against the best",
     ylabel='accuracy',
   )
+  axis.margins(y=0.15)
   axis.grid(axis='y', alpha=0.3)
+  _status_legend(axis, selection)
+  axis.text(
+    0,
+    -0.12,
+    _PAIRED_CAPTION,
+    transform=axis.transAxes,
+    va='top',
+    fontsize='small',
+    wrap=True,
+  )
   _save(figure, path)
 
 
 def _plot_cost_quality(
   variants: Sequence[VariantReport], selection: Selection, production: Optional[Production], path
 ):
-  """Accuracy against batch-1 serving latency: the cost/quality frontier."""
+  """Accuracy against batch-1 serving latency: the cost/quality frontier, in the status colours."""
   figure, axis = pyplot.subplots(figsize=(8, 5))
   points = [
-    (row.result.variant, row.result.metrics.get(ACCURACY, math.nan), row.latency.get(1))
+    (
+      row.result.variant,
+      row.result.metrics.get(ACCURACY, math.nan),
+      row.latency.get(1),
+      STATUS_COLORS[_status(row.result.variant, selection)],
+    )
     for row in variants
   ]
+  extra = []
   if production is not None:
-    points.append(('production', production.eval.metrics[ACCURACY], production.latency.get(1)))
-  for name, accuracy, latency in points:
+    points.append(
+      ('production', production.eval.metrics[ACCURACY], production.latency.get(1), 'black')
+    )
+    extra.append(Line2D([], [], color='black', marker='s', linestyle='', label='production'))
+  for name, accuracy, latency, color in points:
     if latency is None:
       continue
     axis.errorbar(
@@ -398,7 +628,7 @@ def _plot_cost_quality(
       accuracy,
       xerr=[[latency.median_ms - latency.p10_ms], [latency.p90_ms - latency.median_ms]],
       fmt='s' if name == 'production' else 'o',
-      color='C2' if name == selection.winner else 'C3' if name == 'production' else 'C0',
+      color=color,
       capsize=4,
     )
     axis.annotate(name, (latency.median_ms, accuracy), textcoords='offset points', xytext=(5, 5))
@@ -408,6 +638,7 @@ def _plot_cost_quality(
     ylabel='eval accuracy',
   )
   axis.grid(alpha=0.3)
+  _status_legend(axis, selection, extra)
   _save(figure, path)
 
 
@@ -441,8 +672,8 @@ def write(
     report_markdown.write(_markdown(variants, selection, held_out, production))
     if seed_runs:
       report_markdown.write(_seeds_markdown(seed_runs))
-  _plot_learning_curves(variants, paths[LEARNING_CURVES_PNG])
-  _plot_per_class_accuracy(variants, paths[PER_CLASS_ACCURACY_PNG])
+  _plot_learning_curves(variants, selection, paths[LEARNING_CURVES_PNG])
+  _plot_per_class_accuracy(variants, selection, paths[PER_CLASS_ACCURACY_PNG])
   _plot_accuracy_intervals(variants, selection, paths[ACCURACY_INTERVALS_PNG])
   _plot_cost_quality(variants, selection, production, paths[COST_QUALITY_PNG])
   if held_out is not None:
@@ -522,7 +753,7 @@ def _plot_seed_accuracy(seed_runs: Mapping[str, Sequence[seeds.SeedRun]], path: 
       [position - 0.12] * len(runs),
       accuracies,
       s=18,
-      color='tab:blue',
+      color='tab:purple',  # blue means "within noise" on the status plots
       alpha=0.7,
       label='one run per seed' if first else None,
     )

@@ -146,6 +146,9 @@ class Selection:
   decision: str = ''
   # Blessed variants within noise of the best (the best included), best first.
   contenders: List[str] = dataclasses.field(default_factory=list)
+  # The contenders the winner was picked from by serving cost (step 4): those that would replace
+  # production, else all of them; the winner alone when it is the production model.
+  finalists: List[str] = dataclasses.field(default_factory=list)
   against_best: Dict[str, statistics.PairedComparison] = dataclasses.field(default_factory=dict)
   against_production: Dict[str, statistics.PairedComparison] = dataclasses.field(
     default_factory=dict
@@ -329,12 +332,14 @@ def select(
       if c.variant in against_best and against_best[c.variant].p_value >= level
     ]
   in_production = next((c for c in contenders if c.is_production), None)
+  finalists = contenders
   if production is None:
     winner, push = fastest(contenders), True
     why = _why_winner(winner, best, contenders, metric, against_best, level)
     decision = f'{why}; no model is in production yet.'
   elif in_production is not None:
     winner, push = in_production, False
+    finalists = [winner]
     decision = (
       f'Kept the model in production: {winner.variant} is it (the same SavedModel bytes) and is '
       'within noise of the best, so nothing new is pushed.'
@@ -343,7 +348,8 @@ def select(
     replacing = [
       c for c in contenders if _replaces(c, against_production.get(c.variant), production, policy)
     ]
-    winner = fastest(replacing or contenders)
+    finalists = replacing or contenders
+    winner = fastest(finalists)
     push = bool(replacing)
     clause = _production_clause(
       winner, against_production.get(winner.variant), production, policy, push
@@ -368,6 +374,7 @@ def select(
     in_production=winner.is_production,
     decision=decision,
     contenders=[c.variant for c in contenders],
+    finalists=[c.variant for c in finalists],
     against_best=against_best,
     against_production=against_production,
     policy=policy,
