@@ -4,9 +4,11 @@ submit it to Vertex AI / Kubeflow Pipelines."""
 import argparse
 import dataclasses
 import datetime
+import difflib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -33,7 +35,11 @@ from pipeline.config import OUTPUT_ROOT_ENV  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.config import default_output_root  # noqa: E402
 from pipeline.options import ConfigError  # noqa: E402
+from pipeline.options import checked_type  # noqa: E402
+from pipeline.staging import PACKAGE_ROOT  # noqa: E402
 from serving import arguments as serving_arguments  # noqa: E402
+from trainer.config import Pattern  # noqa: E402
+from trainer.config import between  # noqa: E402
 
 # A smoke run: every component on the real data, a few hundred training steps.
 QUICK_PRESET = {
@@ -47,12 +53,77 @@ _OUTPUT_ROOT_HELP = (
 DEPLOY_CONFIG_ENV = 'FMNIST_DEPLOY_CONFIG'
 IMAGE_ENV = 'FMNIST_IMAGE'
 DEFAULT_PIPELINE_JSON = 'pipeline.json'
-# The traceback of the last expected failure of a command that has no run log.
-ERROR_LOG = os.path.join(tempfile.gettempdir(), 'fmnist-pipeline-error.log')
+DISTRIBUTION = 'fmnist-pipeline'
+# Where an output root keeps its logs: run logs, and the tracebacks of failed commands.
+LOGS = 'logs'
+# The flags of the commands other than `run`, checked by argparse like the config's options.
+BASE_URL_TYPE = checked_type(
+  str, Pattern(r'(https?|file)://\S+', 'an http://, https:// or file:// URL').problem
+)
+PORT = checked_type(int, between(0, 65535).problem)  # 0: any free port (TensorBoard's rule)
+
+
+class _Parser(argparse.ArgumentParser):
+  """No prefix matching (`--epoch` is not `--epochs`, `--out` not `--output-root`): a typo is
+  refused instead of starting a run. Subcommands' parsers are of this class too."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, allow_abbrev=False, **kwargs)
+
+  def parse_known_args(self, args=None, namespace=None):
+    """A command's parser refuses what it does not know itself: with its own usage (argparse
+    would show the top-level one), one line, exit 2, and the flags that may have been meant."""
+    known, unknown = super().parse_known_args(args, namespace)
+    if unknown and self._subparsers is None:
+      flags = [flag for action in self._actions for flag in action.option_strings]
+      meant = sorted(
+        {
+          match
+          for word in unknown
+          if word.startswith('--')
+          for match in difflib.get_close_matches(word.split('=')[0], flags, n=1)
+          or [flag for flag in flags if flag.startswith(word.split('=')[0])][:1]
+        }
+      )
+      hint = f' (did you mean {", ".join(meant)}?)' if meant else ''
+      self.error(f'unrecognized arguments: {" ".join(unknown)}{hint}')
+    return known, unknown
+
+
+class _VersionAction(argparse.Action):
+  """`--version`, computed only when asked: it runs git, which `--help` need not pay."""
+
+  def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+    super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    print(f'{parser.prog} {version_text()}')  # a result: stdout, as argparse's own `version`
+    parser.exit()
+
+
+def version_text() -> str:
+  """The package version, and the git commit of the checkout it runs from when there is one."""
+  # pylint: disable=import-outside-toplevel
+  from importlib import metadata
+
+  from pipeline import image_tag
+
+  try:
+    version = metadata.version(DISTRIBUTION)
+  except metadata.PackageNotFoundError:  # run from a checkout, not installed
+    with open(os.path.join(PACKAGE_ROOT, 'pyproject.toml'), encoding='utf-8') as project:
+      version = re.search(r'^version = "([^"]+)"', project.read(), re.MULTILINE).group(1)
+  commit = image_tag.commit_of(PACKAGE_ROOT)
+  return (
+    f'{version} (commit {commit})' if commit else f'{version} (commit unknown: no git checkout)'
+  )
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog='fmnist-pipeline', description=__doc__)
+  parser = _Parser(prog='fmnist-pipeline', description=__doc__)
+  parser.add_argument(
+    '--version', action=_VersionAction, help='print the version and the git commit, and exit'
+  )
   commands = parser.add_subparsers(dest='command', required=True)
 
   run = commands.add_parser(
@@ -73,22 +144,24 @@ def _parser() -> argparse.ArgumentParser:
   download = commands.add_parser('download', help='fetch the Fashion-MNIST files and verify them')
   download.add_argument(
     '--data-dir',
+    type=serving_arguments.PATH,
     default=KERAS_CACHE_DATA_DIR,
     help='where the four IDX gz files go (default: %(default)s)',
   )
   download.add_argument(
     '--base-url',
+    type=BASE_URL_TYPE,
     default=BASE_URL,
-    help='the mirror: <base-url><file name> for each file (default: %(default)s)',
+    help='the mirror: <base-url>/<file name> for each file (default: %(default)s)',
   )
 
   summary = commands.add_parser('summary', help="print the last run's summary")
-  summary.add_argument('--output-root', default=default_output_root(), help=_OUTPUT_ROOT_HELP)
+  _add_output_root(summary)
 
   report = commands.add_parser(
     'report', help="print the last variant comparison table and where its plots are"
   )
-  report.add_argument('--output-root', default=default_output_root(), help=_OUTPUT_ROOT_HELP)
+  _add_output_root(report)
 
   predict_ = commands.add_parser(
     'predict', help='classify images with TF Serving (REST or gRPC) or a pushed model in-process'
@@ -107,11 +180,26 @@ def _parser() -> argparse.ArgumentParser:
   )
   tensorboard.add_argument(
     '--output-root',
+    type=serving_arguments.PATH,
     default=default_output_root(),
     help=f"a local run's output root (default: %(default)s; ${OUTPUT_ROOT_ENV} sets it)",
   )
   tensorboard.add_argument(
-    '--port', type=int, default=6006, help='the port TensorBoard serves on (default: %(default)s)'
+    '--port', type=PORT, default=6006, help='the port TensorBoard serves on (default: %(default)s)'
+  )
+  # TensorBoard's own serving flags, under its own names, passed on as they are.
+  listen = tensorboard.add_mutually_exclusive_group()
+  listen.add_argument(
+    '--host',
+    type=serving_arguments.NON_BLANK,
+    default=None,
+    help="the address TensorBoard listens on, e.g. 0.0.0.0 (default: TensorBoard's, localhost)",
+  )
+  listen.add_argument(
+    '--bind_all',
+    '--bind-all',
+    action='store_true',
+    help="listen on every network interface (TensorBoard's --bind_all)",
   )
   tensorboard.add_argument(
     '--print-only',
@@ -144,6 +232,15 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _add_output_root(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+    '--output-root',
+    type=serving_arguments.PATH,
+    default=default_output_root(),
+    help=_OUTPUT_ROOT_HELP,
+  )
+
+
 def _name_value(text: str) -> Tuple[str, str]:
   if '=' not in text:
     raise argparse.ArgumentTypeError(f'expected NAME=VALUE, got {text!r}')
@@ -155,17 +252,20 @@ def _add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
   config_default = os.environ.get(DEPLOY_CONFIG_ENV)
   parser.add_argument(
     '--config',
+    type=serving_arguments.PATH,
     default=config_default,
     required=config_default is None,
     help=f'deployment config YAML, see deploy/vertex.example.yaml (default: ${DEPLOY_CONFIG_ENV})',
   )
   parser.add_argument(
     '--image',
+    type=serving_arguments.NON_BLANK,
     default=os.environ.get(IMAGE_ENV),
     help=f"overrides the config's image (default: ${IMAGE_ENV})",
   )
   parser.add_argument(
     '--output',
+    type=serving_arguments.PATH,
     default=DEFAULT_PIPELINE_JSON,
     help='where the pipeline JSON goes (default: %(default)s)',
   )
@@ -217,11 +317,20 @@ def _run(args: argparse.Namespace) -> int:
   from pipeline import local_runner  # pylint: disable=import-outside-toplevel
   from pipeline.progress import console_progress  # pylint: disable=import-outside-toplevel
 
-  logs = os.path.join(config.output_root, 'logs')
-  os.makedirs(logs, exist_ok=True)
+  logs = os.path.join(config.output_root, LOGS)
+  try:
+    os.makedirs(logs, exist_ok=True)
+  except OSError as error:
+    raise ConfigError(
+      f'--output-root {config.output_root}: cannot create {logs} ({error.strerror})'
+    ) from error
   log_path = os.path.join(logs, datetime.datetime.now().strftime('run-%Y%m%d-%H%M%S.log'))
-  print(f'Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_root}')
-  print(f'Full log: {log_path}')
+  # Progress on stderr, results on stdout: `run > file` keeps only the results.
+  print(
+    f'Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_root}\n'
+    f'Full log: {log_path}',
+    file=sys.stderr,
+  )
   with console_progress(log_path) as progress:
     try:
       summary = local_runner.run(config)
@@ -234,6 +343,7 @@ def _run(args: argparse.Namespace) -> int:
       )
       return 1
   print('\n'.join(summary.lines()))
+  print(f'Full log: {log_path}')
   print(
     'TensorBoard, every Trainer side by side: '
     f'fmnist-pipeline tensorboard --output-root {config.output_root}'
@@ -276,10 +386,11 @@ def _summary(args: argparse.Namespace) -> int:
   from pipeline.run_summary import UnreadableMetadataError
   from pipeline.run_summary import last_run
 
+  output_root = _local_path(args.output_root)
   try:
-    found = last_run(_local_path(args.output_root))
+    found = last_run(output_root)
   except UnreadableMetadataError as error:
-    return _failed(f'{error} (traceback: {ERROR_LOG})')
+    return _failed(str(error), error_log_root=output_root)
   code = _print_found(found, args.output_root, 'run')
   # An interrupted or failed run is no success to a script that checks the exit code.
   return 1 if isinstance(found, RunSummary) and found.ended_badly else code
@@ -301,18 +412,16 @@ def _download(args: argparse.Namespace) -> int:
     data.download(args.data_dir, base_url=args.base_url)
     data.verify(args.data_dir)
   except data.DataFileError as error:
-    return _failed(f'{error} (traceback: {ERROR_LOG})')
+    return _failed(str(error))
   print(f'Fashion-MNIST verified in {args.data_dir}')
   return 0
 
 
 def _tensorboard(args: argparse.Namespace) -> int:
-  # pylint: disable=import-outside-toplevel
-  import subprocess
+  from pipeline import tensorboard  # pylint: disable=import-outside-toplevel
 
-  from pipeline import tensorboard
-
-  command_line = tensorboard.command(_local_path(args.output_root), args.port)
+  serving_flags = ['--host', args.host] if args.host else ['--bind_all'] if args.bind_all else []
+  command_line = tensorboard.command(_local_path(args.output_root), args.port, serving_flags)
   if not command_line:
     print(
       f'error: no Trainer summaries under {args.output_root}; run the pipeline first, or pass '
@@ -320,12 +429,11 @@ def _tensorboard(args: argparse.Namespace) -> int:
       file=sys.stderr,
     )
     return 1
-  print(tensorboard.shown(command_line))
+  print(tensorboard.shown(command_line), flush=True)
   if args.print_only:
     return 0
-  # TensorBoard's google-cloud imports warn about the pinned Python version, as noted above.
-  quiet = {**os.environ, 'PYTHONWARNINGS': 'ignore::FutureWarning'}
-  return subprocess.call(command_line, env=quiet)
+  tensorboard.replace_process(command_line)
+  return 0  # not reached: this process is TensorBoard now
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -334,7 +442,7 @@ def _predict(args: argparse.Namespace) -> int:
   try:
     return predict.main(args)
   except predict.EXPECTED_ERRORS as error:
-    return _failed(f'{error} (traceback: {ERROR_LOG})')
+    return _failed(str(error))
 
 
 def _serving_config(args: argparse.Namespace) -> int:
@@ -343,7 +451,7 @@ def _serving_config(args: argparse.Namespace) -> int:
   try:
     return server_config.main(args)
   except server_config.EXPECTED_ERRORS as error:
-    return _failed(f'{error} (traceback: {ERROR_LOG})')
+    return _failed(str(error))
 
 
 def _compile_for_deployment(args: argparse.Namespace, for_vertex: bool = False):
@@ -360,11 +468,22 @@ def _compile_for_deployment(args: argparse.Namespace, for_vertex: bool = False):
   config = vertex_config.load(args.config, image=args.image)
   if for_vertex:
     vertex_config.require_gcs(config, args.config)
+  _require_directory_for(args.output)
   warning = image_tag.mismatch(config.image, staging.PACKAGE_ROOT)
   if warning:
     print(f'warning: {warning}', file=sys.stderr)
   kubeflow_v2_runner.compile_pipeline(config, args.output)
   return config, args.output
+
+
+def _require_directory_for(output: str) -> None:
+  """Creates the directory `--output` goes in, or says in one line why it cannot."""
+  directory = os.path.dirname(os.path.abspath(output))
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as error:
+    reason = 'a file is in the way' if isinstance(error, FileExistsError) else error.strerror
+    raise ConfigError(f'--output {output}: cannot create {directory} ({reason})') from error
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -393,7 +512,7 @@ def _submit(args: argparse.Namespace) -> int:
     config, staged_json = _compile_for_deployment(staged, for_vertex=True)
     vertex_submit.parse_parameters(staged_json, parameters)
     pipeline_json = args.output
-    os.makedirs(os.path.dirname(os.path.abspath(pipeline_json)), exist_ok=True)
+    _require_directory_for(pipeline_json)
     for source, target in (
       (staged_json, pipeline_json),
       (
@@ -410,7 +529,10 @@ def _submit(args: argparse.Namespace) -> int:
       f'{request["consoleUrl"]}'
     )
     return 0
-  print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
+  try:
+    print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
+  except vertex_submit.SubmitError as error:
+    return _failed(str(error))
   return 0
 
 
@@ -430,15 +552,37 @@ def main(argv: Optional[List[str]] = None) -> int:
   try:
     return commands[args.command](args)
   except ConfigError as error:
-    return _failed(str(error), exit_code=2)
+    # The line says all there is: the flag, key or file, and what it must be.
+    print(f'error: {error}', file=sys.stderr)
+    return 2
 
 
-def _failed(message: str, exit_code: int = 1) -> int:
-  """One line on stderr for an expected failure; its traceback goes to the error log."""
-  with open(ERROR_LOG, 'w', encoding='utf-8') as log:
+def _failed(message: str, error_log_root: Optional[str] = None) -> int:
+  """One line on stderr for an expected failure an exception reported, exit 1; the traceback
+  goes to a log file of that failure alone, named at the end of the line."""
+  path = _traceback_log(error_log_root)
+  with open(path, 'w', encoding='utf-8') as log:
     traceback.print_exc(file=log)
-  print(f'error: {message}', file=sys.stderr)
-  return exit_code
+  print(f'error: {message} (traceback: {path})', file=sys.stderr)
+  return 1
+
+
+def _traceback_log(output_root: Optional[str]) -> str:
+  """A new file under <output_root>/logs/ when that output root exists locally (a failure never
+  creates one), else in the temporary directory."""
+  name = f'error-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}-'
+  if output_root and os.path.isdir(output_root):
+    logs = os.path.join(output_root, LOGS)
+    try:
+      os.makedirs(logs, exist_ok=True)
+      descriptor, path = tempfile.mkstemp(prefix=name, suffix='.log', dir=logs)
+      os.close(descriptor)
+      return path
+    except OSError:
+      pass  # a read-only output root: the temporary directory then
+  descriptor, path = tempfile.mkstemp(prefix=f'fmnist-pipeline-{name}', suffix='.log')
+  os.close(descriptor)
+  return path
 
 
 if __name__ == '__main__':

@@ -11,13 +11,21 @@ from components.variant_selection.selection import LOSS
 from components.variant_selection.selection import REPLACE_PRODUCTION_RULES
 from components.variant_selection.selection import SIGNIFICANTLY_BETTER
 from components.variant_selection.seeds import seed_values
+from trainer.config import CHECK
 from trainer.config import DOC
 from trainer.config import INTERNAL
+from trainer.config import NON_EMPTY_PATH
 from trainer.config import PIXEL_SCALINGS
 from trainer.config import UNIT_SCALING
 from trainer.config import VARIANTS
+from trainer.config import Distinct
+from trainer.config import Pattern
 from trainer.config import TrainingConfig
+from trainer.config import at_least
+from trainer.config import between
+from trainer.config import check_fields
 from trainer.config import option
+from trainer.config import strictly_between
 
 DEBIAN_DATA_DIR = '/usr/share/datasets/fashion-mnist'
 KERAS_CACHE_DATA_DIR = os.path.expanduser('~/.keras/datasets/fashion-mnist')
@@ -32,6 +40,10 @@ OUTPUT_ROOT_ENV = 'FMNIST_OUTPUT_ROOT'
 def default_output_root() -> str:
   """$FMNIST_OUTPUT_ROOT if set, else `outputs` under the working directory."""
   return os.environ.get(OUTPUT_ROOT_ENV) or 'outputs'
+
+
+# One directory under the serving root, and the name clients ask TF Serving for.
+MODEL_NAME = Pattern(r'[A-Za-z0-9_-][A-Za-z0-9_.-]*', 'letters, digits, _, - and . (no /)')
 
 
 def default_data_dir() -> str:
@@ -56,40 +68,62 @@ class PipelineConfig:
     default_factory=default_output_root,
     metadata={
       DOC: 'pipeline artifacts, MLMD, logs and pushed models go under this directory '
-      f'(${OUTPUT_ROOT_ENV} sets the default)'
+      f'(${OUTPUT_ROOT_ENV} sets the default)',
+      CHECK: NON_EMPTY_PATH,
     },
   )
   data_dir: str = dataclasses.field(
     default_factory=default_data_dir,
-    metadata={DOC: 'directory with the four Fashion-MNIST IDX gz files'},
+    metadata={DOC: 'directory with the four Fashion-MNIST IDX gz files', CHECK: NON_EMPTY_PATH},
   )
-  pipeline_name: str = option('fashion-mnist', 'the TFX pipeline name (MLMD context, Vertex job)')
-  model_name: str = option('fashion_mnist', 'Pusher writes <serving root>/<model_name>/<version>/')
+  # KFP's rule for a pipeline name (kfp.dsl.utils.validate_pipeline_name), checked before a
+  # local run too, so that a name that runs here also compiles.
+  pipeline_name: str = option(
+    'fashion-mnist',
+    'the TFX pipeline name (MLMD context, Vertex job)',
+    check=Pattern(r'[a-z0-9][a-z0-9-]{0,127}', 'lowercase letters, digits and hyphens'),
+  )
+  model_name: str = option(
+    'fashion_mnist', 'Pusher writes <serving root>/<model_name>/<version>/', check=MODEL_NAME
+  )
   # One Trainer and Evaluator each; the order breaks exact ties in selection.
   variants: Tuple[str, ...] = option(
     VARIANTS,
     'normalization variants to train and compare (one Trainer and Evaluator each)',
     choices=VARIANTS,
+    check=Distinct(),
   )
   # Compile-time: the number of Trainers and Evaluators (the DAG's shape), not a run parameter.
   seeds: int = option(
     1,
     'training runs per variant, seeded seed, seed+1, ...: the report adds mean ± std across '
     'them; selection, the gate and the push use the run seeded `seed`',
+    check=at_least(1),
   )
   # Shared by every variant's Trainer; its `variant` field is set per Trainer.
   training: TrainingConfig = TrainingConfig()
-  train_steps: Optional[int] = option(None, 'caps the training steps that the epochs imply')
-  eval_steps: Optional[int] = option(None, "caps the Trainer's per-epoch evaluation steps")
+  train_steps: Optional[int] = option(
+    None, 'caps the training steps that the epochs imply', check=at_least(1)
+  )
+  eval_steps: Optional[int] = option(
+    None, "caps the Trainer's per-epoch evaluation steps", check=at_least(1)
+  )
   pixel_scaling: str = option(
     UNIT_SCALING,
     'Transform: unit scales pixels to [0,1]; zscore uses the dataset mean and std',
     choices=PIXEL_SCALINGS,
   )
-  eval_percent: int = option(10, 'percent of the 60k training file held out as the eval split')
-  accuracy_threshold: float = option(0.85, 'eval accuracy a candidate needs to be blessed')
+  # Both splits must get examples.
+  eval_percent: int = option(
+    10, 'percent of the 60k training file held out as the eval split', check=between(1, 99)
+  )
+  accuracy_threshold: float = option(
+    0.85, 'eval accuracy a candidate needs to be blessed', check=between(0, 1)
+  )
   max_accuracy_drop: float = option(
-    0.0, 'how far below the production model a candidate may be and still be blessed'
+    0.0,
+    'how far below the production model a candidate may be and still be blessed',
+    check=between(0, 1),
   )
   selection_metric: str = option(
     ACCURACY, 'the metric VariantSelector ranks blessed variants by', choices=SELECTION_METRICS
@@ -98,6 +132,7 @@ class PipelineConfig:
     DEFAULT_SIGNIFICANCE_LEVEL,
     "McNemar's test level: variants within it of the best are ties, and a challenger must beat "
     'production at it',
+    check=strictly_between(0, 1),
   )
   replace_production: str = option(
     SIGNIFICANTLY_BETTER,
@@ -105,12 +140,17 @@ class PipelineConfig:
     'worse and faster to serve at batch 1',
     choices=REPLACE_PRODUCTION_RULES,
   )
+  # A spread needs two timings (serving/latency.py).
   latency_repeats: int = option(
-    30, 'timed serving_default calls per variant and batch size (1 and 64) in the selector'
+    30,
+    'timed serving_default calls per variant and batch size (1 and 64) in the selector',
+    check=at_least(2),
   )
   enable_cache: bool = option(True, "reuse TFX's cached results of unchanged components")
   serving_root: Optional[str] = option(
-    None, 'the directory Pusher writes model versions under; none means <output_root>/serving'
+    None,
+    'the directory Pusher writes model versions under; none means <output_root>/serving',
+    check=NON_EMPTY_PATH,
   )
   # Beam args of every Beam component (deployments without Dataflow keep these too).
   beam_pipeline_args: List[str] = dataclasses.field(
@@ -123,17 +163,7 @@ class PipelineConfig:
   )
 
   def __post_init__(self):
-    unknown = [variant for variant in self.variants if variant not in VARIANTS]
-    if unknown or not self.variants or len(set(self.variants)) != len(self.variants):
-      raise ValueError(
-        f'variants must be distinct names from {", ".join(VARIANTS)}; got {list(self.variants)}'
-      )
-    if not 0 < self.significance_level < 1:
-      raise ValueError(f'significance_level must be between 0 and 1, got {self.significance_level}')
-    if self.latency_repeats < 2:
-      raise ValueError(f'latency_repeats must be at least 2, got {self.latency_repeats}')
-    if self.seeds < 1:
-      raise ValueError(f'seeds must be at least 1 (one training run per variant), got {self.seeds}')
+    check_fields(self)
 
   @property
   def seed_values(self) -> Tuple[int, ...]:

@@ -53,13 +53,24 @@ def _urlopen_bytes(url: str) -> bytes:
     return response.read()
 
 
+def file_url(base_url: str, name: str) -> str:
+  """`name` under the mirror's directory, whether or not `base_url` ends with a slash."""
+  return f'{base_url.rstrip("/")}/{name}'
+
+
 def download(
   data_dir: str, base_url: str = BASE_URL, fetch: Callable[[str], bytes] = _urlopen_bytes
 ) -> None:
   """Fetches any missing file into `data_dir`, verified before it takes its final name."""
-  tf.io.gfile.makedirs(data_dir)
+  try:
+    tf.io.gfile.makedirs(data_dir)
+    writable = tf.io.gfile.isdir(data_dir) and os.access(data_dir, os.W_OK)
+  except tf.errors.OpError as error:
+    raise DataFileError(f'{data_dir}: cannot create the directory ({error.message})') from error
+  if not writable and '://' not in data_dir:
+    raise DataFileError(f'{data_dir}: cannot write files there (pass another --data-dir)')
   for name in missing_files(data_dir):
-    url = base_url + name
+    url = file_url(base_url, name)
     try:
       content = fetch(url)
     except urllib.error.HTTPError as error:

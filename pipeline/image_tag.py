@@ -27,6 +27,17 @@ def _git(checkout: str, *args: str) -> str:
   ).stdout
 
 
+def commit_of(checkout: str) -> Optional[str]:
+  """The checkout's short commit, `-dirty` when it has uncommitted changes to the image's
+  sources; None when it is no git checkout (an installed package, an image)."""
+  try:
+    commit = _git(checkout, 'rev-parse', '--short', 'HEAD').strip()
+    changed = _git(checkout, 'status', '--porcelain', '--', *IMAGE_SOURCES)
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return f'{commit}-dirty' if changed else commit
+
+
 def tag_of(image: str) -> str:
   """The tag of `registry[:port]/path/name:tag`; empty for an untagged or digest-pinned image."""
   if '@' in image:

@@ -3,17 +3,22 @@
 A field made with `trainer.config.option(default, doc)` is an option: `fmnist-pipeline run` gets a
 flag for it (`learning_rate` → `--learning-rate`, its doc and default as the help) and the deploy
 YAML a key of the same name. A field whose metadata says `internal` is neither. A field added to
-TrainingConfig or PipelineConfig therefore appears on both surfaces with no further code.
+TrainingConfig or PipelineConfig therefore appears on both surfaces with no further code, and
+the values its `check=` accepts are enforced on both before anything runs: a bad flag stops
+argparse (usage, and one line naming the flag), a bad key stops the loader (naming the key).
 """
 
 import argparse
 import dataclasses
+import functools
 import typing
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from trainer.config import CHECK
 from trainer.config import CHOICES
 from trainer.config import DOC
 from trainer.config import INTERNAL
+from trainer.config import value_problem
 
 # A nested dataclass whose options sit at this level (the deploy YAML's pipeline options).
 FLATTEN = 'flatten'
@@ -29,6 +34,15 @@ class ConfigError(ValueError):
 
 def option_fields(cls: type) -> List[dataclasses.Field]:
   return [field for field in dataclasses.fields(cls) if INTERNAL not in field.metadata]
+
+
+def leaf_options(cls: type) -> Dict[str, dataclasses.Field]:
+  """Every option of `cls` and its nested groups by name (a flag's name, unique across groups)."""
+  found = {}
+  for field in option_fields(cls):
+    kind, _ = _value_type(cls, field)
+    found.update(leaf_options(kind) if dataclasses.is_dataclass(kind) else {field.name: field})
+  return found
 
 
 def _value_type(cls: type, field: dataclasses.Field) -> Tuple[Any, bool]:
@@ -75,6 +89,30 @@ def _comma_list(choices: Optional[Tuple[str, ...]]):
   return parse
 
 
+def checked_type(
+  parse: Callable[[str], Any], problem: Callable[[Any], Optional[str]]
+) -> Callable[[str], Any]:
+  """An argparse `type`: `parse`, then `problem` (e.g. a Range's), so that argparse refuses a
+  value outside the accepted ones with the usage and one line naming the flag."""
+
+  def parse_and_check(text: str) -> Any:
+    value = parse(text)
+    wrong = problem(value)
+    if wrong:
+      raise argparse.ArgumentTypeError(wrong)
+    return value
+
+  # argparse names the type in "invalid int value: 'x'".
+  parse_and_check.__name__ = getattr(parse, '__name__', 'value')
+  return parse_and_check
+
+
+def _help(field: dataclasses.Field) -> str:
+  check = field.metadata.get(CHECK)
+  accepted = f'; {check}' if check else ''
+  return f'{field.metadata.get(DOC, "")}{accepted} (default: {_shown(_default(field))})'
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, path: str = '') -> None:
   """A flag per option of `cls`, nested dataclasses' options included, named by the field alone.
 
@@ -87,17 +125,21 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, path: str = '') ->
       add_arguments(parser, kind, f'{path}{field.name}.')
       continue
     choices = field.metadata.get(CHOICES)
+    field_problem = functools.partial(value_problem, field)
     arguments: Dict[str, Any] = {
       'dest': f'{_DEST_PREFIX}{path}{field.name}',
       'default': argparse.SUPPRESS,
-      'help': f'{field.metadata.get(DOC, "")} (default: {_shown(_default(field))})',
+      'help': _help(field),
     }
     if kind is bool:
       arguments['action'] = argparse.BooleanOptionalAction
     elif _is_sequence(kind):
-      arguments.update(type=_comma_list(choices), metavar='A,B,...')
+      arguments.update(type=checked_type(_comma_list(choices), field_problem), metavar='A,B,...')
     else:
-      arguments.update(type=kind, choices=choices, metavar=None if choices else field.name.upper())
+      arguments.update(
+        type=checked_type(kind, field_problem),
+        metavar='{' + ','.join(choices) + '}' if choices else field.name.upper(),
+      )
     parser.add_argument(flag(field.name), **arguments)
 
 
@@ -167,8 +209,9 @@ def _belongs_under(cls: type, name: str, prefix: str) -> str:
 def build(cls: type, values: Any, where: str = '') -> Any:
   """`cls` from a mapping (a parsed config file, or values_from_args), nested dataclasses too.
 
-  Rejects keys `cls` has no option for (listing the known ones), values of the wrong type and
-  missing required keys, each with the key's dotted path.
+  Rejects keys `cls` has no option for (listing the known ones), values of the wrong type or
+  outside the option's choices and check, and missing required keys, each with the key's dotted
+  path.
   """
   prefix = f'{where}.' if where else ''
   if not isinstance(values, Mapping):
@@ -209,10 +252,9 @@ def build(cls: type, values: Any, where: str = '') -> Any:
       if kind is str and isinstance(value, bool) and choices and str(value).lower() in choices:
         value = str(value).lower()  # YAML reads `true` / `false` as booleans
       built[name] = _checked(value, kind, path)
-      chosen = built[name] if _is_sequence(kind) else [built[name]]
-      wrong = [item for item in chosen if choices and item is not None and item not in choices]
-      if wrong:
-        raise ConfigError(f'{path} must be one of {", ".join(choices)}, got {wrong[0]!r}')
+      problem = value_problem(fields[name], built[name])
+      if problem:
+        raise ConfigError(f'{path} {problem}')
   for name, field in flattened.items():
     required = field.metadata.get(REQUIRED, ())
     absent = [key for key in required if key not in nested_values[name]]
@@ -223,7 +265,4 @@ def build(cls: type, values: Any, where: str = '') -> Any:
   missing = [name for name in required if name not in built]
   if missing:
     raise ConfigError(f'missing key {prefix}{missing[0]} (required: {", ".join(required)})')
-  try:
-    return cls(**built)
-  except (TypeError, ValueError) as error:
-    raise ConfigError(f'{where or "config"}: {error}') from error
+  return cls(**built)

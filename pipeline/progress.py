@@ -160,10 +160,11 @@ def display_for(console: Console) -> PlainLines:
 
 @contextlib.contextmanager
 def console_progress(log_path: str, console: Optional[Console] = None) -> Iterator[ProgressHandler]:
-  """Sends every log record and warning to `log_path`, and progress to the console."""
+  """Sends every log record and warning to `log_path`, and progress to the console (stderr by
+  default: stdout is for results, so `run > file` keeps only them)."""
   file_handler = logging.FileHandler(log_path)
   file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(module)s: %(message)s'))
-  progress = ProgressHandler(display_for(console or Console()))
+  progress = ProgressHandler(display_for(console or Console(stderr=True)))
   root = logging.getLogger()
   tensorflow_logger = logging.getLogger('tensorflow')
   saved_handlers = root.handlers[:], tensorflow_logger.handlers[:]

@@ -3,7 +3,7 @@
 import os
 import shlex
 import sys
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from pipeline.config import PipelineConfig
 
@@ -32,13 +32,24 @@ def logdir_spec(logdirs: Dict[str, str]) -> str:
   return ','.join(f'{variant}:{path}' for variant, path in sorted(logdirs.items()))
 
 
-def command(output_root: str, port: int = 6006) -> List[str]:
-  """The tensorboard command line for the run under `output_root` (empty when it has none)."""
+def command(output_root: str, port: int = 6006, serving_flags: Sequence[str] = ()) -> List[str]:
+  """The tensorboard command line for the run under `output_root` (empty when it has none);
+  `serving_flags` are TensorBoard's own (--host, --bind_all)."""
   logdirs = trainer_logdirs(output_root)
   if not logdirs:
     return []
   executable = os.path.join(os.path.dirname(sys.executable), 'tensorboard')
-  return [executable, '--logdir_spec', logdir_spec(logdirs), '--port', str(port)]
+  return [executable, '--logdir_spec', logdir_spec(logdirs), '--port', str(port), *serving_flags]
+
+
+def replace_process(command_line: List[str]) -> None:
+  """Becomes TensorBoard (exec, same process id): a SIGTERM or Ctrl-C meant for the wrapper
+  reaches TensorBoard itself, so it never outlives the wrapper on its port."""
+  # TensorBoard's google-cloud imports warn about the pinned Python version (see pipeline/cli.py).
+  quiet = {**os.environ, 'PYTHONWARNINGS': 'ignore::FutureWarning'}
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(command_line[0], command_line, quiet)
 
 
 def shown(command_line: List[str]) -> str:

@@ -17,11 +17,25 @@ from pipeline.config import PipelineConfig
 from pipeline.options import FLATTEN
 from pipeline.options import REQUIRED
 from pipeline.options import ConfigError
+from trainer.config import CHECK
 from trainer.config import CHOICES
+from trainer.config import Pattern
+from trainer.config import at_least
+from trainer.config import greater_than
 
 
 class VertexConfigError(ConfigError):
   """The deployment config file is missing a key or has a bad one; the message names both."""
+
+
+GCS_URI = Pattern(r'gs://\S+', 'a gs:// URI')
+REGION = Pattern(r'[a-z]+(-[a-z]+)+[0-9]+', 'a GCP region such as europe-west4')
+SERVICE_ACCOUNT = Pattern(r'\S+@\S+', 'a service account e-mail address')
+
+
+def checked(default, check) -> dataclasses.Field:
+  """A deployment key with a default, accepting the values `check` accepts (trainer/config.py)."""
+  return dataclasses.field(default=default, metadata={CHECK: check})
 
 
 # Beam components that get the Dataflow args by default: the passes over the whole dataset. The
@@ -34,12 +48,14 @@ DEFAULT_DATAFLOW_COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'Transform')
 class DataflowConfig:
   """Runs the Beam components listed in `components` on Dataflow; the others run in-container."""
 
-  temp_location: str  # gs:// staging and temp files of the Dataflow jobs
-  region: Optional[str] = None  # defaults to the pipeline's region
+  # gs:// staging and temp files of the Dataflow jobs
+  temp_location: str = dataclasses.field(metadata={CHECK: GCS_URI})
+  region: Optional[str] = checked(None, REGION)  # defaults to the pipeline's region
   machine_type: str = 'n1-standard-4'
-  max_num_workers: int = 10
-  disk_size_gb: int = 50
-  service_account: Optional[str] = None  # the workers' identity (default: Compute Engine's)
+  max_num_workers: int = checked(10, at_least(1))
+  disk_size_gb: int = checked(50, at_least(1))
+  # The workers' identity (default: Compute Engine's).
+  service_account: Optional[str] = checked(None, SERVICE_ACCOUNT)
   subnetwork: Optional[str] = None  # regions/REGION/subnetworks/NAME, or its full URL
   use_public_ips: bool = True  # false: workers get internal IPs only (needs Private Google Access)
   labels: Dict[str, str] = dataclasses.field(default_factory=dict)  # on every Dataflow job
@@ -54,9 +70,9 @@ class TrainerResources:
   """What each Trainer step's container gets; Vertex picks a machine that has it."""
 
   accelerator_type: Optional[str] = None  # e.g. NVIDIA_TESLA_T4, NVIDIA_L4
-  accelerator_count: int = 0
-  cpu_limit: Optional[float] = None  # vCPUs
-  memory_limit_gb: Optional[float] = None
+  accelerator_count: int = checked(0, at_least(0))
+  cpu_limit: Optional[float] = checked(None, greater_than(0))  # vCPUs
+  memory_limit_gb: Optional[float] = checked(None, greater_than(0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +81,8 @@ class VertexEndpointConfig:
 
   endpoint_name: str  # created on the first deploy
   machine_type: str = 'n1-standard-2'
-  min_replica_count: int = 1
-  max_replica_count: int = 1
+  min_replica_count: int = checked(1, at_least(1))
+  max_replica_count: int = checked(1, at_least(1))
   # Default: Vertex's prebuilt TensorFlow CPU prediction container (TF Serving) in the
   # region's multi-region; 2.15 is the newest Vertex offers for a TF 2.16 SavedModel.
   serving_image: Optional[str] = None
@@ -82,10 +98,14 @@ def prediction_image(region: str) -> str:
 class VertexConfig:
   """One deployment: a GCP project and region, the image, resources, and the pipeline's options."""
 
-  project: str
-  region: str
-  image: str  # the project's image (Dockerfile), e.g. us-docker.pkg.dev/P/repo/fmnist:TAG
-  service_account: Optional[str] = None
+  # The characters of GCP's rule for a project ID (not its 6 to 30 length).
+  project: str = dataclasses.field(
+    metadata={CHECK: Pattern(r'[a-z]([a-z0-9-]*[a-z0-9])?', 'a GCP project ID (a-z, 0-9 and -)')}
+  )
+  region: str = dataclasses.field(metadata={CHECK: REGION})
+  # The project's image (Dockerfile), e.g. us-docker.pkg.dev/P/repo/fmnist:TAG.
+  image: str = dataclasses.field(metadata={CHECK: Pattern(r'\S+', 'an image reference')})
+  service_account: Optional[str] = checked(None, SERVICE_ACCOUNT)
   labels: Dict[str, str] = dataclasses.field(default_factory=dict)
   trainer: TrainerResources = TrainerResources()
   dataflow: Optional[DataflowConfig] = None
@@ -173,14 +193,10 @@ def _validate(config: VertexConfig) -> VertexConfig:
       f'got type {trainer.accelerator_type!r}, count {trainer.accelerator_count}'
     )
   endpoint = config.vertex_endpoint
-  if endpoint and not 1 <= endpoint.min_replica_count <= endpoint.max_replica_count:
+  if endpoint and endpoint.min_replica_count > endpoint.max_replica_count:
     raise VertexConfigError(
-      'vertex_endpoint needs 1 <= min_replica_count <= max_replica_count: got '
+      'vertex_endpoint needs min_replica_count <= max_replica_count: got '
       f'{endpoint.min_replica_count}, {endpoint.max_replica_count}'
-    )
-  if config.dataflow and not config.dataflow.temp_location.startswith('gs://'):
-    raise VertexConfigError(
-      f'dataflow.temp_location must be a gs:// URI, got {config.dataflow.temp_location!r}'
     )
   return config
 

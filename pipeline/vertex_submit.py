@@ -3,14 +3,23 @@
 import json
 from typing import Any, Dict, Mapping, Optional
 
+from google.api_core import exceptions as api_exceptions
 from google.auth import credentials as auth_credentials
+from google.auth import exceptions as auth_exceptions
 from google.cloud import aiplatform
 
+from pipeline import options
+from pipeline.config import PipelineConfig
 from pipeline.vertex_config import VertexConfig
 from pipeline.vertex_config import VertexConfigError
+from trainer.config import value_problem
 
 # How a `--parameter NAME=VALUE` string becomes the type the compiled spec declares.
 _PARSERS = {'NUMBER_INTEGER': int, 'NUMBER_DOUBLE': float, 'STRING': str}
+
+
+class SubmitError(RuntimeError):
+  """Vertex AI did not take the job: no credentials, or the API refused it; the message says why."""
 
 
 def console_url(config: VertexConfig, job_id: str) -> str:
@@ -29,9 +38,11 @@ def pipeline_parameters(pipeline_json: str) -> Dict[str, str]:
 
 
 def parse_parameters(pipeline_json: str, values: Mapping[str, str]) -> Dict[str, Any]:
-  """`values` (text from the command line) converted to the declared types; unknown names and
-  unparsable values are errors that name the parameter and what the pipeline takes."""
+  """`values` (text from the command line) converted to the declared types; unknown names,
+  unparsable values and values outside the option's range are errors that name the parameter and
+  what the pipeline takes."""
   declared = pipeline_parameters(pipeline_json)
+  option_fields = options.leaf_options(PipelineConfig)
   parsed = {}
   for name, text in values.items():
     if name not in declared:
@@ -43,6 +54,9 @@ def parse_parameters(pipeline_json: str, values: Mapping[str, str]) -> Dict[str,
       parsed[name] = _PARSERS[kind](text)
     except ValueError as error:
       raise VertexConfigError(f'pipeline parameter {name} must be {kind}, got {text!r}') from error
+    problem = value_problem(option_fields[name], parsed[name])
+    if problem:
+      raise VertexConfigError(f'--parameter {name}={text}: {problem}')
   return parsed
 
 
@@ -77,8 +91,18 @@ def build_job(
 
 def submit(config: VertexConfig, pipeline_json: str, parameters: Mapping[str, str]) -> str:
   """Starts the run and returns its console URL."""
-  job = build_job(config, pipeline_json, parameters)
-  job.submit(service_account=config.service_account)
+  try:
+    job = build_job(config, pipeline_json, parameters)
+    job.submit(service_account=config.service_account)
+  except auth_exceptions.DefaultCredentialsError as error:
+    raise SubmitError(
+      'no Google Cloud credentials: run `gcloud auth application-default login` or set '
+      'GOOGLE_APPLICATION_CREDENTIALS (`submit --dry-run` needs none)'
+    ) from error
+  except api_exceptions.GoogleAPICallError as error:
+    raise SubmitError(
+      f'Vertex AI refused the job in {config.project}/{config.region}: {error}'
+    ) from error
   return console_url(config, job.job_id)
 
 

@@ -196,8 +196,6 @@ def plan_versions(
         f'{option}: version {version} is not pushed (pushed: {", ".join(map(str, pushed))})'
       )
   if stable is None:
-    if keep < 1:
-      raise ServingConfigError(f'--keep must be at least 1, got {keep}')
     return VersionPlan(labels={STABLE: pushed[-1]}, keep_latest=keep)
   labels = {STABLE: stable}
   if canary is not None and canary != stable:
@@ -273,9 +271,12 @@ def _write_all(files: Dict[str, str]) -> None:
   """Each file through a temporary and a rename: a polling server never reads half a file."""
   for path, text in files.items():
     temporary = f'{path}.tmp'
-    with tf.io.gfile.GFile(temporary, 'w') as out:
-      out.write(text)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    try:
+      with tf.io.gfile.GFile(temporary, 'w') as out:
+        out.write(text)
+      tf.io.gfile.rename(temporary, path, overwrite=True)
+    except tf.errors.OpError as error:
+      raise ServingConfigError(f'{path}: cannot write it ({error.message})') from error
 
 
 def write(

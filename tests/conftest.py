@@ -4,6 +4,10 @@ The device split must happen before any TensorFlow op initializes the runtime,
 hence a pytest_configure hook rather than a fixture.
 """
 
+import pathlib
+import re
+import tempfile
+
 import pytest
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -38,14 +42,18 @@ def container_data_steps(tmp_path_factory):
 
 
 @pytest.fixture
-def error_log(tmp_path, monkeypatch):
-  """The CLI's traceback log, redirected into the test's own directory: the default one in /tmp
-  is shared with every other run on the machine."""
-  from pipeline import cli  # pylint: disable=import-outside-toplevel
+def traceback_log(tmp_path, monkeypatch):
+  """The traceback file an error line of the CLI names, as a Path (None when the line names
+  none); the CLI's temporary files go to the test's own directory."""
+  temporary = tmp_path / 'tmp'
+  temporary.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(temporary))
 
-  path = tmp_path / 'error.log'
-  monkeypatch.setattr(cli, 'ERROR_LOG', str(path))
-  return path
+  def named_by(error_line):
+    found = re.search(r' \(traceback: (\S+)\)$', error_line.strip())
+    return pathlib.Path(found.group(1)) if found else None
+
+  return named_by
 
 
 @pytest.fixture(scope="session")

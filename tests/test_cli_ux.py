@@ -10,10 +10,13 @@ import io
 import json
 import logging
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from rich.console import Console
@@ -21,6 +24,7 @@ from rich.console import Console
 from pipeline import cli
 from pipeline import data
 from pipeline import progress
+from pipeline import run_summary
 from pipeline import tensorboard
 
 # A script that asks every command for --help in a fresh interpreter and reports the exit codes
@@ -169,6 +173,56 @@ def test_tensorboard_shows_each_variants_newest_trainer_run_under_its_name(tmp_p
   printed = capsys.readouterr().out
   assert f'--logdir_spec batch:{runs.format("Trainer_batch", 12)},none:' in printed
   assert printed.split()[0].endswith('tensorboard') and '--port 6006' in printed
+  # TensorBoard's own serving flags go through under its names.
+  assert (
+    cli.main(['tensorboard', '--output-root', str(tmp_path), '--print-only', '--bind_all']) == 0
+  )
+  assert capsys.readouterr().out.rstrip().endswith('--port 6006 --bind_all')
+  argv = ['tensorboard', '--output-root', str(tmp_path), '--print-only', '--host', '0.0.0.0']
+  assert cli.main(argv) == 0
+  assert capsys.readouterr().out.rstrip().endswith('--port 6006 --host 0.0.0.0')
+  with pytest.raises(SystemExit):
+    cli.main([*argv, '--bind-all'])
+  assert (
+    'argument --bind_all/--bind-all: not allowed with argument --host' in capsys.readouterr().err
+  )
+
+
+def _listening(port):
+  with socket.socket() as sock:
+    return sock.connect_ex(('127.0.0.1', port)) == 0
+
+
+def test_a_sigterm_to_the_tensorboard_command_stops_tensorboard_and_frees_its_port(tmp_path):
+  """The command becomes TensorBoard: the signal a supervisor sends it leaves nothing behind."""
+  _fabricated_run(str(tmp_path))
+  port = _unused_port()
+  with open(tmp_path / 'stderr', 'w') as stderr:
+    process = subprocess.Popen(
+      [sys.executable, '-m', 'pipeline.cli', 'tensorboard', '--output-root', str(tmp_path)]
+      + ['--port', str(port), '--host', '127.0.0.1'],
+      stdout=subprocess.PIPE,
+      stderr=stderr,
+      text=True,
+      start_new_session=True,  # its own process group: the cleanup below reaches any child
+    )
+  try:
+    assert process.stdout.readline().rstrip().endswith(f'--port {port} --host 127.0.0.1')
+    deadline = time.monotonic() + 180
+    while not _listening(port):
+      assert process.poll() is None, (tmp_path / 'stderr').read_text()
+      assert time.monotonic() < deadline, 'TensorBoard did not listen within 180 s'
+      time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert not _listening(port)
+  finally:
+    try:
+      os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass  # all gone, as it should be
+    process.wait()
+    process.stdout.close()
 
 
 def test_tensorboard_without_trainer_runs_says_so_in_one_line(tmp_path, capsys):
@@ -185,6 +239,65 @@ def test_summary_of_a_corrupt_metadata_file_is_one_line_naming_it(tmp_path, caps
   assert len(err.splitlines()) == 1 and 'Traceback' not in err
   assert f'{metadata} is not a readable ML Metadata store (file is not a database)' in err
   assert metadata.read_bytes() == b'not a database'  # left as it was
+  # The traceback goes to a log of this failure alone, in the output root's logs.
+  log = re.search(r' \(traceback: (\S+)\)$', err.strip()).group(1)
+  assert os.path.dirname(log) == str(tmp_path / 'logs')
+  assert re.fullmatch(rf'error-\d{{8}}-\d{{6}}-{os.getpid()}-\w+\.log', os.path.basename(log))
+  with open(log) as traceback_file:
+    assert traceback_file.read().startswith('Traceback')
+
+
+def test_a_config_error_is_one_line_without_a_traceback_log(tmp_path, capsys):
+  """A mistake the line explains fully (here a gs:// output root for a local run) gets no log."""
+  assert cli.main(['run', '--output-root', 'gs://b/o', '--data-dir', str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and 'traceback' not in err
+  assert os.listdir(tmp_path) == []
+
+
+# --- stdout for results, stderr for progress ------------------------------------------------
+
+
+def test_run_prints_progress_on_stderr_and_only_results_on_stdout(tmp_path, capsys, monkeypatch):
+  from pipeline import local_runner  # pylint: disable=import-outside-toplevel
+
+  data_dir = tmp_path / 'data'
+  data_dir.mkdir()
+  for name in data.IDX_SHA256:  # `run` only checks that they are there before it starts
+    (data_dir / name).write_bytes(b'')
+
+  def fake_run(config):
+    for message in ('Component IdxExampleGen is running.', 'Component IdxExampleGen is finished.'):
+      logging.getLogger('absl').info(message)
+    return run_summary.RunSummary(
+      run_id='run-7', components=[run_summary.ComponentRun('IdxExampleGen', 'COMPLETE', 1.5)]
+    )
+
+  monkeypatch.setattr(local_runner, 'run', fake_run)
+  output_root = tmp_path / 'out'
+  assert cli.main(['run', '--data-dir', str(data_dir), '--output-root', str(output_root)]) == 0
+  captured = capsys.readouterr()
+  assert '▶ IdxExampleGen ...' in captured.err and '✓ IdxExampleGen' in captured.err
+  assert 'IdxExampleGen ...' not in captured.out and '✓' not in captured.out
+  assert captured.out.startswith('Run run-7:\n  IdxExampleGen COMPLETE     1.5 s\n')
+  (log,) = os.listdir(output_root / 'logs')
+  assert f'Full log: {output_root / "logs" / log}' in captured.out
+  assert f'fmnist-pipeline tensorboard --output-root {output_root}' in captured.out
+
+
+def test_version_names_the_package_version_and_the_commit():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, 'pyproject.toml')) as project:
+    version = re.search(r'^version = "(.+)"', project.read(), re.MULTILINE).group(1)
+  commit = subprocess.run(
+    ['git', '-C', root, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, check=True
+  ).stdout.strip()
+  printed = subprocess.run(
+    [sys.executable, '-m', 'pipeline.cli', '--version'], capture_output=True, text=True, check=True
+  ).stdout
+  assert re.fullmatch(
+    rf'fmnist-pipeline {re.escape(version)} \(commit {commit}(-dirty)?\)\n', printed
+  )
 
 
 # --- download errors -----------------------------------------------------------------------
@@ -222,7 +335,7 @@ def _unused_port():
 
 
 def test_download_failures_are_one_line_naming_the_url_and_leave_no_file(
-  tmp_path, capsys, mirror, error_log
+  tmp_path, capsys, mirror, traceback_log
 ):
   directory, base_url = mirror
   data_dir = tmp_path / 'data'
@@ -242,10 +355,32 @@ def test_download_failures_are_one_line_naming_the_url_and_leave_no_file(
   actual = hashlib.sha256(b'not fashion-mnist').hexdigest()
   assert code == 1 and len(err.splitlines()) == 1
   assert f'{base_url}train-images-idx3-ubyte.gz: content SHA-256 {actual}' in err
-  assert cli.ERROR_LOG in err
-  with open(cli.ERROR_LOG) as log:
-    assert 'Traceback' in log.read()
+  assert traceback_log(err).read_text().startswith('Traceback')
   assert os.listdir(data_dir) == []
+  # Without its final slash the base URL still names the mirror's directory.
+  code, err = _download(capsys, data_dir, base_url.rstrip('/'))
+  assert f'{base_url}train-images-idx3-ubyte.gz: content SHA-256 {actual}' in err
+
+
+def test_download_into_a_directory_it_cannot_create_is_one_line(tmp_path, capsys, traceback_log):
+  a_file = tmp_path / 'a-file'
+  a_file.write_text('')
+  code, err = _download(capsys, a_file / 'data', 'https://example.invalid/')
+  assert code == 1 and len(err.splitlines()) == 1 and 'Traceback' not in err
+  assert err.startswith(f'error: {a_file / "data"}: cannot create the directory')
+  assert traceback_log(err).read_text().startswith('Traceback')
+
+
+def test_download_refuses_a_base_url_that_is_no_url_before_fetching(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(['download', '--data-dir', str(tmp_path / 'data'), '--base-url', 'notaurl'])
+  err = capsys.readouterr().err
+  assert exit_.value.code == 2 and err.startswith('usage: fmnist-pipeline download')
+  assert err.splitlines()[-1] == (
+    "fmnist-pipeline download: error: argument --base-url: must be an http://, https:// or "
+    "file:// URL, got 'notaurl'"
+  )
+  assert not (tmp_path / 'data').exists()
 
 
 # --- report and summary -------------------------------------------------------------------------

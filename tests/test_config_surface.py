@@ -60,11 +60,13 @@ def _other_value(field, kind):
   elif kind is bool:
     value = not default
   elif kind is int:
-    value = (default or 0) + 3
+    value = (default or 0) + 1
   elif kind is float:
     value = default + 0.125
-  else:
+  elif field.name.endswith(('_root', '_dir')):
     value = 'gs://bucket/elsewhere'  # paths stay as given when they are URIs
+  else:
+    value = 'other-name'
   return value, str(value)
 
 
@@ -172,7 +174,7 @@ def test_a_bad_flag_value_names_the_flag(capsys):
   )
   with pytest.raises(SystemExit):
     cli._parser().parse_args(['run', '--pixel-scaling', 'minmax'])
-  assert "--pixel-scaling: invalid choice: 'minmax'" in capsys.readouterr().err
+  assert "--pixel-scaling: must be one of unit, zscore, got 'minmax'" in capsys.readouterr().err
 
 
 def test_an_unknown_yaml_key_lists_the_known_ones(tmp_path):

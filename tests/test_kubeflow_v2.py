@@ -385,6 +385,10 @@ def test_submit_takes_pipeline_parameters_in_their_declared_types(
       ),
     ),
     ('epochs=three', "pipeline parameter epochs must be NUMBER_INTEGER, got 'three'"),
+    (
+      'accuracy_threshold=1.5',
+      '--parameter accuracy_threshold=1.5: must be between 0 and 1, got 1.5',
+    ),
   ],
 )
 def test_submit_rejects_a_bad_parameter_in_one_line(
@@ -396,6 +400,30 @@ def test_submit_rejects_a_bad_parameter_in_one_line(
   # The line before, if any, is the image tag warning (the test image is not tagged with a commit).
   assert captured.err.splitlines()[-1] == f'error: {message}' and captured.out == ''
   assert captured.err.count('error:') == 1
+
+
+def test_submit_without_google_cloud_credentials_is_one_line_saying_how_to_get_them(
+  vertex_config_path, tmp_path, capsys, monkeypatch, traceback_log
+):
+  # Credentials from a file that is not there: google.auth fails as it does with none at all,
+  # and a machine that has some submits nothing.
+  monkeypatch.setenv('GOOGLE_APPLICATION_CREDENTIALS', str(tmp_path / 'absent.json'))
+  output = str(tmp_path / 'p.json')
+  assert cli.main(['submit', '--config', vertex_config_path, '--output', output]) == 1
+  error = capsys.readouterr().err.splitlines()[-1]
+  assert error.startswith('error: no Google Cloud credentials: run `gcloud auth application-')
+  assert traceback_log(error).read_text().startswith('Traceback')
+
+
+def test_compile_into_a_directory_it_cannot_create_is_one_line(
+  vertex_config_path, tmp_path, capsys
+):
+  (tmp_path / 'a-file').write_text('')
+  output = str(tmp_path / 'a-file' / 'p.json')
+  assert cli.main(['compile', '--config', vertex_config_path, '--output', output]) == 2
+  assert capsys.readouterr().err.splitlines()[-1] == (
+    f'error: --output {output}: cannot create {tmp_path / "a-file"} (a file is in the way)'
+  )
 
 
 # --- Compiled tasks run the way Vertex runs them ------------------------------------------------

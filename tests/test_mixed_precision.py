@@ -94,7 +94,10 @@ def test_run_flags_reach_the_training_config(capsys):
   assert (default.precision, default.jit_compile) == ('auto', 'auto')
   with pytest.raises(SystemExit):
     cli._parser().parse_args(['run', '--precision', 'float16'])
-  assert "invalid choice: 'float16'" in capsys.readouterr().err
+  assert (
+    "argument --precision: must be one of auto, float32, mixed_bfloat16, mixed_float16, got 'float16'"
+    in capsys.readouterr().err
+  )
 
 
 def _loss_dtypes(task, iterator):

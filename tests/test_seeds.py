@@ -94,10 +94,13 @@ def test_seeds_start_at_the_training_seed():
 
 def test_seeds_below_one_are_one_clear_line_on_the_command_line(tmp_path, capsys):
   output_root = tmp_path / 'out'
-  assert cli.main(['run', '--seeds', '0', '--output-root', str(output_root)]) == 2
-  captured = capsys.readouterr()
-  assert captured.err == (
-    'error: config: seeds must be at least 1 (one training run per variant), got 0\n'
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(
+      ['run', '--seeds', '0', '--output-root', str(output_root), '--data-dir', str(tmp_path)]
+    )
+  assert exit_.value.code == 2
+  assert capsys.readouterr().err.splitlines()[-1] == (
+    'fmnist-pipeline run: error: argument --seeds: must be at least 1, got 0'
   )
   assert not output_root.exists()
 
@@ -105,7 +108,7 @@ def test_seeds_below_one_are_one_clear_line_on_the_command_line(tmp_path, capsys
 @pytest.mark.parametrize(
   'value, message',
   [
-    (0, 'seeds must be at least 1 (one training run per variant), got 0'),
+    (0, 'seeds must be at least 1, got 0'),
     ('two', "seeds must be int, got 'two'"),
   ],
 )

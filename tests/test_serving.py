@@ -473,7 +473,7 @@ def test_predict_command_prints_labels_and_accuracy_only_when_known(served, caps
 
 
 def test_predict_command_bad_inputs_and_model_directories_are_one_line(
-  served, capsys, tmp_path, error_log
+  served, capsys, tmp_path, traceback_log
 ):
   _, version_dir, _ = served
   pair = idx_files.write_dataset(str(tmp_path), 't10k', 2)
@@ -504,13 +504,16 @@ def test_predict_command_bad_inputs_and_model_directories_are_one_line(
       'no version 9 (found: 1)',
     ),
   ]
+  logs = set()
   for arguments, message in cases:
-    error_log.unlink(missing_ok=True)
     assert cli.main(['predict', *arguments]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and message in error, error
     assert 'Op:' not in error and 'function_node' not in error  # no TensorFlow op text
-    assert error_log.read_text().startswith('Traceback')  # what the line leaves out
+    log = traceback_log(error)
+    assert log.read_text().startswith('Traceback')  # what the line leaves out
+    logs.add(log)
+  assert len(logs) == len(cases)  # each failure its own log: none overwrites another
 
 
 # --- Serving latency, as the selector measures it -----------------------------------------------

@@ -185,12 +185,11 @@ def test_rollback_moves_stable_to_the_previous_loaded_version(tmp_path, capsys):
   [
     (['--pin', '250'], 'version 250 is not pushed (pushed: 100, 200)'),
     (['--stable', '100', '--canary', '7'], '--canary: version 7 is not pushed'),
-    (['--keep', '0'], '--keep must be at least 1'),
     (['--rollback'], '--rollback needs a models.config'),
   ],
 )
 def test_bad_versions_are_one_line_errors_and_write_nothing(
-  tmp_path, capsys, error_log, options, message
+  tmp_path, capsys, traceback_log, options, message
 ):
   root = _push(tmp_path, 100, 200)
   assert _serving_config(root, *options) == 1
@@ -198,7 +197,7 @@ def test_bad_versions_are_one_line_errors_and_write_nothing(
   assert error.startswith('error: ') and len(error.splitlines()) == 1
   assert message in error
   assert not (tmp_path / 'models.config').exists()
-  assert error_log.read_text().startswith('Traceback')  # what the line leaves out
+  assert traceback_log(error).read_text().startswith('Traceback')  # what the line leaves out
 
 
 def test_a_serving_root_without_versions_and_a_canary_without_stable_are_refused(tmp_path, capsys):

@@ -17,6 +17,7 @@ from trainer.config import COSINE
 from trainer.config import CUSTOM_CONFIG_KEY
 from trainer.config import MIXED_FLOAT16
 from trainer.config import TrainingConfig
+from trainer.config import check_run_time_parameters
 from trainer.devices import Hardware
 from trainer.devices import keras_policy
 from trainer.devices import strategy_for_visible_devices
@@ -115,8 +116,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the configured CNN variant and exports the serving SavedModel."""
   # The run-time options (epochs, batch size, learning rate) arrive as the Trainer's
   # hyperparameters input (components/training_parameters.py); the rest is in custom_config.
+  hyperparameters = fn_args.hyperparameters or {}
+  check_run_time_parameters(TrainingConfig, hyperparameters)
   config = TrainingConfig.from_custom_config(
-    {**fn_args.custom_config[CUSTOM_CONFIG_KEY], **(fn_args.hyperparameters or {})}
+    {**fn_args.custom_config[CUSTOM_CONFIG_KEY], **hyperparameters}
   )
   logging.info('Training %s', config)
   keras.utils.set_random_seed(config.seed)

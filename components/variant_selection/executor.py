@@ -23,8 +23,10 @@ from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import seeds
 from components.variant_selection import selection
+from pipeline.config import PipelineConfig
 from serving import latency
 from trainer import features
+from trainer.config import check_run_time_parameters
 from trainer.export import MODEL_INFO_FILE
 from trainer.summaries import HISTORY_FILE
 from trainer.summaries import TOTALS_PHASE
@@ -126,6 +128,18 @@ def _eval_on_same_examples(model_dirs: Dict[str, str], eval_files: List[str]):
   return results
 
 
+def check_gate_parameters(exec_properties: Dict[str, Any]) -> None:
+  """The gate's thresholds can be pipeline parameters set per run (Vertex AI, Kubeflow), which
+  take any number: checked against their options' ranges before anything is evaluated."""
+  check_run_time_parameters(
+    PipelineConfig,
+    {
+      name: float(exec_properties[name])
+      for name in (keys.ACCURACY_THRESHOLD, keys.MAX_ACCURACY_DROP, keys.SIGNIFICANCE_LEVEL)
+    },
+  )
+
+
 def _write_blessing(blessing: types.Artifact, model: types.Artifact, variant: str, blessed: bool):
   """Marks the blessing the way TFX's Evaluator does, naming the Trainer's model."""
   io_utils.write_string_file(
@@ -146,6 +160,7 @@ class Executor(base_executor.BaseExecutor):
     output_dict: Dict[str, List[types.Artifact]],
     exec_properties: Dict[str, Any],
   ) -> None:
+    check_gate_parameters(exec_properties)
     variants = json.loads(exec_properties[keys.VARIANTS])
     metric = exec_properties[keys.SELECTION_METRIC]
     policy = selection.Policy(
