@@ -13,6 +13,7 @@ from components.variant_selection.selection import SIGNIFICANTLY_BETTER
 from components.variant_selection.seeds import seed_values
 from trainer.config import DOC
 from trainer.config import INTERNAL
+from trainer.config import LOCAL_ONLY
 from trainer.config import PIXEL_SCALINGS
 from trainer.config import UNIT_SCALING
 from trainer.config import VARIANTS
@@ -99,6 +100,14 @@ class PipelineConfig:
   serving_root: Optional[str] = option(
     None, 'the directory Pusher writes model versions under; none means <output_root>/serving'
   )
+  # Local runs only: a deployment's Beam steps run in their own containers or on Dataflow, whose
+  # options are the deploy config's (pipeline/vertex_config.py), so the deploy YAML refuses it.
+  beam_workers: Optional[int] = option(
+    None,
+    'worker processes of each Beam step of a local run (ExampleGen, StatisticsGen, Transform, '
+    'the Evaluators); none means one per CPU core, 1 runs each step in-process',
+    **{LOCAL_ONLY: 'is an option of local runs (fmnist-pipeline run --beam-workers) only'},
+  )
   # Beam args of every Beam component (deployments without Dataflow keep these too).
   beam_pipeline_args: List[str] = dataclasses.field(
     default_factory=lambda: ['--direct_running_mode=in_memory'],
@@ -119,6 +128,8 @@ class PipelineConfig:
       raise ValueError(f'significance_level must be between 0 and 1, got {self.significance_level}')
     if self.latency_repeats < 2:
       raise ValueError(f'latency_repeats must be at least 2, got {self.latency_repeats}')
+    if self.beam_workers is not None and self.beam_workers < 1:
+      raise ValueError(f'beam_workers must be at least 1, got {self.beam_workers}')
     if self.seeds < 1:
       raise ValueError(f'seeds must be at least 1 (one training run per variant), got {self.seeds}')
 

@@ -1,9 +1,10 @@
 """Runs the pipeline on this machine with LocalDagRunner, MLMD in SQLite under the output root."""
 
 import contextlib
+import dataclasses
 import fcntl
 import os
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import tensorflow as tf
 from tfx import v1 as tfx
@@ -40,9 +41,41 @@ def exclusive_output_root(output_root: str) -> Iterator[None]:
     yield
 
 
+def beam_args(workers: Optional[int]) -> List[str]:
+  """DirectRunner's options for every Beam step: `workers` worker processes (None: one per core
+  this process may use), or with 1 the in-process runner of a deployment's container.
+
+  Beam's multi-process mode splits each stage's input between the workers and starts them for
+  every Beam step (each imports Beam, and TensorFlow where the step's code needs it), a fixed
+  cost that only larger inputs repay: 1 suits tiny data.
+  """
+  workers = workers or len(os.sched_getaffinity(0))
+  if workers == 1:
+    return ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+  return ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
+
+
+@contextlib.contextmanager
+def workers_import_this_code() -> Iterator[None]:
+  """Beam's worker processes inherit this process's environment but not its sys.path: with the
+  directory of these packages first on their PYTHONPATH they unpickle the Beam steps' functions
+  from this code, not from another installed copy of it."""
+  code_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  previous = os.environ.get('PYTHONPATH')
+  os.environ['PYTHONPATH'] = os.pathsep.join([code_root, *([previous] if previous else [])])
+  try:
+    yield
+  finally:
+    if previous is None:
+      del os.environ['PYTHONPATH']
+    else:
+      os.environ['PYTHONPATH'] = previous
+
+
 def run(config: PipelineConfig) -> Optional[RunSummary]:
   """Runs the whole pipeline and returns what it did."""
-  with exclusive_output_root(config.output_root):
+  config = dataclasses.replace(config, beam_pipeline_args=beam_args(config.beam_workers))
+  with exclusive_output_root(config.output_root), workers_import_this_code():
     pipeline = create_pipeline(
       config,
       code_fingerprint=staging.code_fingerprint(),

@@ -22,10 +22,12 @@ UNIT_SCALING = 'unit'
 ZSCORE_SCALING = 'zscore'
 PIXEL_SCALINGS = (UNIT_SCALING, ZSCORE_SCALING)
 # Field metadata keys (pipeline/options.py reads them): an option's description, its allowed
-# values, and for a field that is no option, why not.
+# values, for a field that is no option, why not, and for a `run` flag that the deploy YAML
+# refuses, why.
 DOC = 'doc'
 CHOICES = 'choices'
 INTERNAL = 'internal'
+LOCAL_ONLY = 'local_only'
 
 
 def option(default: Any, doc: str, **metadata: Any) -> Any:
