@@ -72,16 +72,20 @@ def workers_import_this_code() -> Iterator[None]:
       os.environ['PYTHONPATH'] = previous
 
 
+def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+  """The DAG as this machine runs it: MLMD in SQLite under the output root, and DirectRunner's
+  worker options (beam_args) for every Beam step."""
+  return create_pipeline(
+    dataclasses.replace(config, beam_pipeline_args=beam_args(config.beam_workers)),
+    code_fingerprint=staging.code_fingerprint(),
+    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      config.metadata_path
+    ),
+  )
+
+
 def run(config: PipelineConfig) -> Optional[RunSummary]:
   """Runs the whole pipeline and returns what it did."""
-  config = dataclasses.replace(config, beam_pipeline_args=beam_args(config.beam_workers))
   with exclusive_output_root(config.output_root), workers_import_this_code():
-    pipeline = create_pipeline(
-      config,
-      code_fingerprint=staging.code_fingerprint(),
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        config.metadata_path
-      ),
-    )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
   return summarize_last_run(config.metadata_path)

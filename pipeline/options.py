@@ -181,9 +181,7 @@ def build(cls: type, values: Any, where: str = '') -> Any:
   # A flattened group is the pipeline's options inside a deploy config: local-only ones stay out.
   nested_names = {
     name: {
-      option.name
-      for option in option_fields(hints[name][0])
-      if LOCAL_ONLY not in option.metadata
+      option.name for option in option_fields(hints[name][0]) if LOCAL_ONLY not in option.metadata
     }
     for name in flattened
   }
