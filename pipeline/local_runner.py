@@ -41,6 +41,14 @@ def exclusive_output_root(output_root: str) -> Iterator[None]:
     yield
 
 
+def usable_cores() -> int:
+  """The cores this process may run on: a container's or taskset's CPU set where the OS tells
+  (Linux), else the machine's."""
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def beam_args(workers: Optional[int]) -> List[str]:
   """DirectRunner's options for every Beam step: `workers` worker processes (None: one per core
   this process may use), or with 1 the in-process runner of a deployment's container.
@@ -49,7 +57,7 @@ def beam_args(workers: Optional[int]) -> List[str]:
   every Beam step (each imports Beam, and TensorFlow where the step's code needs it), a fixed
   cost that only larger inputs repay: 1 suits tiny data.
   """
-  workers = workers or len(os.sched_getaffinity(0))
+  workers = workers or usable_cores()
   if workers == 1:
     return ['--direct_running_mode=in_memory', '--direct_num_workers=1']
   return ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']

@@ -9,6 +9,7 @@ examples are compared as multisets, statistics and metrics as values.
 import collections
 import glob
 import io
+import json
 import os
 from typing import NamedTuple
 
@@ -109,8 +110,6 @@ def test_the_compiled_deployment_keeps_its_in_container_runner(tmp_path):
   with open(path) as compiled:
     text = compiled.read()
   assert 'direct_num_workers' not in text and 'multi_processing' not in text
-  import json  # pylint: disable=import-outside-toplevel
-
   spec = json.loads(text)['pipelineSpec']
   for task in ('IdxExampleGen', 'StatisticsGen', 'Transform', 'Evaluator_batch'):
     assert '--direct_running_mode=in_memory' in _executor(spec, task)['container']['args'], task
@@ -147,12 +146,12 @@ def data_steps(tmp_path_factory):
 
 
 def test_with_worker_processes_progress_and_the_log_still_work(data_steps):
-  """The console shows each Beam step start and end; the log gets the workers' own records
-  (Beam forwards them to the runner's logger)."""
+  """The console shows each Beam step start and end; the log gets the workers' own warnings
+  (Beam forwards their records to the runner's logger; `run` logs warnings and up from there)."""
   run = data_steps[2]
   for step in ('IdxExampleGen', 'StatisticsGen', 'Transform'):
     assert f'▶ {step} ...' in run.console and f'✓ {step} (' in run.console, run.console
-  assert 'Worker: severity' in run.log and 'Python sdk harness starting' in run.log
+  assert 'Worker: severity: WARN' in run.log
   assert 'Worker: severity' not in data_steps[1].log  # in-process: no worker to forward from
 
 
@@ -164,14 +163,6 @@ def _output(root, component, output, *parts):
 def _records(split_dir):
   files = sorted(glob.glob(os.path.join(split_dir, '*.gz')))
   return [record.numpy() for record in tf.data.TFRecordDataset(files, compression_type='GZIP')]
-
-
-def _canonical(records):
-  """Each tf.Example's content as bytes with its features sorted by name: TFT's encoder does
-  not sort them, so one example's bytes may differ between processes."""
-  return collections.Counter(
-    tf.train.Example.FromString(record).SerializeToString(deterministic=True) for record in records
-  )
 
 
 @pytest.mark.parametrize('split', SPLITS)
@@ -224,17 +215,35 @@ def test_two_workers_give_the_same_transform(data_steps):
     for workers, output in outputs.items()
   }
   # z-scored (the analyzers' mean and std differ from 0 and 1), the same with either count.
-  assert abs(transformed[1].mean()) < 0.5 and not np.allclose(transformed[1], raw_scaled(parsed))
+  assert abs(transformed[1].mean()) < 0.5 and not np.allclose(transformed[1], _unit_scaled(parsed))
   np.testing.assert_allclose(transformed[2], transformed[1], rtol=1e-6, atol=1e-6)
   for split in ('train', 'eval'):
     by_workers = {
-      workers: _records(_output(root, 'Transform', 'transformed_examples', f'Split-{split}'))
+      workers: _transformed(_output(root, 'Transform', 'transformed_examples', f'Split-{split}'))
       for workers, (root, *_) in data_steps.items()
     }
-    assert _canonical(by_workers[2]) == _canonical(by_workers[1]), split
+    # The analyzers' float sums merge in another order: the mean and std, so every scaled pixel,
+    # may differ in the last bits.
+    assert by_workers[2].shape == by_workers[1].shape and len(by_workers[1]), split
+    np.testing.assert_allclose(by_workers[2], by_workers[1], rtol=1e-6, atol=1e-6, err_msg=split)
 
 
-def raw_scaled(parsed):
+def _transformed(split_dir):
+  """The transformed examples as (label, scaled pixels) rows, in an order of their own."""
+  rows = []
+  for record in _records(split_dir):
+    feature = tf.train.Example.FromString(record).features.feature
+    rows.append(
+      [
+        feature[features.LABEL_KEY].int64_list.value[0],
+        *feature[features.IMAGE_KEY].float_list.value,
+      ]
+    )
+  rows = np.array(rows)
+  return rows[np.lexsort(np.round(rows, 3).T[::-1])]
+
+
+def _unit_scaled(parsed):
   return tf.cast(parsed[features.IMAGE_KEY], tf.float32).numpy().reshape(-1, 28, 28, 1) / 255.0
 
 
