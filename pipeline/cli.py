@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     'run',
     help='run the whole pipeline locally (LocalDagRunner)',
     description='Every option below is also a key of the deploy YAML, with the same name '
-    '(--learning-rate is learning_rate:, under training: for training options).',
+    '(--learning-rate is learning_rate:, under training: for training options), except the '
+    'local-only --beam-workers.',
   )
   run.add_argument(
     '--quick',
