@@ -20,11 +20,20 @@ os.environ.setdefault(
 )  # TensorFlow's C++ start-up chatter (CUDA plugin registration on CPU machines) is noise here
 # google-cloud libraries warn at import about versions the TFX 1.16 lock pins (Python 3.10,
 # google-cloud-storage 2); nothing a user of this CLI can act on.
-for _pinned_version_warning in (
+_PINNED_VERSION_WARNINGS = (
   'You are using a non-supported Python version',
   'Support for google-cloud-storage',
-):
+)
+for _pinned_version_warning in _PINNED_VERSION_WARNINGS:
   warnings.filterwarnings('ignore', message=_pinned_version_warning, category=FutureWarning)
+# Beam's worker processes of a local run (--beam-workers) are new interpreters that import the
+# same libraries: the filters reach them through the environment, as TF_CPP_MIN_LOG_LEVEL does.
+os.environ['PYTHONWARNINGS'] = ','.join(
+  [
+    *filter(None, [os.environ.get('PYTHONWARNINGS')]),
+    *(f'ignore:{message}:FutureWarning' for message in _PINNED_VERSION_WARNINGS),
+  ]
+)
 
 # Only modules without TensorFlow, TFX or Beam here: `--help` must stay fast, so each command
 # imports what it needs when it runs.
@@ -130,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     'run',
     help='run the whole pipeline locally (LocalDagRunner)',
     description='Every option below is also a key of the deploy YAML, with the same name '
-    '(--learning-rate is learning_rate:, under training: for training options).',
+    '(--learning-rate is learning_rate:, under training: for training options), except the '
+    'local-only --beam-workers.',
   )
   run.add_argument(
     '--quick',

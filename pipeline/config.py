@@ -14,6 +14,7 @@ from components.variant_selection.seeds import seed_values
 from trainer.config import CHECK
 from trainer.config import DOC
 from trainer.config import INTERNAL
+from trainer.config import LOCAL_ONLY
 from trainer.config import NON_EMPTY_PATH
 from trainer.config import PIXEL_SCALINGS
 from trainer.config import UNIT_SCALING
@@ -151,6 +152,15 @@ class PipelineConfig:
     None,
     'the directory Pusher writes model versions under; none means <output_root>/serving',
     check=NON_EMPTY_PATH,
+  )
+  # Local runs only: a deployment's Beam steps run in their own containers or on Dataflow, whose
+  # options are the deploy config's (pipeline/vertex_config.py), so the deploy YAML refuses it.
+  beam_workers: Optional[int] = option(
+    None,
+    'worker processes of each Beam step of a local run (ExampleGen, StatisticsGen, Transform, '
+    'the Evaluators); none means one per CPU core, 1 runs each step in-process',
+    check=at_least(1),
+    **{LOCAL_ONLY: 'is an option of local runs (fmnist-pipeline run --beam-workers) only'},
   )
   # Beam args of every Beam component (deployments without Dataflow keep these too).
   beam_pipeline_args: List[str] = dataclasses.field(

@@ -1,6 +1,9 @@
 """Runs the pipeline on this machine with LocalDagRunner, MLMD in SQLite under the output root."""
 
-from typing import Optional
+import contextlib
+import dataclasses
+import os
+from typing import Iterator, List, Optional
 
 from tfx import v1 as tfx
 
@@ -12,15 +15,59 @@ from pipeline.run_summary import RunSummary
 from pipeline.run_summary import summarize_last_run
 
 
+def usable_cores() -> int:
+  """The cores this process may run on: a container's or taskset's CPU set where the OS tells
+  (Linux), else the machine's."""
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+def beam_args(workers: Optional[int]) -> List[str]:
+  """DirectRunner's options for every Beam step: `workers` worker processes (None: one per core
+  this process may use), or with 1 the in-process runner of a deployment's container.
+
+  Beam's multi-process mode splits each stage's input between the workers and starts them for
+  every Beam step (each imports Beam, and TensorFlow where the step's code needs it), a fixed
+  cost that only larger inputs repay: 1 suits tiny data.
+  """
+  workers = workers or usable_cores()
+  if workers == 1:
+    return ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+  return ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
+
+
+@contextlib.contextmanager
+def workers_import_this_code() -> Iterator[None]:
+  """Beam's worker processes inherit this process's environment but not its sys.path: with the
+  directory of these packages first on their PYTHONPATH they unpickle the Beam steps' functions
+  from this code, not from another installed copy of it."""
+  code_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  previous = os.environ.get('PYTHONPATH')
+  os.environ['PYTHONPATH'] = os.pathsep.join([code_root, *([previous] if previous else [])])
+  try:
+    yield
+  finally:
+    if previous is None:
+      del os.environ['PYTHONPATH']
+    else:
+      os.environ['PYTHONPATH'] = previous
+
+
+def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+  """The DAG as this machine runs it: MLMD in SQLite under the output root, and DirectRunner's
+  worker options (beam_args) for every Beam step."""
+  return create_pipeline(
+    dataclasses.replace(config, beam_pipeline_args=beam_args(config.beam_workers)),
+    code_fingerprint=staging.code_fingerprint(),
+    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      config.metadata_path
+    ),
+  )
+
+
 def run(config: PipelineConfig) -> Optional[RunSummary]:
   """Runs the whole pipeline and returns what it did."""
-  with exclusive_output_root(config.output_root):
-    pipeline = create_pipeline(
-      config,
-      code_fingerprint=staging.code_fingerprint(),
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        config.metadata_path
-      ),
-    )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+  with exclusive_output_root(config.output_root), workers_import_this_code():
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
   return summarize_last_run(config.metadata_path)

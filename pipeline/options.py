@@ -2,10 +2,11 @@
 
 A field made with `trainer.config.option(default, doc)` is an option: `fmnist-pipeline run` gets a
 flag for it (`learning_rate` → `--learning-rate`, its doc and default as the help) and the deploy
-YAML a key of the same name. A field whose metadata says `internal` is neither. A field added to
-TrainingConfig or PipelineConfig therefore appears on both surfaces with no further code, and
-the values its `check=` accepts are enforced on both before anything runs: a bad flag stops
-argparse (usage, and one line naming the flag), a bad key stops the loader (naming the key).
+YAML a key of the same name. A field whose metadata says `internal` is neither; one that says
+`local_only` is a flag that the deploy YAML refuses. A field added to TrainingConfig or
+PipelineConfig therefore appears on both surfaces with no further code, and the values its
+`check=` accepts are enforced on both before anything runs: a bad flag stops argparse (usage,
+and one line naming the flag), a bad key stops the loader (naming the key).
 """
 
 import argparse
@@ -18,6 +19,7 @@ from trainer.config import CHECK
 from trainer.config import CHOICES
 from trainer.config import DOC
 from trainer.config import INTERNAL
+from trainer.config import LOCAL_ONLY
 from trainer.config import value_problem
 
 # A nested dataclass whose options sit at this level (the deploy YAML's pipeline options).
@@ -219,15 +221,27 @@ def build(cls: type, values: Any, where: str = '') -> Any:
   fields = {field.name: field for field in option_fields(cls)}
   flattened = {name: field for name, field in fields.items() if field.metadata.get(FLATTEN)}
   hints = {name: _value_type(cls, field) for name, field in fields.items()}
+  # A flattened group is the pipeline's options inside a deploy config: local-only ones stay out.
   nested_names = {
-    name: {option.name for option in option_fields(hints[name][0])} for name in flattened
+    name: {
+      option.name for option in option_fields(hints[name][0]) if LOCAL_ONLY not in option.metadata
+    }
+    for name in flattened
   }
-  # Fields that are no option, here or in a flattened group, with the reason to show.
+  # Fields that are no option here, in this class or in a flattened group, with the reason to show.
   not_options = {
-    field.name: field.metadata[INTERNAL]
-    for owner in (cls, *(hints[group][0] for group in flattened))
-    for field in dataclasses.fields(owner)
-    if INTERNAL in field.metadata
+    **{
+      field.name: field.metadata[INTERNAL]
+      for owner in (cls, *(hints[group][0] for group in flattened))
+      for field in dataclasses.fields(owner)
+      if INTERNAL in field.metadata
+    },
+    **{
+      field.name: field.metadata[LOCAL_ONLY]
+      for group in flattened
+      for field in option_fields(hints[group][0])
+      if LOCAL_ONLY in field.metadata
+    },
   }
   known = ', '.join(sorted((set(fields) - set(flattened)).union(*nested_names.values())))
   built: Dict[str, Any] = {}

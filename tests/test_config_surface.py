@@ -1,5 +1,6 @@
 """One config surface: every pipeline and training option is a `run` flag and a deploy-YAML key of
-the same name, documented once with its default; --quick never drops an explicit value."""
+the same name (a local-only one is refused by the YAML), documented once with its default; --quick
+never drops an explicit value."""
 
 import dataclasses
 import os
@@ -101,6 +102,14 @@ def test_every_option_is_reachable_from_the_cli_and_the_deploy_yaml(tmp_path, pa
   values = dict(DEPLOY_REQUIRED)
   nested = values.setdefault('training', {}) if path[0] == 'training' else values
   nested[path[-1]] = list(value) if isinstance(value, tuple) else value
+  if 'local_only' in field.metadata:  # a local run's option: a deployment must not think it set it
+    with pytest.raises(vertex_config.VertexConfigError) as error:
+      _load_yaml(tmp_path, values)
+    assert (
+      str(error.value) == f'{tmp_path / "deploy.yaml"}: {path[-1]} is an option of local runs '
+      f'(fmnist-pipeline run --{path[-1].replace("_", "-")}) only'
+    )
+    return
   assert _get(_load_yaml(tmp_path, values).pipeline, path) == value
 
 

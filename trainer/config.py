@@ -26,11 +26,13 @@ UNIT_SCALING = 'unit'
 ZSCORE_SCALING = 'zscore'
 PIXEL_SCALINGS = (UNIT_SCALING, ZSCORE_SCALING)
 # Field metadata keys (pipeline/options.py reads them): an option's description, its allowed
-# values, the range (or pattern) its value must be in, and for a field that is no option, why not.
+# values, the range (or pattern) its value must be in, for a field that is no option, why not,
+# and for a `run` flag that the deploy YAML refuses, why.
 DOC = 'doc'
 CHOICES = 'choices'
 CHECK = 'check'
 INTERNAL = 'internal'
+LOCAL_ONLY = 'local_only'
 # numpy's seeds are 32-bit (keras.utils.set_random_seed seeds numpy too).
 MAX_SEED = 2**32 - 1
 

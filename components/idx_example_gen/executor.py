@@ -45,7 +45,9 @@ def to_example(image: np.ndarray, label: int) -> bytes:
   example = tf.train.Example()
   example.features.feature[features.IMAGE_KEY].int64_list.value.extend(image.reshape(-1).tolist())
   example.features.feature[features.LABEL_KEY].int64_list.value.append(int(label))
-  return example.SerializeToString()
+  # Protobuf orders a map's entries (the features) by a hash seeded per process: the same
+  # example got other bytes in each Beam worker process. Sorted, the bytes are the same anywhere.
+  return example.SerializeToString(deterministic=True)
 
 
 def _holdout_partition(record: Tuple[int, bytes], num_partitions: int, percent: int) -> int:
