@@ -239,7 +239,9 @@ def _validate_workers(trainer: TrainerResources) -> None:
   # Imported here: loading the client library takes seconds that other configs need not wait.
   from google.cloud.aiplatform_v1.types import AcceleratorType  # pylint: disable=import-outside-toplevel
 
-  known = [kind.name for kind in AcceleratorType if kind != AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED]
+  known = [
+    kind.name for kind in AcceleratorType if kind != AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED
+  ]
   if trainer.accelerator_type and trainer.accelerator_type not in known:
     raise VertexConfigError(
       f'trainer.accelerator_type must be one of {", ".join(known)}, '

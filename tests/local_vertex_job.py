@@ -48,7 +48,9 @@ def run_replicas(job_dir: str, timeout: float, job_spec: dict) -> None:
   }
   processes = []
   for task_type, pool in zip(POOL_TASK_TYPES, pools):
-    command = [sys.executable if part == 'python' else part for part in pool['container_spec']['command']]
+    command = [
+      sys.executable if part == 'python' else part for part in pool['container_spec']['command']
+    ]
     for index in range(pool['replica_count']):
       tmp = replica_tmp(job_dir, task_type, index)
       os.makedirs(tmp)
