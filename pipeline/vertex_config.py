@@ -166,7 +166,12 @@ class VertexConfig:
     from tfx.extensions.google_cloud_ai_platform import constants  # pylint: disable=import-outside-toplevel
     from tfx.extensions.google_cloud_ai_platform.trainer import executor  # pylint: disable=import-outside-toplevel
 
-    job_spec: Dict[str, Any] = {'worker_pool_specs': self.worker_pool_specs()}
+    job_spec: Dict[str, Any] = {
+      'worker_pool_specs': self.worker_pool_specs(),
+      # A restarted machine (e.g. after a host failure) cannot rejoin the others' all-reduces:
+      # Vertex restarts every replica instead, and each resumes from the chief's checkpoint.
+      'scheduling': {'restart_job_on_worker_restart': True},
+    }
     if self.service_account:
       job_spec['service_account'] = self.service_account
     return {

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import types
 
+from google.cloud.aiplatform_v1.types import custom_job as custom_job_pb2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -78,6 +79,9 @@ def test_every_trainer_runs_as_a_vertex_job_of_a_chief_and_workers(two_worker_sp
     job = custom_config[TRAINING_ARGS]
     assert job['project'] == 'proj' and job['labels'] == {'team': 'vision'}
     assert job['job_spec']['service_account'] == VERTEX['service_account']
+    # Field names Vertex's API knows (proto-plus rejects unknown ones).
+    assert custom_job_pb2.CustomJobSpec(job['job_spec']).worker_pool_specs
+    assert job['job_spec']['scheduling'] == {'restart_job_on_worker_restart': True}
     pools = job['job_spec']['worker_pool_specs']
     assert [pool['replica_count'] for pool in pools] == [1, 1]
     assert all(pool['machine_spec'] == EXPECTED_MACHINE for pool in pools)
