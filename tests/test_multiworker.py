@@ -182,6 +182,7 @@ TRAINING = {
   'checkpoint_every_n_steps': 120,
 }
 REPLICA_TIMEOUT = 300
+JOB_DIR = 'job'
 # Both runs train on the same examples per step; the two-worker run sums each half's gradients
 # and then all-reduces them, so its float32 gradients differ from one process's in the last bits
 # (~1e-7 relative), and Adam carries those differences on through the steps. Measured after 240
@@ -199,9 +200,10 @@ def _model_weights(checkpoint_dir):
   }
 
 
-def _trained(tmp_path, data_steps, trainer, batch_size):
-  """The Trainer's outputs after running its compiled step; with several workers through the
-  stand-in for Vertex custom training (tests/local_vertex_job.py)."""
+def _start_trainer(tmp_path, data_steps, trainer, batch_size):
+  """Starts the compiled Trainer step in its own process; with several workers, through the
+  stand-in for Vertex custom training (tests/local_vertex_job.py), whose files go to JOB_DIR."""
+  tmp_path.mkdir()
   spec, upstream = compile_for_local_files(
     tmp_path,
     data_steps,
@@ -209,34 +211,39 @@ def _trained(tmp_path, data_steps, trainer, batch_size):
     training={**TRAINING, 'batch_size': batch_size},
     trainer=trainer,
   )
-  task = trainer_id(LOCAL_VARIANT)
-  if trainer.get('workers', 1) == 1:
-    return run_in_container(spec, task, upstream, str(tmp_path)), None
-  job_dir = str(tmp_path / 'job')
-  (command,) = container_commands(spec, task, upstream, str(tmp_path))
-  python, dash_m = command[:2]
-  assert (python, dash_m) == (sys.executable, '-m')
-  result = subprocess.run(
-    [sys.executable, '-m', local_vertex_job.__name__, job_dir, str(REPLICA_TIMEOUT), 'python']
-    + command[1:],
-    cwd=str(tmp_path),
-    env=CONTAINER_ENVIRONMENT,
-    capture_output=True,
-    text=True,
-    timeout=REPLICA_TIMEOUT + 120,
-  )
-  logs = ''.join(open(path).read()[-2000:] for path in glob.glob(os.path.join(job_dir, '*.log')))
-  assert result.returncode == 0, result.stderr[-3000:] + logs
-  with open(os.path.join(tmp_path, task, 'executor_output.json')) as source:
+  (command,) = container_commands(spec, trainer_id(LOCAL_VARIANT), upstream, str(tmp_path))
+  if trainer.get('workers', 1) > 1:
+    python, *module_and_args = command
+    assert python == sys.executable
+    job = [sys.executable, '-m', local_vertex_job.__name__, str(tmp_path / JOB_DIR)]
+    command = job + [str(REPLICA_TIMEOUT), 'python', *module_and_args]
+  with open(tmp_path / 'step.log', 'w') as log:
+    return subprocess.Popen(
+      command, cwd=str(tmp_path), env=CONTAINER_ENVIRONMENT, stdout=log, stderr=log
+    )
+
+
+def _outputs(tmp_path, process):
+  """The step's output artifacts once its process has ended, or its logs if it failed."""
+  code = process.wait(timeout=REPLICA_TIMEOUT + 120)
+  logs = sorted(glob.glob(str(tmp_path / '*.log')) + glob.glob(str(tmp_path / JOB_DIR / '*.log')))
+  assert code == 0, ''.join(open(path).read()[-2000:] for path in logs)
+  with open(tmp_path / trainer_id(LOCAL_VARIANT) / 'executor_output.json') as source:
     artifacts = json.load(source)['artifacts']
-  return {name: value['artifacts'][0] for name, value in artifacts.items()}, job_dir
+  return {name: value['artifacts'][0] for name, value in artifacts.items()}
 
 
 def test_two_workers_train_the_weights_one_process_does(tmp_path, container_data_steps):
-  (tmp_path / 'one').mkdir()
-  single, _ = _trained(tmp_path / 'one', container_data_steps, {'workers': 1}, 2 * PER_WORKER_BATCH)
-  (tmp_path / 'two').mkdir()
-  pair, job_dir = _trained(tmp_path / 'two', container_data_steps, TWO_WORKERS, PER_WORKER_BATCH)
+  # Side by side: most of each run is starting TensorFlow processes, which two cores overlap.
+  one, two = tmp_path / 'one', tmp_path / 'two'
+  steps = [_start_trainer(one, container_data_steps, {'workers': 1}, 2 * PER_WORKER_BATCH)]
+  try:
+    steps.append(_start_trainer(two, container_data_steps, TWO_WORKERS, PER_WORKER_BATCH))
+    single, pair = _outputs(one, steps[0]), _outputs(two, steps[1])
+  finally:
+    for step in steps:
+      step.kill()
+  job_dir = str(two / JOB_DIR)
 
   with open(os.path.join(job_dir, local_vertex_job.JOB_FILE)) as source:
     job = json.load(source)
