@@ -89,8 +89,11 @@ def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
     code_fingerprint=staging.code_fingerprint(),
     vertex_pusher_config=config.vertex_pusher_config(),
     parameters=parameters,
+    vertex_training_config=config.vertex_training_config(),
   )
-  request_trainer_resources(pipeline, config.trainer)
+  if config.trainer.workers == 1:
+    # With several, the step only starts and watches the custom job, whose machines have them.
+    request_trainer_resources(pipeline, config.trainer)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
     # Schema 2.1 (parameterType, parameterValues) is what KFP 2's client and backend read.
     config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(

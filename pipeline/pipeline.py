@@ -124,13 +124,16 @@ def create_pipeline(
   metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
   vertex_pusher_config: Optional[Dict[str, Any]] = None,
   parameters: Optional[Mapping[str, Any]] = None,
+  vertex_training_config: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen → statistics, schema, validation gate → Transform → a Trainer and an Evaluator
   per variant → VariantSelector (the production gate) → Pusher.
 
   With `vertex_pusher_config` (the custom_config of TFX's Vertex Pusher), a
   second Pusher uploads the pushed model to the Vertex AI Model Registry and
-  deploys it to an endpoint. `parameters` (default: parameter_values(config))
+  deploys it to an endpoint. With `vertex_training_config` (the Vertex keys of the
+  custom_config of TFX's Vertex Trainer), every Trainer runs as a Vertex AI custom
+  training job on several machines. `parameters` (default: parameter_values(config))
   gives epochs, batch size, learning rate and the gate's thresholds, as values
   or as runtime_parameters(config).
   """
@@ -166,6 +169,13 @@ def create_pipeline(
     **{name: parameters[name] for name in TRAINING_PARAMETERS}
   )
 
+  # Same inputs, outputs and run_fn; the extension's executor runs them in a Vertex AI custom job.
+  trainer_class = (
+    tfx.extensions.google_cloud_ai_platform.Trainer
+    if vertex_training_config
+    else tfx.components.Trainer
+  )
+
   def trainer_and_evaluator(variant: str, extra_seed: Optional[int] = None):
     # The run-time options come in through `hyperparameters`; the rest is fixed at compile time.
     options = {
@@ -173,7 +183,7 @@ def create_pipeline(
       for name, value in config.training_for(variant, extra_seed).as_custom_config().items()
       if name not in TRAINING_PARAMETERS
     }
-    trainer = tfx.components.Trainer(
+    trainer = trainer_class(
       run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
@@ -184,6 +194,7 @@ def create_pipeline(
       custom_config={
         training_config.CUSTOM_CONFIG_KEY: options,
         CODE_FINGERPRINT_KEY: code_fingerprint,
+        **(vertex_training_config or {}),
       },
     ).with_id(trainer_id(variant, extra_seed))
     evaluator = tfx.components.Evaluator(

@@ -67,12 +67,18 @@ class DataflowConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainerResources:
-  """What each Trainer step's container gets; Vertex picks a machine that has it."""
+  """What each Trainer step gets. One worker: the step's container gets the accelerators, CPU and
+  memory, and Vertex picks a machine that has them. Several: the step starts a Vertex AI custom
+  training job of `workers` machines of `machine_type`, each with the accelerators
+  (docs/scale-out.md), and waits for it."""
 
   accelerator_type: Optional[str] = None  # e.g. NVIDIA_TESLA_T4, NVIDIA_L4
-  accelerator_count: int = checked(0, at_least(0))
-  cpu_limit: Optional[float] = checked(None, greater_than(0))  # vCPUs
+  accelerator_count: int = checked(0, at_least(0))  # per worker
+  # vCPUs and memory of one worker's container (with several, machine_type says)
+  cpu_limit: Optional[float] = checked(None, greater_than(0))
   memory_limit_gb: Optional[float] = checked(None, greater_than(0))
+  workers: int = checked(1, at_least(1))  # machines per Trainer step: a chief and workers - 1 others
+  machine_type: Optional[str] = None  # each worker's Compute Engine machine type; workers > 1 only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +158,54 @@ class VertexConfig:
       },
     }
 
+  def worker_pool_specs(self) -> List[Dict[str, Any]]:
+    """Vertex AI CustomJob worker pools of a multi-worker Trainer: the chief (pool 0, whose TF_CONFIG
+    task is `chief`) and the other workers (`worker`), all on the same machine and image."""
+    trainer = self.trainer
+    machine_spec: Dict[str, Any] = {'machine_type': trainer.machine_type}
+    if trainer.accelerator_type:
+      machine_spec.update(
+        accelerator_type=trainer.accelerator_type, accelerator_count=trainer.accelerator_count
+      )
+    # TFX's job client sets each pool's container command (its run_executor with this step's
+    # inputs and outputs); the image is ours, so run_fn and its imports are there.
+    return [
+      {
+        'machine_spec': machine_spec,
+        'replica_count': replicas,
+        'container_spec': {'image_uri': self.image},
+      }
+      for replicas in (1, trainer.workers - 1)
+    ]
+
+  def vertex_training_config(self) -> Optional[Dict[str, Any]]:
+    """The custom_config keys of TFX's Vertex Trainer for a multi-worker Trainer; None for one
+    worker, whose Trainer runs in its pipeline step's container as before."""
+    if self.trainer.workers == 1:
+      return None
+    # Imported here: the rest of this module needs no TFX.
+    from tfx.extensions.google_cloud_ai_platform import constants  # pylint: disable=import-outside-toplevel
+    from tfx.extensions.google_cloud_ai_platform.trainer import executor  # pylint: disable=import-outside-toplevel
+
+    job_spec: Dict[str, Any] = {
+      'worker_pool_specs': self.worker_pool_specs(),
+      # A restarted machine (e.g. after a host failure) cannot rejoin the others' all-reduces:
+      # Vertex restarts every replica instead, and each resumes from the chief's checkpoint.
+      'scheduling': {'restart_job_on_worker_restart': True},
+    }
+    if self.service_account:
+      job_spec['service_account'] = self.service_account
+    return {
+      constants.ENABLE_VERTEX_KEY: True,
+      constants.VERTEX_REGION_KEY: self.region,
+      # A CustomJob; TFX's runner takes `project` out of it before submitting it.
+      executor.TRAINING_ARGS_KEY: {
+        'project': self.project,
+        'job_spec': job_spec,
+        'labels': dict(self.labels),
+      },
+    }
+
   def pipeline_config(self) -> PipelineConfig:
     """The PipelineConfig create_pipeline takes: the options plus the Dataflow components' args."""
     if self.dataflow is None:
@@ -185,8 +239,39 @@ class VertexConfig:
     ]
 
 
+def _validate_workers(trainer: TrainerResources) -> None:
+  if trainer.workers == 1:
+    if trainer.machine_type:
+      raise VertexConfigError(
+        'trainer.machine_type is for workers > 1 (one worker asks for accelerator, CPU and '
+        'memory instead)'
+      )
+    return
+  if not trainer.machine_type:
+    raise VertexConfigError(
+      f'trainer.machine_type is required with workers > 1 (got workers {trainer.workers})'
+    )
+  for key in ('cpu_limit', 'memory_limit_gb'):
+    if getattr(trainer, key) is not None:
+      raise VertexConfigError(
+        f'trainer.{key} is for one worker; with workers > 1 the machine_type says it'
+      )
+  # Imported here: loading the client library takes seconds that other configs need not wait.
+  from google.cloud.aiplatform_v1.types import AcceleratorType  # pylint: disable=import-outside-toplevel
+
+  known = [
+    kind.name for kind in AcceleratorType if kind != AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED
+  ]
+  if trainer.accelerator_type and trainer.accelerator_type not in known:
+    raise VertexConfigError(
+      f'trainer.accelerator_type must be one of {", ".join(known)}, '
+      f'got {trainer.accelerator_type!r}'
+    )
+
+
 def _validate(config: VertexConfig) -> VertexConfig:
   trainer = config.trainer
+  _validate_workers(trainer)
   if bool(trainer.accelerator_type) != (trainer.accelerator_count > 0):
     raise VertexConfigError(
       'trainer.accelerator_type and trainer.accelerator_count go together: '

@@ -117,8 +117,12 @@ def dry_run(
   request.pop('pipelineSpec')  # the compiled JSON itself; printing it would bury the rest
   if config.service_account:
     request['serviceAccount'] = config.service_account
-  return {
+  summary = {
     'jobId': job.job_id,
     'consoleUrl': console_url(config, job.job_id),
     'pipelineJob': request,
   }
+  if config.trainer.workers > 1:
+    # In the spec left out above: the custom job every Trainer step starts (command set by TFX).
+    summary['trainerWorkerPoolSpecs'] = config.worker_pool_specs()
+  return summary

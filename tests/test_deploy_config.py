@@ -372,7 +372,11 @@ def test_the_example_deploy_file_compiles_and_shows_every_deployment_key(tmp_pat
       continue
     assert field.name in raw, field.name
     if field.name in groups:
-      assert {f.name for f in dataclasses.fields(groups[field.name])} <= set(raw[field.name])
+      with open(example) as source:
+        commented = source.read()
+      # The multi-worker keys are shown commented out: the example trains on one machine.
+      missing = {f.name for f in dataclasses.fields(groups[field.name])} - set(raw[field.name])
+      assert all(f'  # {name}:' in commented for name in missing), missing
 
 
 def test_the_tag_check_and_make_image_watch_everything_the_dockerfile_copies():

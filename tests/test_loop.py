@@ -42,6 +42,7 @@ def _fit(
   checkpoint_every=10,
   close_summaries=True,
   log_every=5,
+  resume_dir=None,
 ):
   model = build_model('batch', seed=0)
   task = loop.ClassifierTask(
@@ -58,7 +59,9 @@ def _fit(
     checkpoint_every_n_steps=checkpoint_every,
   )
   try:
-    result = loop.fit(task, train, evaluation, schedule, checkpoints, summaries, BATCH)
+    result = loop.fit(
+      task, train, evaluation, schedule, checkpoints, summaries, BATCH, resume_dir=resume_dir
+    )
   finally:
     if close_summaries:
       summaries.close()
@@ -109,6 +112,24 @@ def test_fit_resumes_from_the_last_checkpoint_and_keeps_the_history_before_it(tm
   (totals,) = [r for r in records if r['phase'] == TOTALS_PHASE]
   assert totals['step'] == 30 and totals['seconds'] > first_totals['seconds']
   assert totals['images_per_second'] * totals['seconds'] == pytest.approx(30 * BATCH)
+
+
+def test_a_worker_writing_to_scratch_resumes_from_the_chiefs_checkpoint(tmp_path):
+  # A restarted non-chief worker of a multi-worker run: its own checkpoints go to scratch.
+  train, evaluation = _datasets()
+  chief_dir = tmp_path / 'chief'
+  chief, _ = _fit(str(chief_dir), 20, train, evaluation)
+  restored, _ = _fit(
+    str(tmp_path / 'at_20'), 20, train, evaluation, resume_dir=str(chief_dir / 'ckpt')
+  )
+  for chiefs, workers in zip(chief.model.weights, restored.model.weights):
+    np.testing.assert_array_equal(chiefs.numpy(), workers.numpy())
+  worker, _ = _fit(
+    str(tmp_path / 'scratch'), 30, train, evaluation, resume_dir=str(chief_dir / 'ckpt')
+  )
+  assert int(worker.optimizer.iterations) == 30  # 20 restored from the chief's + 10 new
+  assert tf.train.latest_checkpoint(str(chief_dir / 'ckpt')).endswith('-20')
+  assert tf.train.latest_checkpoint(str(tmp_path / 'scratch' / 'ckpt')).endswith('-30')
 
 
 def test_history_is_saved_with_every_checkpoint(tmp_path):

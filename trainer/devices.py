@@ -1,12 +1,15 @@
-"""Where training runs: the distribution strategy, numeric precision and XLA for this machine.
+"""Where training runs: the distribution strategy, numeric precision and XLA for this machine,
+and with several machines, which one writes the outputs.
 
 `Hardware` is what the choices depend on (GPU compute capabilities, CPU
 flags); `Hardware.detect` reads them from TensorFlow and /proc/cpuinfo, and
 tests build it by hand to stand in for machines they do not have.
 """
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
 
@@ -97,3 +100,46 @@ def strategy_for_visible_devices() -> tf.distribute.Strategy:
   if len(gpus) == 1:
     return tf.distribute.OneDeviceStrategy(gpus[0].name)
   return tf.distribute.get_strategy()
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+  """MultiWorkerMirroredStrategy when TF_CONFIG names more than one task (a Vertex AI custom job
+  of several machines sets it on each), else strategy_for_visible_devices()."""
+  resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+  cluster = resolver.cluster_spec()
+  if sum(cluster.num_tasks(job) for job in cluster.jobs) > 1:
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+  return strategy_for_visible_devices()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run's outputs: the `chief` task, worker 0 of a cluster without
+  one, or a process that is no task of a cluster."""
+  resolver = strategy.cluster_resolver
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  return (
+    resolver.task_type == 'worker'
+    and resolver.task_id == 0
+    and 'chief' not in resolver.cluster_spec().jobs
+  )
+
+
+@contextlib.contextmanager
+def writable_dir(directory: str, chief: bool) -> Iterator[str]:
+  """`directory` on the chief; on the other workers a scratch directory, removed on exit.
+
+  Every worker still writes: saving a checkpoint or a SavedModel under
+  MultiWorkerMirroredStrategy runs collective ops that all workers must join
+  (TensorFlow's multi-worker checkpoint pattern), but only the chief's copy is kept.
+  """
+  if chief:
+    yield directory
+    return
+  scratch = tempfile.mkdtemp(prefix='non-chief-worker-')
+  try:
+    yield scratch
+  finally:
+    tf.io.gfile.rmtree(scratch)

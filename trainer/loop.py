@@ -116,6 +116,15 @@ class ClassifierTask:
       images, labels = next(iterator)
       self.strategy.run(self._train_replica_step, args=(images, labels))
 
+  def distribute(self, dataset: tf.data.Dataset) -> tf.distribute.DistributedDataset:
+    """`dataset`'s global batches split over the replicas; with several workers, each reads the
+    whole stream and keeps its own slice of every global batch (tf.data's DATA sharding), so each
+    step trains on the batch one machine would, and the workers see distinct parts of each epoch.
+    Sharding by file instead would read less per worker but tie the batches to the file count."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
   def initialize(self, dataset: tf.data.Dataset) -> None:
     """Data-dependent initialization from the first batch of `dataset`, before any training step
     (a no-op for models without it, or restored from an initialized checkpoint)."""
@@ -132,7 +141,7 @@ class ClassifierTask:
   def evaluate(self, dataset: tf.data.Dataset) -> Dict[str, float]:
     """Metrics of the model in inference mode over the whole (finite) dataset."""
     self.eval_metrics.reset()
-    for images, labels in self.strategy.experimental_distribute_dataset(dataset):
+    for images, labels in self.distribute(dataset):
       self._evaluate_batch(images, labels)
     return self.eval_metrics.result()
 
@@ -145,20 +154,24 @@ def fit(
   checkpoints: tf.train.CheckpointManager,
   summaries: RunSummaries,
   global_batch_size: int,
+  resume_dir: Optional[str] = None,
 ) -> Dict[str, float]:
   """Trains until `schedule.total_steps` and returns the final eval metrics.
 
   `train_dataset` must repeat forever and yield the same batches in the same
   order on every call (a fixed shuffle seed): resuming skips the batches that
-  the restored checkpoint has already trained on.
+  the restored checkpoint has already trained on. It resumes from the latest
+  checkpoint in `resume_dir` (default: the one `checkpoints` writes to); a
+  worker that writes its checkpoints to scratch resumes from the chief's.
   """
-  if checkpoints.latest_checkpoint:
-    checkpoints.checkpoint.restore(checkpoints.latest_checkpoint).assert_existing_objects_matched()
-    logging.info('Resumed from %s', checkpoints.latest_checkpoint)
+  latest = tf.train.latest_checkpoint(resume_dir) if resume_dir else checkpoints.latest_checkpoint
+  if latest:
+    checkpoints.checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info('Resumed from %s', latest)
   step = int(task.optimizer.iterations.numpy())
   summaries.resume(step)
   task.initialize(train_dataset)
-  iterator = iter(task.strategy.experimental_distribute_dataset(train_dataset.skip(step)))
+  iterator = iter(task.distribute(train_dataset.skip(step)))
   eval_dataset = eval_dataset.take(schedule.max_eval_steps or -1)
   eval_result = {}
   throughput = Throughput()

@@ -1,5 +1,6 @@
 """TFX Trainer entry point: `run_fn` adapts the Trainer's FnArgs to the training loop."""
 
+import contextlib
 import os
 
 from absl import logging
@@ -19,9 +20,11 @@ from trainer.config import MIXED_FLOAT16
 from trainer.config import TrainingConfig
 from trainer.config import check_run_time_parameters
 from trainer.devices import Hardware
+from trainer.devices import distribution_strategy
+from trainer.devices import is_chief
 from trainer.devices import keras_policy
-from trainer.devices import strategy_for_visible_devices
 from trainer.devices import use_jit_compile
+from trainer.devices import writable_dir
 from trainer.model import build_model
 from trainer.summaries import RunSummaries
 
@@ -124,7 +127,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info('Training %s', config)
   keras.utils.set_random_seed(config.seed)
   transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  strategy = strategy_for_visible_devices()
+  strategy = distribution_strategy()
+  # batch_size is per replica: with W workers of G GPUs each step takes W * G * batch_size
+  # examples, and the learning rate applies to that global batch as configured.
   global_batch_size = config.batch_size * strategy.num_replicas_in_sync
 
   per_epoch = loop.steps_per_epoch(count_records(fn_args.train_files), global_batch_size)
@@ -150,42 +155,57 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     strategy.num_replicas_in_sync,
   )
   task = loop.ClassifierTask(model, optimizer, strategy, jit_compile)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-  checkpoints = tf.train.CheckpointManager(
-    checkpoint, os.path.join(fn_args.model_run_dir, CHECKPOINT_DIR), max_to_keep=2
-  )
-  summaries = RunSummaries(fn_args.model_run_dir)
-  try:
-    eval_result = loop.fit(
-      task,
-      _dataset(
-        fn_args,
-        transform_output,
-        fn_args.train_files,
-        global_batch_size,
-        config.seed,
-        training=True,
-        mirror=config.random_mirror,
-      ),
-      _dataset(
-        fn_args,
-        transform_output,
-        fn_args.eval_files,
-        global_batch_size,
-        config.seed,
-        training=False,
-      ),
-      schedule,
-      checkpoints,
-      summaries,
-      global_batch_size,
+  chief = is_chief(strategy)
+  # Every worker runs run_fn with the same output URIs (TFX's executor on each machine of the
+  # Vertex job); only the chief's checkpoints, summaries, history and export land there.
+  with contextlib.ExitStack() as outputs:
+    run_dir = outputs.enter_context(writable_dir(fn_args.model_run_dir, chief))
+    serving_model_dir = outputs.enter_context(writable_dir(fn_args.serving_model_dir, chief))
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    checkpoints = tf.train.CheckpointManager(
+      checkpoint, os.path.join(run_dir, CHECKPOINT_DIR), max_to_keep=2
     )
-  finally:
-    summaries.close()
-  logging.info('Final eval: %s', eval_result)
-  export.save(
-    model,
-    transform_output,
-    fn_args.serving_model_dir,
-    {'variant': config.variant, 'training': config.as_custom_config()},
-  )
+    summaries = RunSummaries(run_dir)
+    try:
+      eval_result = loop.fit(
+        task,
+        _dataset(
+          fn_args,
+          transform_output,
+          fn_args.train_files,
+          global_batch_size,
+          config.seed,
+          training=True,
+          mirror=config.random_mirror,
+        ),
+        _dataset(
+          fn_args,
+          transform_output,
+          fn_args.eval_files,
+          global_batch_size,
+          config.seed,
+          training=False,
+        ),
+        schedule,
+        checkpoints,
+        summaries,
+        global_batch_size,
+        # A restarted worker (a preempted machine) resumes where the chief's checkpoints are.
+        resume_dir=os.path.join(fn_args.model_run_dir, CHECKPOINT_DIR),
+      )
+    finally:
+      summaries.close()
+    logging.info('Final eval: %s', eval_result)
+    export.save(
+      model,
+      transform_output,
+      serving_model_dir,
+      {'variant': config.variant, 'training': config.as_custom_config()},
+    )
+  # TFX's executor fails a worker whose run_fn returns before the chief's export exists.
+  wait_for_all_workers(strategy)
+
+
+def wait_for_all_workers(strategy: tf.distribute.Strategy) -> None:
+  """Returns once every worker has got here: an all-reduce that no worker finishes alone."""
+  strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
