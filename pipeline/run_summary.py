@@ -100,7 +100,8 @@ class RunSummary:
   comparison: Optional[ComparisonReport] = None
   pushed_to: Optional[str] = None
   # What the serving root holds now, one line (None when not looked up).
-  served: Optional[str] = None
+  # What the serving root serves, and the versions skipped because they cannot load.
+  served: Sequence[str] = ()
   # Where `fmnist-pipeline run` writes each run's log.
   logs_dir: str = 'logs'
 
@@ -139,8 +140,7 @@ class RunSummary:
     if self.comparison is not None:
       out += ['', *self.comparison.lines(), '']
     out.append(f'Pushed to: {self.pushed_to}' if self.pushed_to else 'Pushed: nothing')
-    if self.served:
-      out.append(self.served)
+    out.extend(self.served)
     return out
 
 
@@ -190,16 +190,18 @@ def _serving_model_dir(store: metadata_store.MetadataStore, metadata_path: str) 
   return PipelineConfig(output_root=os.path.dirname(metadata_path)).serving_model_dir
 
 
-def served(model_dir: str) -> str:
-  """What TF Serving loads from `model_dir`: its newest complete version, and which variant."""
-  version_dir = production.latest_version(model_dir)
-  if version_dir is None:
-    return f'Served: nothing, {model_dir} holds no complete version'
-  variant = production.model_info(version_dir).get('variant', 'variant unknown')
-  return (
-    f'Served: version {os.path.basename(version_dir)} ({variant}), {version_dir}, the newest '
-    'complete version: what TF Serving loads'
-  )
+def served(model_dir: str) -> List[str]:
+  """What TF Serving serves from `model_dir` as the production gate sees it (the version
+  models.config chooses, skipping one that cannot load), and which variant it is."""
+  skipped: List[str] = []
+  version = production.in_production(model_dir, warn=skipped.append)
+  if version is None:
+    return [*skipped, f'Served: nothing, {model_dir} holds no version TF Serving can load']
+  variant = production.model_info(version.path).get('variant', 'variant unknown')
+  return [
+    *skipped,
+    f'Served: version {version.version} ({variant}), {version.path}: {version.reason}',
+  ]
 
 
 def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional[RunSummary]:

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -169,24 +170,34 @@ def _metadata_store(output_root, states):
     store.put_execution(execution, [], [run, node_context])
 
 
-def _served_version(output_root, version, variant):
+def _served_version(output_root, version, variant, saved_model):
+  """A version directory holding `saved_model` (a directory), or an empty saved_model.pb (None)."""
   directory = os.path.join(output_root, 'serving', 'fashion_mnist', str(version))
-  os.makedirs(os.path.join(directory, 'assets.extra'))
-  with open(os.path.join(directory, 'saved_model.pb'), 'w'):
-    pass
+  if saved_model:
+    shutil.copytree(saved_model, directory)
+  else:
+    os.makedirs(directory)
+    with open(os.path.join(directory, 'saved_model.pb'), 'w'):
+      pass
+  os.makedirs(os.path.join(directory, 'assets.extra'), exist_ok=True)
   with open(os.path.join(directory, 'assets.extra', 'model_info.json'), 'w') as info:
     json.dump({'variant': variant}, info)
   return directory
 
 
-def test_summary_of_an_interrupted_run_names_the_step_and_what_is_served(tmp_path, capsys):
+def test_summary_of_an_interrupted_run_names_the_step_and_what_is_served(
+  tmp_path, capsys, tiny_saved_model
+):
   _metadata_store(str(tmp_path), [('IdxExampleGen', 'COMPLETE'), ('Trainer_layer', 'RUNNING')])
-  served = _served_version(str(tmp_path), 3, 'keras_layer')
-  _served_version(str(tmp_path), 2, 'batch')
+  served = _served_version(str(tmp_path), 3, 'keras_layer', tiny_saved_model)
+  _served_version(str(tmp_path), 2, 'batch', tiny_saved_model)
+  # The newest directory does not load, so TF Serving keeps serving version 3.
+  broken = _served_version(str(tmp_path), 4, 'layer', None)
   assert cli.main(['summary', '--output-root', str(tmp_path)]) == 1
   out = capsys.readouterr().out
   assert 'Trainer_layer interrupted' in out
   assert '✗ The run was interrupted in Trainer_layer' in out
+  assert f'{broken} is not production: TF Serving cannot load it' in out
   assert f'Served: version 3 (keras_layer), {served}' in out
 
   # The same store while a run holds the output root: still running, not interrupted.
@@ -211,7 +222,7 @@ def test_summary_of_a_failed_run_exits_1_and_of_a_finished_one_0(tmp_path, capsy
   out = capsys.readouterr().out
   assert '✗' not in out
   serving = finished / 'serving' / 'fashion_mnist'
-  assert f'Served: nothing, {serving} holds no complete version' in out
+  assert f'Served: nothing, {serving} holds no version TF Serving can load' in out
 
 
 def test_the_output_root_environment_variable_sets_every_commands_default(
