@@ -122,7 +122,7 @@ if __name__ == '__main__':
   parser.add_argument(
     '--workers',
     type=int,
-    default=local_runner.usable_cores(),
+    default=len(os.sched_getaffinity(0)),
     help='worker processes of the many-worker side (default: the cores, %(default)s)',
   )
   parser.add_argument(

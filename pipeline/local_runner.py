@@ -15,23 +15,15 @@ from pipeline.run_summary import RunSummary
 from pipeline.run_summary import summarize_last_run
 
 
-def usable_cores() -> int:
-  """The cores this process may run on: a container's or taskset's CPU set where the OS tells
-  (Linux), else the machine's."""
-  if hasattr(os, 'sched_getaffinity'):
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
-
-
-def beam_args(workers: Optional[int]) -> List[str]:
-  """DirectRunner's options for every Beam step: `workers` worker processes (None: one per core
-  this process may use), or with 1 the in-process runner of a deployment's container.
+def beam_args(workers: int) -> List[str]:
+  """DirectRunner's options for every Beam step: `workers` worker processes, or with 1 the
+  in-process runner of a deployment's container.
 
   Beam's multi-process mode splits each stage's input between the workers and starts them for
   every Beam step (each imports Beam, and TensorFlow where the step's code needs it), a fixed
-  cost that only larger inputs repay: 1 suits tiny data.
+  cost that only larger inputs repay: on Fashion-MNIST with 2 cores, two workers made the Beam
+  steps about half as fast (benchmarks/bench_beam_workers.py), hence one by default.
   """
-  workers = workers or usable_cores()
   if workers == 1:
     return ['--direct_running_mode=in_memory', '--direct_num_workers=1']
   return ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']

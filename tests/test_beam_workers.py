@@ -84,22 +84,16 @@ def test_every_local_beam_step_gets_the_worker_processes(tmp_path):
   assert all(args == _TWO_WORKERS for args in by_node.values()), by_node
 
 
-def test_by_default_one_worker_per_core_and_one_runs_in_process(tmp_path, monkeypatch):
-  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2})
+def test_by_default_each_step_runs_in_process_and_more_workers_are_asked_for(tmp_path):
   config = PipelineConfig(output_root=str(tmp_path), data_dir=str(tmp_path), variants=('none',))
   assert set(map(tuple, _beam_args_by_node(config).values())) == {
-    ('--direct_running_mode=multi_processing', '--direct_num_workers=3')
+    ('--direct_running_mode=in_memory', '--direct_num_workers=1')
   }
-  cli_config = cli.config_from_args(cli._parser().parse_args(['run', '--beam-workers', '1']))
+  cli_config = cli.config_from_args(cli._parser().parse_args(['run', '--beam-workers', '3']))
   assert local_runner.beam_args(cli_config.beam_workers) == [
-    '--direct_running_mode=in_memory',
-    '--direct_num_workers=1',
+    '--direct_running_mode=multi_processing',
+    '--direct_num_workers=3',
   ]
-
-
-def test_zero_workers_is_refused_naming_the_option(capsys):
-  assert cli.main(['run', '--beam-workers', '0']) != 0
-  assert 'beam_workers must be at least 1, got 0' in capsys.readouterr().err
 
 
 def test_the_compiled_deployment_keeps_its_in_container_runner(tmp_path):

@@ -54,10 +54,6 @@ def _run(capsys, data_dir, output_root, accuracy_threshold=0.3, variants=VARIANT
       '32',
       '--accuracy-threshold',
       str(accuracy_threshold),
-      # In-process Beam: worker processes cost seconds per step to start, and
-      # tests/test_beam_workers.py shows they give the same results.
-      '--beam-workers',
-      '1',
       *extra,
     ]
   )
