@@ -116,7 +116,7 @@ def test_submit_dry_run_shows_the_worker_pools(tmp_path, capsys):
   'trainer, message',
   [
     ({**TWO_WORKERS, 'workers': 0}, 'trainer.workers must be at least 1, got 0'),
-    ({**TWO_WORKERS, 'accelerator_count': -1}, 'trainer.accelerator_count must be 0 or more'),
+    ({**TWO_WORKERS, 'accelerator_count': -1}, 'trainer.accelerator_count must be at least 0, got -1'),
     ({**TWO_WORKERS, 'accelerator_type': 'NVIDIA_T5'}, "trainer.accelerator_type must be one of"),
     (
       {key: value for key, value in TWO_WORKERS.items() if key != 'machine_type'},

@@ -76,6 +76,7 @@ CONFIG_OPTIONS = {
   'latency_repeats': Bad(1, 'must be at least 2, got 1'),
   'enable_cache': _switch('sometimes'),
   'serving_root': Bad('', "must be a non-empty path, got ''"),
+  'beam_workers': AT_LEAST_1,
   # Deployment only.
   'project': Bad('My Project', "must be a GCP project ID (a-z, 0-9 and -), got 'My Project'"),
   'region': Bad('europe', "must be a GCP region such as europe-west4, got 'europe'"),
@@ -86,6 +87,8 @@ CONFIG_OPTIONS = {
   'trainer.accelerator_count': Bad(-1, 'must be at least 0, got -1'),
   'trainer.cpu_limit': Bad(0, 'must be greater than 0, got 0.0'),
   'trainer.memory_limit_gb': Bad(-2, 'must be greater than 0, got -2.0'),
+  'trainer.workers': AT_LEAST_1,
+  'trainer.machine_type': Bad(8, 'must be str, got 8'),
   'dataflow.temp_location': Bad('/tmp/dataflow', "must be a gs:// URI, got '/tmp/dataflow'"),
   'dataflow.region': Bad('west', "must be a GCP region such as europe-west4, got 'west'"),
   'dataflow.machine_type': Bad(4, 'must be str, got 4'),
@@ -105,6 +108,10 @@ CONFIG_OPTIONS = {
   'vertex_endpoint.min_replica_count': AT_LEAST_1,
   'vertex_endpoint.max_replica_count': AT_LEAST_1,
   'vertex_endpoint.serving_image': Bad(3, 'must be str, got 3'),
+}
+# Options of local runs only: the deploy YAML refuses them whatever their value, with this.
+LOCAL_RUN_ONLY = {
+  'beam_workers': 'is an option of local runs (fmnist-pipeline run --beam-workers) only',
 }
 # The flags of the other commands: (command, flag) → (bad text, message).
 COMMAND_FLAGS = {
@@ -245,7 +252,8 @@ def test_a_bad_deploy_key_is_refused_naming_the_file_and_key(tmp_path, capsys, p
   config.write_text(yaml.safe_dump(values))
   pipeline_json = tmp_path / 'pipeline.json'
   assert cli.main(['compile', '--config', str(config), '--output', str(pipeline_json)]) == 2
-  assert capsys.readouterr().err == f'error: {config}: {path} {bad.message}\n'
+  message = LOCAL_RUN_ONLY.get(path, bad.message)
+  assert capsys.readouterr().err == f'error: {config}: {path} {message}\n'
   assert not pipeline_json.exists()
 
 
