@@ -22,6 +22,39 @@ def pytest_configure(config):
     pass  # runtime already initialized elsewhere; two_cpu_strategy then fails
 
 
+# Modules that take minutes, in the order xdist should start them: with two workers the long
+# ones run side by side from the start and the short ones fill the gaps.
+_SLOW_MODULES = (
+  "test_kubeflow_v2",
+  "test_pipeline_e2e",
+  "test_multiworker",
+  "test_beam_workers",
+  "test_preemption",
+)
+# Modules whose tests share the session fixture container_data_steps: on one worker, it is
+# built once (each xdist worker builds its own session fixtures).
+_CONTAINER_STEPS_MODULES = ("test_kubeflow_v2", "test_multiworker", "test_preemption")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+  """One xdist group per module (so a module's fixtures are built once), the container-steps
+  modules in one group, slow modules first; runs before xdist reads the groups."""
+
+  def module(item):
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+  def start_order(item):
+    name = module(item)
+    return _SLOW_MODULES.index(name) if name in _SLOW_MODULES else len(_SLOW_MODULES)
+
+  items.sort(key=start_order)  # stable: the collection order within each module stays
+  for item in items:
+    name = module(item)
+    group = "container_steps" if name in _CONTAINER_STEPS_MODULES else name
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def two_cpu_strategy():
   """One strategy for the whole session: separate MirroredStrategy objects in
