@@ -23,7 +23,9 @@ def pytest_configure(config):
 
 
 # Modules that take minutes, in the order xdist should start them: with two workers the long
-# ones run side by side from the start and the short ones fill the gaps.
+# ones run side by side from the start and the short ones fill the gaps. (xdist keeps a module on
+# one worker, --dist loadscope, so its module fixtures are built once and its tests, some of
+# which build on the ones before, run in order.)
 _SLOW_MODULES = (
   "test_kubeflow_v2",
   "test_pipeline_e2e",
@@ -31,28 +33,16 @@ _SLOW_MODULES = (
   "test_beam_workers",
   "test_preemption",
 )
-# Modules whose tests share the session fixture container_data_steps: on one worker, it is
-# built once (each xdist worker builds its own session fixtures).
-_CONTAINER_STEPS_MODULES = ("test_kubeflow_v2", "test_multiworker", "test_preemption")
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-  """One xdist group per module (so a module's fixtures are built once), the container-steps
-  modules in one group, slow modules first; runs before xdist reads the groups."""
-
-  def module(item):
-    return item.module.__name__.rsplit(".", 1)[-1]
+  """Slow modules first (pyproject's --no-loadscope-reorder keeps this order for xdist)."""
 
   def start_order(item):
-    name = module(item)
+    name = item.module.__name__.rsplit(".", 1)[-1]
     return _SLOW_MODULES.index(name) if name in _SLOW_MODULES else len(_SLOW_MODULES)
 
   items.sort(key=start_order)  # stable: the collection order within each module stays
-  for item in items:
-    name = module(item)
-    group = "container_steps" if name in _CONTAINER_STEPS_MODULES else name
-    item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,9 @@ def test_xla_step_trains_like_the_graph_step_and_exports(variant, tmp_path):
     losses.append(task.train_metrics.result()['loss'])
     tasks.append(task)
   for graph_gradient, xla_gradient in zip(*gradients):
-    np.testing.assert_allclose(xla_gradient, graph_gradient, rtol=1e-4, atol=1e-6)
+    # XLA sums the batch statistics' reductions in another order: float32 rounding of up to a few
+    # 1e-6 on gradients of order 1 (seen 4.5e-6 on a near-zero element in a CI run).
+    np.testing.assert_allclose(xla_gradient, graph_gradient, rtol=1e-4, atol=1e-5)
   assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
   xla_model = tasks[1].model
