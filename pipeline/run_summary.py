@@ -99,7 +99,6 @@ class RunSummary:
   components: List[ComponentRun]
   comparison: Optional[ComparisonReport] = None
   pushed_to: Optional[str] = None
-  # What the serving root holds now, one line (None when not looked up).
   # What the serving root serves, and the versions skipped because they cannot load.
   served: Sequence[str] = ()
   # Where `fmnist-pipeline run` writes each run's log.
