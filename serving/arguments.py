@@ -13,7 +13,7 @@ from trainer.config import Pattern
 from trainer.config import at_least
 
 DEFAULT_MODEL_NAME = 'fashion_mnist'
-# Where the README's docker command mounts the serving root.
+# Where docs/serving.md's docker command mounts the serving root.
 CONTAINER_ROOT = '/models'
 DEFAULT_KEEP = 2
 # The largest request the server accepts; TF Serving splits it into batches of at most
