@@ -56,9 +56,6 @@ QUICK_PRESET = {
   'accuracy_threshold': 0.7,
   'training': {'epochs': 1, 'log_every_n_steps': 50},
 }
-_OUTPUT_ROOT_HELP = (
-  f"the run's output root, a directory or gs://… (default: %(default)s; ${OUTPUT_ROOT_ENV} sets it)"
-)
 DEPLOY_CONFIG_ENV = 'FMNIST_DEPLOY_CONFIG'
 IMAGE_ENV = 'FMNIST_IMAGE'
 DEFAULT_PIPELINE_JSON = 'pipeline.json'
@@ -188,12 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     'tensorboard',
     help="TensorBoard over every Trainer's train and eval summaries, one run per variant",
   )
-  tensorboard.add_argument(
-    '--output-root',
-    type=serving_arguments.PATH,
-    default=default_output_root(),
-    help=f"a local run's output root (default: %(default)s; ${OUTPUT_ROOT_ENV} sets it)",
-  )
+  _add_output_root(tensorboard, what='a local directory')
   tensorboard.add_argument(
     '--port', type=PORT, default=6006, help='the port TensorBoard serves on (default: %(default)s)'
   )
@@ -242,12 +234,12 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _add_output_root(parser: argparse.ArgumentParser) -> None:
+def _add_output_root(parser: argparse.ArgumentParser, what: str = 'a directory or gs://…') -> None:
   parser.add_argument(
     '--output-root',
     type=serving_arguments.PATH,
     default=default_output_root(),
-    help=_OUTPUT_ROOT_HELP,
+    help=f"the run's output root, {what} (default: %(default)s; ${OUTPUT_ROOT_ENV} sets it)",
   )
 
 
