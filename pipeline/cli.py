@@ -42,6 +42,7 @@ from pipeline.config import BASE_URL  # noqa: E402
 from pipeline.config import KERAS_CACHE_DATA_DIR  # noqa: E402
 from pipeline.config import OUTPUT_ROOT_ENV  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.config import default_data_dir  # noqa: E402
 from pipeline.config import default_output_root  # noqa: E402
 from pipeline.options import ConfigError  # noqa: E402
 from pipeline.options import checked_type  # noqa: E402
@@ -160,6 +161,27 @@ def _parser() -> argparse.ArgumentParser:
     type=BASE_URL_TYPE,
     default=BASE_URL,
     help='the mirror: <base-url>/<file name> for each file (default: %(default)s)',
+  )
+
+  export_images = commands.add_parser(
+    'export-images',
+    help='write the Fashion-MNIST IDX files as PNG class folders (train/, test/): your-own-images '
+    'data to try `run --data` on',
+  )
+  export_images.add_argument(
+    '--data-dir',
+    type=serving_arguments.PATH,
+    default=default_data_dir(),
+    help='the directory of the four IDX gz files (default: %(default)s)',
+  )
+  export_images.add_argument(
+    '--out', type=serving_arguments.PATH, required=True, help='the folder tree to write'
+  )
+  export_images.add_argument(
+    '--per-class',
+    type=checked_type(int, between(1, 7000).problem),
+    default=None,
+    help='at most this many images of each class in each split (default: all 70,000 images)',
   )
 
   summary = commands.add_parser('summary', help="print the last run's summary")
@@ -304,17 +326,14 @@ def _run(args: argparse.Namespace) -> int:
       f'--output-root {config.output_root}: a local run keeps its MLMD store (SQLite) there, so '
       'it must be a local directory; `compile` / `submit` deploy to a gs:// output root'
     )
-  from pipeline import data  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from dataset.errors import DatasetError
+  from pipeline import datasets
 
-  missing = data.missing_files(config.data_dir)
-  if missing:
-    print(
-      f'error: {config.data_dir} lacks {", ".join(missing)}.\n'
-      'Install the Debian package dataset-fashion-mnist, run `fmnist-pipeline download`, '
-      'or pass --data-dir.',
-      file=sys.stderr,
-    )
-    return 2
+  try:
+    dataset = datasets.resolve_for(config)
+  except DatasetError as error:
+    return _failed(str(error))
   # Imported here: TFX takes seconds to import, which `--help` and `download` need not pay.
   from pipeline import local_runner  # pylint: disable=import-outside-toplevel
   from pipeline.progress import console_progress  # pylint: disable=import-outside-toplevel
@@ -330,12 +349,14 @@ def _run(args: argparse.Namespace) -> int:
   # Progress on stderr, results on stdout: `run > file` keeps only the results.
   print(
     f'Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_root}\n'
-    f'Full log: {log_path}',
+    + ''.join(f'  {line}\n' for line in dataset.facts)
+    + f'Full log: {log_path}',
     file=sys.stderr,
   )
+  adopt = _write_proposed_schema(config, dataset)
   with console_progress(log_path) as progress:
     try:
-      summary = local_runner.run(config)
+      summary = local_runner.run(config, dataset)
     except Exception as error:  # pylint: disable=broad-except
       logging.exception('The run failed')  # the traceback, for the log file only
       where = f' in {progress.current}' if progress.current else ''
@@ -345,12 +366,33 @@ def _run(args: argparse.Namespace) -> int:
       )
       return 1
   print('\n'.join(summary.lines()))
+  if adopt:
+    print(adopt)
   print(f'Full log: {log_path}')
   print(
     'TensorBoard, every Trainer side by side: '
     f'fmnist-pipeline tensorboard --output-root {config.output_root}'
   )
   return 0
+
+
+def _write_proposed_schema(config: PipelineConfig, dataset) -> Optional[str]:
+  """For images without an adopted schema: writes the schema this run enforces where the user
+  can review it, and returns the lines that say how to adopt it."""
+  if not dataset.proposed:
+    return None
+  from pipeline import datasets  # pylint: disable=import-outside-toplevel
+
+  path = datasets.proposed_schema_path(config)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w', encoding='utf-8') as schema:
+    schema.write(dataset.schema_text)
+  return (
+    f'Proposed schema (inferred from your images; this run enforced it): {path}\n'
+    'Review it (classes in label order, image sizes, formats), copy it next to your code and '
+    'adopt it: --schema PATH (deploy YAML: schema: PATH). Runs on new data are then checked '
+    'against it.'
+  )
 
 
 def _nothing_recorded(output_root: str) -> bool:
@@ -405,6 +447,21 @@ def _report(args: argparse.Namespace) -> int:
 
   pipeline_root = PipelineConfig(output_root=_local_path(args.output_root)).pipeline_root
   return _print_found(newest_comparison(pipeline_root), args.output_root, 'variant comparison')
+
+
+def _export_images(args: argparse.Namespace) -> int:
+  # pylint: disable=import-outside-toplevel
+  from dataset import export
+  from dataset.errors import DatasetError
+
+  try:
+    written = export.export_fashion_mnist_png(args.data_dir, args.out, args.per_class)
+  except DatasetError as error:
+    return _failed(str(error))
+  print(
+    f'Wrote {written} PNG images under {args.out}; train on them: fmnist-pipeline run --data {args.out}'
+  )
+  return 0
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -543,6 +600,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   commands = {
     'run': _run,
     'download': _download,
+    'export-images': _export_images,
     'summary': _summary,
     'report': _report,
     'compile': _compile,

@@ -15,6 +15,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 import yaml
 
+from pipeline import datasets
 from pipeline import staging
 from pipeline.pipeline import create_pipeline
 from pipeline.pipeline import runtime_parameters
@@ -86,6 +87,9 @@ def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
   parameters = runtime_parameters(pipeline_config)
   pipeline = create_pipeline(
     pipeline_config,
+    # Compiling reads no data (nor the serving root): an adopted schema (the deploy config's
+    # `schema`) says what the images are, else they are Fashion-MNIST's IDX files.
+    dataset=datasets.resolve_for(pipeline_config, read_data=False),
     code_fingerprint=staging.code_fingerprint(),
     vertex_pusher_config=config.vertex_pusher_config(),
     parameters=parameters,

@@ -2,6 +2,7 @@
 Metadata for a local run, from the pipeline root's files (local or gs://) for a deployed one."""
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -15,6 +16,8 @@ from components.artifacts import VariantComparison
 from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection.keys import REPORT
+from contract.features import DATASET_RECORD
+from contract.features import DatasetSpec
 from pipeline.config import PipelineConfig
 from pipeline.output_root_lock import run_in_progress
 from pipeline.pipeline import SELECTOR_ID
@@ -103,6 +106,8 @@ class RunSummary:
   served: Sequence[str] = ()
   # Where `fmnist-pipeline run` writes each run's log.
   logs_dir: str = 'logs'
+  # What ExampleGen read: the layout, classes, image size and split counts (dataset_lines).
+  data: Sequence[str] = ()
 
   def _in_state(self, state: str) -> List[str]:
     return [component.node_id for component in self.components if component.state == state]
@@ -136,6 +141,7 @@ class RunSummary:
         f'{component.seconds:7.1f} s'
       )
     out += self._outcome()
+    out += self.data
     if self.comparison is not None:
       out += ['', *self.comparison.lines(), '']
     out.append(f'Pushed to: {self.pushed_to}' if self.pushed_to else 'Pushed: nothing')
@@ -203,6 +209,27 @@ def served(model_dir: str) -> List[str]:
   ]
 
 
+def dataset_lines(examples_uri: str) -> List[str]:
+  """What the run trained on, from ExampleGen's dataset.json: the layout and the data, the
+  image size every image was resized to, the classes and each split's size."""
+  path = os.path.join(examples_uri, DATASET_RECORD)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as record_file:
+    record = json.load(record_file)
+  spec = DatasetSpec.from_dict(record['spec'])
+  splits = ', '.join(
+    f'{split} {sum(counts.values()):,}' for split, counts in record['counts'].items()
+  )
+  skipped = record.get('skipped_count', 0)
+  return [
+    f'Data: {record["data"]} ({record["layout"]}): {splits} images'
+    + (f', {skipped:,} bad images skipped' if skipped else ''),
+    f'  {spec.num_classes} classes: {", ".join(spec.classes)}',
+    f'  every image decoded to {spec.height}x{spec.width}, {spec.channels} channel(s)',
+  ]
+
+
 def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional[RunSummary]:
   """Reads the most recent pipeline run from the SQLite MLMD store, or None if there is none;
   without a run `in_progress`, a component still `running` there was interrupted."""
@@ -228,6 +255,8 @@ def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional
     logs_dir=os.path.join(os.path.dirname(metadata_path), 'logs'),
   )
   outputs = _outputs_by_type(store, executions)
+  if 'Examples' in outputs:
+    summary.data = dataset_lines(outputs['Examples'].uri)
   if VariantComparison.TYPE_NAME in outputs:
     summary.comparison = ComparisonReport(outputs[VariantComparison.TYPE_NAME].uri)
   if 'PushedModel' in outputs:

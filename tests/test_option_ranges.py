@@ -37,6 +37,9 @@ AT_LEAST_1 = Bad(0, 'must be at least 1, got 0')
 CONFIG_OPTIONS = {
   'output_root': Bad(' ', "must be a non-empty path, got ' '"),
   'data_dir': Bad('', "must be a non-empty path, got ''"),
+  'schema': Bad(' ', "must be a non-empty path, got ' '"),
+  'image_size': Bad('28x', "must be N or HxW (positive integers), got '28x'"),
+  'channels': Bad(2, 'must be one of 1, 3, got 2'),
   'pipeline_name': Bad(
     'Fashion_MNIST', "must be lowercase letters, digits and hyphens, got 'Fashion_MNIST'"
   ),
@@ -62,6 +65,10 @@ CONFIG_OPTIONS = {
   'eval_steps': AT_LEAST_1,
   'pixel_scaling': Bad('minmax', "must be one of unit, zscore, got 'minmax'"),
   'eval_percent': Bad(100, 'must be between 1 and 99, got 100'),
+  'test_percent': Bad(0, 'must be between 1 and 98, got 0'),
+  'bad_images': Bad('ignore', "must be one of stop, skip, got 'ignore'"),
+  'max_image_bytes': AT_LEAST_1,
+  'max_image_pixels': AT_LEAST_1,
   'accuracy_threshold': Bad(1.5, 'must be between 0 and 1, got 1.5'),
   'max_accuracy_drop': Bad(-0.1, 'must be between 0 and 1, got -0.1'),
   'selection_metric': Bad(
