@@ -4,7 +4,7 @@ For each variant and each candidate (TrainingConfig fields given as
 `name=value,name=value`; an empty candidate is the default) this builds
 the Trainer's own model and optimizer (trainer.task.build_model_and_optimizer,
 precision and XLA as run_fn chooses them on this machine), feeds the
-pipeline's `train` split (the 60k training file minus IdxExampleGen's SHA-256
+pipeline's `train` split (the 60k training file minus ImageExampleGen's SHA-256
 holdout) shuffled, batched and mirrored as run_fn does, trains through
 ClassifierTask.train an epoch per call, and reports accuracy on the `eval`
 holdout and on the 10k t10k `test` file with the training time. Input

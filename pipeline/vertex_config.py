@@ -41,7 +41,7 @@ def checked(default, check) -> dataclasses.Field:
 # Beam components that get the Dataflow args by default: the passes over the whole dataset. The
 # Evaluators (6k eval examples each) and VariantSelector (not a Beam component) run in their own
 # containers, where they finish before a Dataflow job would have started its workers.
-DEFAULT_DATAFLOW_COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'Transform')
+DEFAULT_DATAFLOW_COMPONENTS = ('ImageExampleGen', 'StatisticsGen', 'Transform')
 
 
 @dataclasses.dataclass(frozen=True)

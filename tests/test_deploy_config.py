@@ -89,7 +89,7 @@ def _without(key):
     (
       {**GOOD, 'dataflow': {**DATAFLOW, 'components': ['VariantSelector']}},
       (
-        'dataflow.components must be one of IdxExampleGen, StatisticsGen, Transform, Evaluator, '
+        'dataflow.components must be one of ImageExampleGen, StatisticsGen, Transform, Evaluator, '
         "got 'VariantSelector'"
       ),
     ),
@@ -156,7 +156,7 @@ def test_by_default_only_the_full_data_passes_start_dataflow_jobs(tmp_path):
     if 'resolver' not in task and task != 'schema_importer'
   }
   dataflow = {task for task, runner in runners.items() if runner == 'DataflowRunner'}
-  assert dataflow == {'IdxExampleGen', 'StatisticsGen', 'Transform'}
+  assert dataflow == {'ImageExampleGen', 'StatisticsGen', 'Transform'}
   for variant in VARIANTS:
     assert '--direct_running_mode=in_memory' in _args(spec, evaluator_id(variant))
     assert not [arg for arg in _args(spec, trainer_id(variant)) if arg.startswith('--runner')]
@@ -188,7 +188,7 @@ def test_dataflow_settings_reach_the_components_the_config_names(tmp_path):
       f'--sdk_container_image={GOOD["image"]}',
     ):
       assert expected in args, (variant, expected)
-  for task in ('IdxExampleGen', 'StatisticsGen', 'Transform'):
+  for task in ('ImageExampleGen', 'StatisticsGen', 'Transform'):
     assert _runner(_args(spec, task)) == 'DirectRunner', task
 
 

@@ -108,7 +108,7 @@ CONFIG_OPTIONS = {
   'dataflow.extra_args': Bad('--foo', "must be a list, got '--foo'"),
   'dataflow.components': Bad(
     ['Trainer'],
-    "must be one of IdxExampleGen, StatisticsGen, Transform, Evaluator, got 'Trainer'",
+    "must be one of ImageExampleGen, StatisticsGen, Transform, Evaluator, got 'Trainer'",
   ),
   'vertex_endpoint.endpoint_name': Bad(3, 'must be str, got 3'),
   'vertex_endpoint.machine_type': Bad(3, 'must be str, got 3'),

@@ -24,7 +24,7 @@ from trainer import features
 
 VARIANTS = ('batch', 'weight', 'none')
 COMPONENTS = (
-  'IdxExampleGen',
+  'ImageExampleGen',
   'CuratedSchema',
   'StatisticsGen',
   'ExampleValidator',
@@ -291,7 +291,7 @@ def test_bad_input_file_stops_the_run_and_keeps_the_pushed_model(first_run, caps
     out.write(head)
   code, _, err = _run(capsys, broken, output_root)
   assert code == 1
-  assert 'IdxExampleGen' in err and truncated in err and 'truncated' in err
+  assert 'ImageExampleGen' in err and truncated in err and 'truncated' in err
   assert _versions(output_root) == before
   # One line on the console; the traceback is in the full log it names.
   assert 'Traceback' not in err
@@ -338,7 +338,7 @@ def test_examples_outside_the_schema_stop_the_run_before_any_training(
   first_run, capsys, tmp_path, monkeypatch
 ):
   # IDX files cannot hold a pixel above 255 or an image of other than rows×cols pixels
-  # (IdxExampleGen rejects such files first), so the data drifts out of a tightened contract
+  # (ImageExampleGen rejects such files first), so the data drifts out of a tightened contract
   # instead: the same images against a schema that caps pixels at 200.
   data_dir, _ = first_run
   with open(curated_schema.SCHEMA_FILE) as schema:
