@@ -61,6 +61,12 @@ def test_dataset_facts_read_the_file_example_gen_writes(tmp_path):
   assert dataset_facts.read(str(tmp_path / 'elsewhere')) is None
 
 
+def test_dataset_facts_list_train_eval_test_first_then_other_splits_by_name():
+  counts = {'test': {}, 'validation': {}, 'train': {}, 'extra': {}, 'eval': {}}
+  facts = dataset_facts.DatasetFacts(SPEC, counts=counts)
+  assert facts.splits == ['train', 'eval', 'test', 'extra', 'validation']
+
+
 @pytest.mark.parametrize(
   'value, message',
   [

@@ -12,6 +12,8 @@ import tensorflow as tf
 from contract.features import DatasetSpec
 
 DATASET_FILE = 'dataset.json'
+# The order splits are listed in; any other split ExampleGen made follows, by name.
+SPLIT_ORDER = ('train', 'eval', 'test')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +31,12 @@ class DatasetFacts:
   @property
   def classes(self) -> Sequence[str]:
     return self.spec.classes
+
+  @property
+  def splits(self) -> Sequence[str]:
+    """The splits with counts: train, eval, test, then any other by name."""
+    known = [split for split in SPLIT_ORDER if split in self.counts]
+    return known + sorted(split for split in self.counts if split not in SPLIT_ORDER)
 
   def split_total(self, split: str) -> int:
     return sum(self.counts.get(split, {}).values())

@@ -8,7 +8,8 @@ Readable from 2 to 100 classes (and past that), whatever the names:
   that one row per class, numbered: the numbers are the ones the confusion matrix plot shows.
 - The per-class accuracy plot has one row per class (a dot per variant), its height grows with
   the number of classes, the classes sorted from the lowest accuracy of the selected variant
-  (else the first) up, so the weak classes are at the top whatever their number.
+  (else the first) up, so the weak classes are at the top whatever their number; each name is
+  followed by its class number when the confusion matrix shows numbers.
 - The confusion matrix is coloured by the share of each true class (rows sum to 1), so a rare
   class shows as clearly as a common one; its ticks name the classes up to MAX_TICK_NAMES
   classes, beyond that they are class numbers (at most MAX_NUMBER_TICKS of them) and the
@@ -67,7 +68,6 @@ MAX_LABEL_CHARS = 28
 # Confusions written out in the Markdown, and skipped bad images listed (dataset.json has more).
 MOST_CONFUSED = 5
 MAX_SKIPPED_LISTED = 10
-SPLITS = ('train', 'eval', 'test')
 # Where the rule left each variant, one colour each on every plot that colours by it.
 SELECTED, WITHIN_NOISE, WORSE, NOT_BLESSED = 'selected', 'within_noise', 'worse', 'not_blessed'
 STATUS_COLORS = {
@@ -334,7 +334,7 @@ def _per_class_table(
       cells = [_number(accuracy.get(name), 3) for name in classes]
       lines.append(f'| {test_name} | {" | ".join(cells)} |')
     return lines
-  splits = [split for split in SPLITS if split in dataset.counts]
+  splits = dataset.splits
   columns = [*splits, *(row.result.variant for row in variants), *(test_name for _ in test)]
   lines = [
     '| # | class | ' + ' | '.join(columns) + ' |',
@@ -351,7 +351,7 @@ def _per_class_table(
 def _counts_table(dataset: DatasetFacts) -> List[str]:
   """Examples per split: by class up to MAX_CLASS_COLUMNS classes, else the total and the
   fewest and most per class (the per-class table has them all)."""
-  classes, splits = dataset.classes, [split for split in SPLITS if split in dataset.counts]
+  classes, splits = dataset.classes, dataset.splits
   if not splits:
     return []
   if len(classes) <= MAX_CLASS_COLUMNS:
@@ -383,7 +383,7 @@ def _dataset_lines(dataset: DatasetFacts) -> List[str]:
   colour = 'grayscale' if spec.channels == 1 else 'RGB'
   source = f' from `{dataset.data}`' if dataset.data else ''
   layout = f' ({dataset.layout})' if dataset.layout else ''
-  sizes = ', '.join(f'{split} {dataset.split_total(split):,}' for split in dataset.counts)
+  sizes = ', '.join(f'{split} {dataset.split_total(split):,}' for split in dataset.splits)
   lines = [
     f'**Data:** {spec.num_classes} classes{source}{layout}, every image decoded to '
     f'{spec.height}×{spec.width} {colour}{f"; examples: {sizes}" if sizes else ""}.'
