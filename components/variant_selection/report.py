@@ -389,17 +389,17 @@ def _dataset_lines(dataset: DatasetFacts) -> List[str]:
     f'{spec.height}×{spec.width} {colour}{f"; examples: {sizes}" if sizes else ""}.'
   ]
   if dataset.layout:
-    skipped = dataset.skipped_count
+    count = dataset.skipped_count
     lines.append(
-      f'{skipped:,} bad image{"" if skipped == 1 else "s"} skipped (`bad_images: skip`):'
-      if skipped
+      f'{count:,} bad image{"" if count == 1 else "s"} skipped (`bad_images: skip`):'
+      if count
       else 'No bad image skipped.'
     )
     lines += [
       f'- `{skipped.get("file", "?")}`: {skipped.get("problem", "?")}'
       for skipped in dataset.skipped[:MAX_SKIPPED_LISTED]
     ]
-    unlisted = dataset.skipped_count - min(len(dataset.skipped), MAX_SKIPPED_LISTED)
+    unlisted = count - min(len(dataset.skipped), MAX_SKIPPED_LISTED)
     if unlisted > 0:
       lines.append(f'- and {unlisted:,} more (the examples\' dataset.json lists the first ones).')
   counts = _counts_table(dataset)
@@ -910,7 +910,8 @@ def write(
   production: Optional[Production] = None,
   seed_runs: Optional[Mapping[str, Sequence[seeds.SeedRun]]] = None,
 ) -> List[str]:
-  """Writes the report files into `directory` and returns their paths; `seed_runs[variant]`
+  """Writes the report files into `directory` and returns their paths; `dataset` is the data
+  the variants were compared on (its classes name the per-class results), `seed_runs[variant]`
   (with repeated seeds) are its runs, the one selection used first."""
   tf.io.gfile.makedirs(directory)
   paths = {
