@@ -769,10 +769,11 @@ def confusion_matrix_figure(held_out: HeldOutResult, variant: str):
   figure, axis = pyplot.subplots(figsize=(side + 1, side))
   image = axis.imshow(shares, cmap='Blues', vmin=0, vmax=1)
   if len(classes) <= MAX_CELL_COUNTS:
+    size = 12 if len(classes) <= 5 else 8 if len(classes) <= 12 else 6
     for (true_label, predicted), count in np.ndenumerate(counts):
       color = 'white' if shares[true_label, predicted] > 0.5 else 'black'
       axis.text(
-        predicted, true_label, f'{count:,}', ha='center', va='center', fontsize=7, color=color
+        predicted, true_label, f'{count:,}', ha='center', va='center', fontsize=size, color=color
       )
   if _numbered(classes):
     for along in (axis.xaxis, axis.yaxis):
