@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, List, Optional
 from absl import logging
 import tensorflow as tf
 
+from contract.features import MODEL_INFO_FILE
 from serving import server_config
-from trainer.features import MODEL_INFO_FILE
 
 SAVED_MODEL_FILE = 'saved_model.pb'
 
