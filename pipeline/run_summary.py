@@ -2,7 +2,6 @@
 Metadata for a local run, from the pipeline root's files (local or gs://) for a deployed one."""
 
 import dataclasses
-import json
 import os
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -16,8 +15,7 @@ from components.artifacts import VariantComparison
 from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection.keys import REPORT
-from contract.features import DATASET_RECORD
-from contract.features import DatasetSpec
+from components.variant_selection import dataset_facts
 from pipeline.config import PipelineConfig
 from pipeline.output_root_lock import run_in_progress
 from pipeline.pipeline import SELECTOR_ID
@@ -210,21 +208,16 @@ def served(model_dir: str) -> List[str]:
 
 
 def dataset_lines(examples_uri: str) -> List[str]:
-  """What the run trained on, from ExampleGen's dataset.json: the layout and the data, the
-  image size every image was resized to, the classes and each split's size."""
-  path = os.path.join(examples_uri, DATASET_RECORD)
-  if not tf.io.gfile.exists(path):
+  """What the run trained on, from ExampleGen's dataset.json: the data and its layout, each
+  split's size, the classes and the size every image was decoded to."""
+  facts = dataset_facts.read(examples_uri)
+  if facts is None:
     return []
-  with tf.io.gfile.GFile(path) as record_file:
-    record = json.load(record_file)
-  spec = DatasetSpec.from_dict(record['spec'])
-  splits = ', '.join(
-    f'{split} {sum(counts.values()):,}' for split, counts in record['counts'].items()
-  )
-  skipped = record.get('skipped_count', 0)
+  splits = ', '.join(f'{split} {facts.split_total(split):,}' for split in facts.splits)
+  skipped = f', {facts.skipped_count:,} bad images skipped' if facts.skipped_count else ''
+  spec = facts.spec
   return [
-    f'Data: {record["data"]} ({record["layout"]}): {splits} images'
-    + (f', {skipped:,} bad images skipped' if skipped else ''),
+    f'Data: {facts.data} ({facts.layout}): {splits} images{skipped}',
     f'  {spec.num_classes} classes: {", ".join(spec.classes)}',
     f'  every image decoded to {spec.height}x{spec.width}, {spec.channels} channel(s)',
   ]

@@ -21,6 +21,7 @@ from components.variant_selection import report
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
+from contract.features import DATASET_RECORD
 from contract.features import DATASET_SPEC_KEY
 from contract.features import MODEL_INFO_FILE
 from contract.features import DatasetSpec
@@ -48,7 +49,7 @@ DATASET = {
 
 
 def _write_dataset(directory, value):
-  with open(os.path.join(directory, dataset_facts.DATASET_FILE), 'w') as out:
+  with open(os.path.join(directory, DATASET_RECORD), 'w') as out:
     out.write(value if isinstance(value, str) else json.dumps(value))
 
 

@@ -9,9 +9,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
+from contract.features import DATASET_RECORD
 from contract.features import DatasetSpec
 
-DATASET_FILE = 'dataset.json'
 # The order splits are listed in; any other split ExampleGen made follows, by name.
 SPLIT_ORDER = ('train', 'eval', 'test')
 
@@ -69,7 +69,7 @@ def from_dict(value: Dict[str, Any], source: str) -> DatasetFacts:
 
 def read(examples_uri: str) -> Optional[DatasetFacts]:
   """The facts ExampleGen wrote beside its examples; None when it wrote none."""
-  path = os.path.join(examples_uri, DATASET_FILE)
+  path = os.path.join(examples_uri, DATASET_RECORD)
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as file:

@@ -24,6 +24,7 @@ from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import seeds
 from components.variant_selection import selection
+from contract.features import DATASET_RECORD
 from contract.features import DATASET_SPEC_KEY
 from contract.features import LABEL_KEY
 from contract.features import MODEL_INFO_FILE
@@ -72,7 +73,7 @@ def _dataset(
     variant, model_info = next(iter(model_infos.items()))
     if DATASET_SPEC_KEY not in model_info:
       raise ValueError(
-        f'no class names: neither {os.path.join(examples.uri, dataset_facts.DATASET_FILE)} nor '
+        f'no class names: neither {os.path.join(examples.uri, DATASET_RECORD)} nor '
         f'variant {variant}\'s {MODEL_INFO_FILE} (key "{DATASET_SPEC_KEY}") exists'
       )
     facts = dataset_facts.DatasetFacts(DatasetSpec.from_dict(model_info[DATASET_SPEC_KEY]))
