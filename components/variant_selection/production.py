@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional
 from absl import logging
 import tensorflow as tf
 
-from components.variant_selection.model_card import ADDED_FILES
 from serving import server_config
 from trainer.features import MODEL_INFO_FILE
 
@@ -146,6 +145,9 @@ def saved_model_digest(path: str) -> str:
   Trainer output it came from have the same digest. The model card and push record
   the selector adds (model_card.ADDED_FILES) describe the model and are left out.
   """
+  # pylint: disable-next=import-outside-toplevel
+  from components.variant_selection.model_card import ADDED_FILES
+
   sha = hashlib.sha256()
   files = []
   for directory, _, names in tf.io.gfile.walk(path):
