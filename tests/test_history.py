@@ -78,11 +78,17 @@ def test_one_line_per_version_newest_first_the_served_one_marked(serving_root, c
     'Serving now):'
   )
   assert lines[1].split() == [
-    'version', 'pushed', '(UTC)', 'variant', 'spans', 'test', 'acc.', 'replaced', 'card'
+    'version',
+    'pushed',
+    '(UTC)',
+    'variant',
+    'spans',
+    'test',
+    'acc.',
+    'replaced',
+    'card',
   ]
-  assert [line.lstrip('* ').split()[0] for line in lines[2:5]] == [
-    str(BROKEN), str(GOOD), str(OLD)
-  ]
+  assert [line.lstrip('* ').split()[0] for line in lines[2:5]] == [str(BROKEN), str(GOOD), str(OLD)]
   rows = _rows(out)
   # The newest cannot load: TF Serving keeps serving the one before it, marked.
   assert rows[GOOD].startswith(f'{history.SERVED_MARK}  {GOOD}')
@@ -90,7 +96,13 @@ def test_one_line_per_version_newest_first_the_served_one_marked(serving_root, c
   assert not rows[OLD].startswith(history.SERVED_MARK)
   card = os.path.join(str(model_dir), str(GOOD), 'assets.extra', 'model_card.md')
   assert rows[GOOD].split()[2:] == [
-    '2023-11-14', '22:16:40', 'layer', '3,4', '0.9123', str(OLD), card
+    '2023-11-14',
+    '22:16:40',
+    'layer',
+    '3,4',
+    '0.9123',
+    str(OLD),
+    card,
   ]
   assert '(cannot load: ' in rows[BROKEN] and rows[BROKEN].split()[3:6] == ['weight', '–', '0.9300']
   # The older push has no record: model_info.json's variant, – elsewhere.

@@ -169,10 +169,7 @@ def _markdown_tables(text):
 def _facts(text):
   """Every two-column `| name | value |` table row, as a dict."""
   return {
-    row[0]: row[1]
-    for header, rows in _markdown_table_list(text)
-    if header == ' | '
-    for row in rows
+    row[0]: row[1] for header, rows in _markdown_table_list(text) if header == ' | ' for row in rows
   }
 
 
@@ -407,6 +404,14 @@ def test_without_dataset_json_the_card_shows_what_the_report_and_model_have(tmp_
   assert re.fullmatch(r'[0-9a-f]{16} \(of the code the selector ran\)', facts['code fingerprint'])
 
 
+def test_the_pixel_scaling_is_shown_when_the_model_records_it(tmp_path):
+  _, model_dir, _ = _card(
+    tmp_path, model_info=dict(MODEL_INFO, transform={'pixel_scaling': 'zscore'})
+  )
+  facts = _facts(_read(os.path.join(model_dir, model_card.MARKDOWN_FILE)))
+  assert facts['pixel scaling'].startswith("zscore: (x − mean) / std, the train split's mean")
+
+
 def test_a_drift_result_recorded_by_the_pipeline_is_on_the_card(tmp_path):
   report = dict(_report(), drift={'lines': ['label: L-infinity 0.02 below 0.1 (span 4 vs 5)']})
   _, model_dir, _ = _card(tmp_path, report=report)
@@ -486,3 +491,24 @@ def test_the_served_model_trained_again_is_recognised_despite_its_card(pushed_a_
   assert report['already_in_production'] is True and not report['pushed']
   text = _read(work_dir / 'again' / 'B' / 'out' / 'report' / model_card.MARKDOWN_NAME)
   assert 'this is the model in production already; nothing new is pushed' in text
+
+
+def test_history_lists_the_pushed_versions_from_their_records(pushed_a_then_b):
+  from pipeline import history  # pylint: disable=import-outside-toplevel
+
+  work_dir, serving_root, gate = pushed_a_then_b
+  model_dir = serving_root / gate.MODEL_NAME
+  found = history.read(str(model_dir))
+  b, a = found.versions
+  with open(work_dir / 'B' / 'out' / 'report' / model_card.REPORT_JSON) as file:
+    accuracy = json.load(file)['test']['metrics'][ACCURACY]
+  assert (b.version, b.served, b.variant, b.replaced) == (
+    gate.CLOCK['B'],
+    True,
+    'layer',
+    str(a.version),
+  )
+  assert b.test_accuracy == f'{accuracy:.4f}'
+  assert b.card == str(model_dir / str(gate.CLOCK['B']) / model_card.MARKDOWN_FILE)
+  assert (a.version, a.served, a.replaced) == (gate.CLOCK['A'], False, 'none (first)')
+  assert found.served == f'Served: version {gate.CLOCK["B"]}: the newest version'

@@ -133,10 +133,15 @@ def _dataset(
   }
 
 
-def _transform(model_info: Mapping, dataset: Mapping) -> Dict[str, Any]:
-  """The Transform: the pixel scaling (when the model records it) and the decoded image size."""
+def _transform(model_info: Mapping, dataset: Mapping, exec_properties: Mapping) -> Dict[str, Any]:
+  """The Transform: the pixel scaling (when the model or the selector's properties record it)
+  and the decoded image size."""
   transform = model_info.get('transform') or {}
-  scaling = transform.get('pixel_scaling') or model_info.get('pixel_scaling')
+  scaling = (
+    transform.get('pixel_scaling')
+    or model_info.get('pixel_scaling')
+    or exec_properties.get('pixel_scaling')
+  )
   size = (
     f"{dataset['height']}×{dataset['width']}×{dataset['channels']} ({dataset['colour']})"
     if dataset['height'] and dataset['width'] and dataset['channels']
@@ -331,7 +336,7 @@ def context(
     ],
     'spans': [str(span) for span in spans] if spans else None,
     'dataset': dataset,
-    'transform': _transform(model_info, dataset),
+    'transform': _transform(model_info, dataset, exec_properties or {}),
     'eval_rows': _metric_rows(row.get('eval') or {}, row.get('eval_intervals') or {}),
     'eval_examples': (report.get('power') or {}).get('eval_examples'),
     'test': test,
