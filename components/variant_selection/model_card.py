@@ -150,7 +150,6 @@ def _transform(model_info: Mapping, dataset: Mapping, exec_properties: Mapping) 
   return {
     'pixel_scaling': scaling or 'not recorded in this model',
     'scaling_meaning': _SCALINGS.get(scaling, ''),
-    'scalings': [f'{name}: {meaning}' for name, meaning in _SCALINGS.items()],
     'image_size': size,
   }
 
@@ -259,7 +258,8 @@ def _comparison(report: Mapping, row: Mapping) -> Dict[str, Any]:
 
 
 def _drift(model_info: Mapping, report: Mapping) -> Dict[str, Any]:
-  """The drift check's result, when the pipeline recorded one (in the report or model_info)."""
+  """The drift check's result when the pipeline recorded one under "drift" in report.json or
+  model_info.json: a list of lines, or an object with "lines" (else each key: value a line)."""
   drift = report.get('drift') or model_info.get('drift')
   if not drift:
     return {'checked': False}
