@@ -187,6 +187,26 @@ def _parser() -> argparse.ArgumentParser:
   summary = commands.add_parser('summary', help="print the last run's summary")
   _add_output_root(summary)
 
+  history = commands.add_parser(
+    'history',
+    help='every pushed version, one line each (variant, spans, test accuracy, pushed when, '
+    'what it replaced, its model card), and the one TF Serving serves now',
+  )
+  _add_output_root(history)
+  history.add_argument(
+    '--serving-root',
+    type=serving_arguments.PATH,
+    default=None,
+    help='the directory holding <model-name>/<version>/, a directory or gs://… (default: '
+    '<output-root>/serving, where a run without serving_root pushes)',
+  )
+  history.add_argument(
+    '--model-name',
+    type=serving_arguments.NAME,
+    default=serving_arguments.DEFAULT_MODEL_NAME,
+    help='the model directory under the serving root (default: %(default)s)',
+  )
+
   report = commands.add_parser(
     'report', help="print the last variant comparison table and where its plots are"
   )
@@ -440,6 +460,23 @@ def _summary(args: argparse.Namespace) -> int:
   return 1 if isinstance(found, RunSummary) and found.ended_badly else code
 
 
+def _history(args: argparse.Namespace) -> int:
+  # pylint: disable=import-outside-toplevel
+  from pipeline import history
+  from serving import server_config
+
+  serving_root = _local_path(args.serving_root or os.path.join(args.output_root, 'serving'))
+  try:
+    found = history.read(history.model_directory(serving_root, args.model_name))
+  except history.HistoryError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 1
+  except server_config.ServingConfigError as error:
+    return _failed(str(error))
+  print('\n'.join(found.lines()))
+  return 0
+
+
 def _report(args: argparse.Namespace) -> int:
   if _nothing_recorded(_local_path(args.output_root)):
     return _print_found(None, args.output_root, 'variant comparison')
@@ -602,6 +639,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     'download': _download,
     'export-images': _export_images,
     'summary': _summary,
+    'history': _history,
     'report': _report,
     'compile': _compile,
     'submit': _submit,

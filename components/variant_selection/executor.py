@@ -20,6 +20,7 @@ from components.variant_selection import dataset_facts
 from components.variant_selection import evaluation
 from components.variant_selection import held_out
 from components.variant_selection import keys
+from components.variant_selection import model_card
 from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import seeds
@@ -357,4 +358,10 @@ class Executor(base_executor.BaseExecutor):
       test_result,
       in_service,
       seed_runs=_seed_runs(input_dict, exec_properties, rows),
+    )
+    model_card.write(
+      report_artifact.uri,
+      path_utils.serving_model_path(output_model.uri),
+      examples.uri,
+      exec_properties,
     )
