@@ -233,6 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     action='store_true',
     help='build and validate the job (or schedule) request offline, print it, submit nothing',
   )
+  submit.add_argument(
+    '--replace-schedule',
+    action='store_true',
+    help="with a `schedule` section: pause the active schedule of the same name once the new one "
+    'is created (without it, submit refuses to create a second one)',
+  )
   return parser
 
 
@@ -541,6 +547,8 @@ def _submit(args: argparse.Namespace) -> int:
   with tempfile.TemporaryDirectory() as staging_dir:
     staged = argparse.Namespace(**{**vars(args), 'output': os.path.join(staging_dir, 'p.json')})
     config, staged_json = _compile_for_deployment(staged, for_vertex=True)
+    if args.replace_schedule and config.schedule is None:
+      raise ConfigError(f'--replace-schedule: {args.config} has no schedule section to replace')
     vertex_submit.parse_parameters(staged_json, parameters)
     pipeline_json = args.output
     _require_directory_for(pipeline_json)
@@ -560,7 +568,7 @@ def _submit(args: argparse.Namespace) -> int:
     print(f'Dry run: the request is valid; nothing was submitted. {where}\n{request["consoleUrl"]}')
     return 0
   try:
-    url = vertex_submit.submit(config, pipeline_json, parameters)
+    url = vertex_submit.submit(config, pipeline_json, parameters, args.replace_schedule)
     print(
       f'Schedule created ({config.schedule.vertex_cron()}): {url}'
       if scheduled

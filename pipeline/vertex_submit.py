@@ -2,12 +2,13 @@
 the deploy config a PipelineJobSchedule that creates one at every time its cron names."""
 
 import json
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from google.api_core import exceptions as api_exceptions
 from google.auth import credentials as auth_credentials
 from google.auth import exceptions as auth_exceptions
 from google.cloud import aiplatform
+from google.cloud.aiplatform.compat.types import schedule as gca_schedule
 from google.cloud.aiplatform.compat.types import schedule_service as gca_schedule_service
 from google.protobuf import json_format
 
@@ -160,13 +161,56 @@ def schedule_request(
   )
 
 
-def submit(config: VertexConfig, pipeline_json: str, parameters: Mapping[str, str]) -> str:
+def _schedule_id(schedule: aiplatform.PipelineJobSchedule) -> str:
+  return schedule.resource_name.rsplit('/', 1)[-1]
+
+
+def active_schedules(config: VertexConfig) -> List[aiplatform.PipelineJobSchedule]:
+  """The region's active schedules with this config's schedule name."""
+  found = aiplatform.PipelineJobSchedule.list(
+    filter=f'display_name="{config.schedule_display_name()}"',
+    project=config.project,
+    location=config.region,
+  )
+  return [
+    schedule
+    for schedule in found
+    if schedule.gca_resource.state == gca_schedule.Schedule.State.ACTIVE
+  ]
+
+
+def _create_schedule(
+  config: VertexConfig, pipeline_json: str, parameters: Mapping[str, str], replace: bool
+) -> str:
+  """Creates the schedule; an active one of the same name is refused (two schedules would each
+  retrain), or with `replace` paused once the new one exists. Returns the new one's URL."""
+  schedule = build_schedule(config, pipeline_json, parameters)
+  active = active_schedules(config)
+  if active and not replace:
+    raise SubmitError(
+      f'schedule {config.schedule_display_name()!r} is already active in {config.project}/'
+      f'{config.region} ({schedules_url(config, _schedule_id(active[0]))}): pass '
+      '--replace-schedule to pause it once this one is created, or name this one otherwise '
+      '(schedule.display_name)'
+    )
+  schedule.create(**schedule_arguments(config))
+  url = schedules_url(config, _schedule_id(schedule))
+  for previous in active:
+    previous.pause()
+  paused = ', '.join(schedules_url(config, _schedule_id(previous)) for previous in active)
+  return f'{url} (paused the one it replaces: {paused})' if active else url
+
+
+def submit(
+  config: VertexConfig,
+  pipeline_json: str,
+  parameters: Mapping[str, str],
+  replace_schedule: bool = False,
+) -> str:
   """Starts the run, or creates the schedule, and returns its console URL."""
   try:
     if config.schedule is not None:
-      schedule = build_schedule(config, pipeline_json, parameters)
-      schedule.create(**schedule_arguments(config))
-      return schedules_url(config, schedule.resource_name.rsplit('/', 1)[-1])
+      return _create_schedule(config, pipeline_json, parameters, replace_schedule)
     job = build_job(config, pipeline_json, parameters)
     job.submit(service_account=config.service_account)
   except auth_exceptions.DefaultCredentialsError as error:

@@ -12,6 +12,7 @@ import re
 
 from google.auth import credentials as auth_credentials
 from google.cloud import aiplatform
+from google.cloud.aiplatform.compat.types import schedule as gca_schedule
 import kfp
 import pytest
 import yaml
@@ -121,6 +122,7 @@ def test_the_dry_run_request_is_what_pipeline_job_schedule_create_sends(schedule
     '_instantiate_client',
     classmethod(lambda cls, **kwargs: FakeScheduleClient()),
   )
+  _no_schedules_yet(monkeypatch)
   # The real submit, with credentials as a logged-in user has them (here anonymous ones).
   monkeypatch.setattr(
     aiplatform.initializer.global_config, '_credentials', auth_credentials.AnonymousCredentials()
@@ -140,6 +142,99 @@ def test_the_dry_run_request_is_what_pipeline_job_schedule_create_sends(schedule
   assert parent == expected.parent
   assert schedule == expected.schedule  # field by field, the pipeline spec included
   assert schedule.create_pipeline_job_request.pipeline_job.pipeline_spec
+
+
+def _no_schedules_yet(monkeypatch, *existing):
+  listed = []
+
+  def list_schedules(cls, filter=None, project=None, location=None, **kwargs):
+    listed.append((filter, project, location))
+    return list(existing)
+
+  monkeypatch.setattr(aiplatform.PipelineJobSchedule, 'list', classmethod(list_schedules))
+  return listed
+
+
+class _Existing:
+  """A schedule the region has already: its state and name, and whether it was paused."""
+
+  def __init__(self, schedule_id, state):
+    self.resource_name = f'projects/proj/locations/europe-west4/schedules/{schedule_id}'
+    self.gca_resource = gca_schedule.Schedule(state=state)
+    self.paused = False
+
+  def pause(self):
+    self.paused = True
+
+
+@pytest.fixture
+def fake_vertex(monkeypatch):
+  """Vertex AI as PipelineJobSchedule reaches it: created schedules recorded, no network."""
+  created = []
+
+  class Client:
+    def create_schedule(self, parent, schedule, timeout=None):
+      created.append(schedule.display_name)
+      done = type(schedule).deserialize(type(schedule).serialize(schedule))
+      done.name = f'{parent}/schedules/new'
+      return done
+
+  monkeypatch.setattr(
+    aiplatform.PipelineJobSchedule,
+    '_instantiate_client',
+    classmethod(lambda cls, **kwargs: Client()),
+  )
+  monkeypatch.setattr(
+    aiplatform.initializer.global_config, '_credentials', auth_credentials.AnonymousCredentials()
+  )
+  return created
+
+
+ACTIVE = gca_schedule.Schedule.State.ACTIVE
+PAUSED = gca_schedule.Schedule.State.PAUSED
+
+
+def test_submit_refuses_a_second_active_schedule_of_the_same_name(
+  scheduled, capsys, fake_vertex, monkeypatch, traceback_log
+):
+  """Two active schedules would each retrain every week."""
+  path, output = scheduled
+  old = _Existing('old', ACTIVE)
+  listed = _no_schedules_yet(monkeypatch, _Existing('paused', PAUSED), old)
+  assert cli.main(['submit', '--config', path, '--output', output]) == 1
+  (line,) = capsys.readouterr().err.splitlines()[-1:]
+  assert line.startswith(
+    "error: schedule 'fmnist-weekly' is already active in proj/europe-west4 "
+    '(https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/schedules/old'
+    '?project=proj): pass --replace-schedule to pause it once this one is created, or name this '
+    'one otherwise (schedule.display_name)'
+  )
+  assert listed == [('display_name="fmnist-weekly"', 'proj', 'europe-west4')]
+  assert fake_vertex == [] and not old.paused
+
+
+def test_replace_schedule_creates_the_new_one_then_pauses_the_old(
+  scheduled, capsys, fake_vertex, monkeypatch
+):
+  path, output = scheduled
+  old, paused = _Existing('old', ACTIVE), _Existing('paused', PAUSED)
+  _no_schedules_yet(monkeypatch, paused, old)
+  assert cli.main(['submit', '--config', path, '--output', output, '--replace-schedule']) == 0
+  url = 'https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/schedules'
+  assert capsys.readouterr().out == (
+    f'Schedule created (TZ=Europe/Berlin 0 3 * * 1): {url}/new?project=proj '
+    f'(paused the one it replaces: {url}/old?project=proj)\n'
+  )
+  assert fake_vertex == ['fmnist-weekly'] and old.paused and not paused.paused
+
+
+def test_replace_schedule_without_a_schedule_is_one_line(tmp_path, capsys):
+  path = _write(tmp_path, DEPLOY)
+  output = str(tmp_path / 'p.json')
+  assert cli.main(['submit', '--config', path, '--output', output, '--replace-schedule']) == 2
+  (line,) = capsys.readouterr().err.splitlines()[-1:]
+  assert line == f'error: --replace-schedule: {path} has no schedule section to replace'
+  assert not os.path.exists(output)
 
 
 def test_submit_with_a_schedule_creates_it_and_says_where(scheduled, capsys, monkeypatch):
