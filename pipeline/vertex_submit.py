@@ -132,7 +132,10 @@ def schedule_arguments(config: VertexConfig) -> Dict[str, Any]:
     'start_time': schedule.start_time,
     'end_time': schedule.end_time,
     'max_run_count': schedule.max_runs,
+    # Runs started at once, and (Vertex counts them apart) runs not yet ended: a run still going
+    # when the next time comes counts against both, so that start is skipped.
     'max_concurrent_run_count': schedule.max_concurrent_runs,
+    'max_concurrent_active_run_count': schedule.max_concurrent_runs,
     'service_account': config.service_account,
   }
 
@@ -151,6 +154,7 @@ def schedule_request(
     ('end_time', 'end_time'),
     ('max_run_count', 'max_run_count'),
     ('max_concurrent_run_count', 'max_concurrent_run_count'),
+    ('max_concurrent_active_run_count', 'max_concurrent_active_run_count'),
   ):
     if arguments.get(argument):
       setattr(resource, field, arguments[argument])

@@ -77,6 +77,9 @@ def test_submit_dry_run_prints_the_schedule_request(scheduled, capsys):
   assert schedule['cron'] == 'TZ=Europe/Berlin 0 3 * * 1'
   assert schedule['displayName'] == 'fmnist-weekly'
   assert schedule['maxConcurrentRunCount'] == '2'  # int64: a string in proto JSON
+  # Vertex's count of runs started at once is not of runs going on: both are limited.
+  assert schedule['maxConcurrentActiveRunCount'] == '2'
+  assert 'allowQueueing' not in schedule  # a start due while 2 runs go is skipped
   assert schedule['maxRunCount'] == '52'
   assert schedule['startTime'] == '2098-12-28T02:00:00Z'
   assert schedule['endTime'] == '2099-12-31T00:00:00Z'
@@ -256,7 +259,7 @@ def test_the_defaults_are_utc_one_run_at_a_time_no_end(tmp_path, capsys):
   assert cli.main(['submit', '--config', path, '--output', output, '--dry-run']) == 0
   schedule = _printed_json(capsys.readouterr().out)['createScheduleRequest']['schedule']
   assert schedule['cron'] == 'TZ=UTC 30 2 * * SUN'
-  assert schedule['maxConcurrentRunCount'] == '1'
+  assert schedule['maxConcurrentRunCount'] == schedule['maxConcurrentActiveRunCount'] == '1'
   assert schedule['displayName'] == 'fashion-mnist-schedule'  # <pipeline_name>-schedule
   assert not {'startTime', 'endTime', 'maxRunCount'} & set(schedule)
 
