@@ -8,6 +8,7 @@ Dataflow); the pipeline's own options are PipelineConfig's, under the same names
 
 import dataclasses
 import datetime
+import functools
 import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -178,8 +179,10 @@ class TimeZone:
     return None if value in _time_zones() else f'must be {self}, got {value!r}'
 
 
+@functools.lru_cache(maxsize=None)
 def _time_zones() -> frozenset:
-  return frozenset(zoneinfo.available_timezones())
+  """The IANA names zoneinfo finds: the system database, or the tzdata package (constraints.txt)."""
+  return frozenset(zoneinfo.available_timezones()) | {'UTC'}
 
 
 @dataclasses.dataclass(frozen=True)
