@@ -265,9 +265,9 @@ class ScheduleConfig:
 
 # What KFP's recurring runs do not have, said once in the file and in `compile`'s output.
 KFP_TIME_ZONE_NOTE = (
-  "KFP reads a recurring run's cron in its scheduler's time zone (the ml-pipeline-"
-  'scheduledworkflow deployment\'s CRON_SCHEDULE_TIMEZONE, UTC unless the cluster sets it): '
-  'set that to {zone}, or shift the hours to UTC'
+  "KFP reads a recurring run's cron in its scheduler's time zone (CRON_SCHEDULE_TIMEZONE of the "
+  "ml-pipeline-scheduledworkflow deployment, pipeline-install-config's cronScheduleTimezone in "
+  "KFP's manifests, UTC unless the cluster sets it): set that to {zone}, or shift the hours to UTC"
 )
 KFP_MAX_RUNS_NOTE = 'KFP recurring runs have no run count: max_runs {runs} is left out{end}'
 
@@ -347,7 +347,10 @@ class VertexConfig:
     for key in ('start_time', 'end_time'):
       if getattr(schedule, key) is not None:
         arguments[key] = rfc3339(getattr(schedule, key))
-    notes = [f'cron: {schedule.cron!r} with a seconds field first, for KFP (robfig/cron, 6 fields)']
+    notes = [
+      f'cron_expression {schedule.kfp_cron()!r} is schedule.cron {schedule.cron!r} with a seconds '
+      "field first: KFP's cron (robfig/cron) has 6 fields"
+    ]
     if schedule.time_zone != 'UTC':
       notes.append(KFP_TIME_ZONE_NOTE.format(zone=schedule.time_zone))
     if schedule.max_runs is not None:

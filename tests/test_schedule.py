@@ -295,7 +295,10 @@ def test_compile_writes_and_prints_the_kfp_recurring_run(scheduled, capsys):
     'end_time': '2099-12-31T00:00:00Z',
   }
   notes = recurring['notes']
-  assert notes[0] == "cron: '0 3 * * 1' with a seconds field first, for KFP (robfig/cron, 6 fields)"
+  assert notes[0] == (
+    "cron_expression '0 0 3 * * 1' is schedule.cron '0 3 * * 1' with a seconds field first: "
+    "KFP's cron (robfig/cron) has 6 fields"
+  )
   assert 'CRON_SCHEDULE_TIMEZONE' in notes[1] and 'set that to Europe/Berlin' in notes[1]
   assert (
     notes[2] == 'KFP recurring runs have no run count: max_runs 52 is left out, end_time ends it'
