@@ -257,7 +257,9 @@ def _parser() -> argparse.ArgumentParser:
   _add_deployment_arguments(compile_)
 
   submit = commands.add_parser(
-    'submit', help='compile and start a Vertex AI PipelineJob (--dry-run: validate offline)'
+    'submit',
+    help="compile and start a Vertex AI PipelineJob, or create a pipeline schedule with the "
+    "config's `schedule` section (--dry-run: validate offline)",
   )
   _add_deployment_arguments(submit)
   submit.add_argument(
@@ -271,7 +273,13 @@ def _parser() -> argparse.ArgumentParser:
   submit.add_argument(
     '--dry-run',
     action='store_true',
-    help='build and validate the job request offline, print it, submit nothing',
+    help='build and validate the job (or schedule) request offline, print it, submit nothing',
+  )
+  submit.add_argument(
+    '--replace-schedule',
+    action='store_true',
+    help="with a `schedule` section: pause the active schedule of the same name once the new one "
+    'is created (without it, submit refuses to create a second one)',
   )
   return parser
 
@@ -586,11 +594,38 @@ def _compile(args: argparse.Namespace) -> int:
   from pipeline import kubeflow_v2_runner  # pylint: disable=import-outside-toplevel
 
   config, pipeline_json = _compile_for_deployment(args)
+  package = kubeflow_v2_runner.kfp_package_path(pipeline_json)
   print(
     f'Compiled {config.pipeline_name} for image {config.image}: {pipeline_json} (Vertex AI), '
-    f'{kubeflow_v2_runner.kfp_package_path(pipeline_json)} (Kubeflow Pipelines)'
+    f'{package} (Kubeflow Pipelines)'
   )
+  _write_kfp_recurring_run(config, pipeline_json, package)
   return 0
+
+
+def _write_kfp_recurring_run(config, pipeline_json: str, package: str) -> None:
+  """With a `schedule` section, KFP's equivalent of the Vertex schedule `submit` creates: the
+  create_recurring_run arguments in a JSON file beside the package, and the Python to run them.
+  Without one, a file left by an earlier compile goes: it would describe a schedule no more."""
+  from pipeline import vertex_config  # pylint: disable=import-outside-toplevel
+
+  path = vertex_config.kfp_recurring_run_path(pipeline_json)
+  if config.schedule is None:
+    if os.path.exists(path):
+      os.remove(path)
+    return
+  recurring = config.kfp_recurring_run(package)
+  with open(path, 'w', encoding='utf-8') as out:
+    json.dump(recurring, out, indent=2)
+    out.write('\n')
+  snippet = vertex_config.kfp_recurring_run_snippet(recurring)
+  print(
+    f'Schedule {config.schedule.vertex_cron()!r}: `submit` creates it on Vertex AI; on Kubeflow '
+    f'Pipelines, the recurring run in {path}:\n'
+    + '\n'.join(f'  {line}' for line in snippet.splitlines())
+  )
+  for note in recurring['notes']:
+    print(f'note: {note}')
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -606,6 +641,8 @@ def _submit(args: argparse.Namespace) -> int:
   with tempfile.TemporaryDirectory() as staging_dir:
     staged = argparse.Namespace(**{**vars(args), 'output': os.path.join(staging_dir, 'p.json')})
     config, staged_json = _compile_for_deployment(staged, for_vertex=True)
+    if args.replace_schedule and config.schedule is None:
+      raise ConfigError(f'--replace-schedule: {args.config} has no schedule section to replace')
     vertex_submit.parse_parameters(staged_json, parameters)
     pipeline_json = args.output
     _require_directory_for(pipeline_json)
@@ -617,16 +654,20 @@ def _submit(args: argparse.Namespace) -> int:
       ),
     ):
       shutil.move(source, target)
+  scheduled = config.schedule is not None
   if args.dry_run:
     request = vertex_submit.dry_run(config, pipeline_json, parameters)
     print(json.dumps(request, indent=2, sort_keys=True))
-    print(
-      f'Dry run: the request is valid; nothing was submitted. The run would be at\n'
-      f'{request["consoleUrl"]}'
-    )
+    where = 'The schedule would be listed at' if scheduled else 'The run would be at'
+    print(f'Dry run: the request is valid; nothing was submitted. {where}\n{request["consoleUrl"]}')
     return 0
   try:
-    print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
+    url = vertex_submit.submit(config, pipeline_json, parameters, args.replace_schedule)
+    print(
+      f'Schedule created ({config.schedule.vertex_cron()}): {url}'
+      if scheduled
+      else f'Run started: {url}'
+    )
   except vertex_submit.SubmitError as error:
     return _failed(str(error))
   return 0

@@ -363,11 +363,16 @@ def test_the_example_deploy_file_compiles_and_shows_every_deployment_key(tmp_pat
   for field in dataclasses.fields(vertex_config.VertexConfig):
     if field.name == 'pipeline':  # the options: `run --help` documents them
       continue
-    if field.name == 'vertex_endpoint':  # off unless asked for: shown commented out
+    # Off unless asked for: shown commented out.
+    commented_groups = {
+      'vertex_endpoint': vertex_config.VertexEndpointConfig,
+      'schedule': vertex_config.ScheduleConfig,
+    }
+    if field.name in commented_groups:
       with open(example) as source:
         commented = source.read()
-      shown = [f.name for f in dataclasses.fields(vertex_config.VertexEndpointConfig)]
-      assert '# vertex_endpoint:' in commented
+      shown = [f.name for f in dataclasses.fields(commented_groups[field.name])]
+      assert f'# {field.name}:' in commented
       assert all(f'#   {name}:' in commented for name in shown), shown
       continue
     assert field.name in raw, field.name

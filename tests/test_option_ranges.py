@@ -115,6 +115,24 @@ CONFIG_OPTIONS = {
   'vertex_endpoint.min_replica_count': AT_LEAST_1,
   'vertex_endpoint.max_replica_count': AT_LEAST_1,
   'vertex_endpoint.serving_image': Bad(3, 'must be str, got 3'),
+  'schedule.cron': Bad(
+    '0 3 * * 7', "must have its day-of-week field within 0-6 or SUN-SAT, got '0 3 * * 7'"
+  ),
+  'schedule.time_zone': Bad(
+    'Berlin', "must be an IANA time zone such as Europe/Berlin or UTC, got 'Berlin'"
+  ),
+  'schedule.max_concurrent_runs': AT_LEAST_1,
+  'schedule.start_time': Bad(
+    '2027-01-04 03:00',
+    "must be an RFC 3339 time with its offset, e.g. 2027-01-04T03:00:00Z, got '2027-01-04 03:00'",
+  ),
+  'schedule.end_time': Bad(
+    '2027-01-04T03:00:00',
+    'must be an RFC 3339 time with its offset, e.g. 2027-01-04T03:00:00Z, '
+    "got '2027-01-04T03:00:00'",
+  ),
+  'schedule.max_runs': AT_LEAST_1,
+  'schedule.display_name': Bad('', "must be a name of 1 to 128 characters, got ''"),
 }
 # Options of local runs only: the deploy YAML refuses them whatever their value, with this.
 LOCAL_RUN_ONLY = {
@@ -167,6 +185,7 @@ COMMAND_FLAGS = {
 SECTION_REQUIRED = {
   'dataflow': {'temp_location': 'gs://bucket/tmp'},
   'vertex_endpoint': {'endpoint_name': 'fmnist'},
+  'schedule': {'cron': '0 3 * * 1'},
 }
 
 
