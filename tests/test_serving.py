@@ -21,7 +21,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from contract import signatures as export
+from contract import signatures
 from contract.features import FASHION_MNIST
 from contract.features import IMAGE_KEY
 from contract.features import LABEL_KEY
@@ -93,29 +93,33 @@ def _shape(tensor_info):
 
 def test_signatures_have_the_documented_names_dtypes_and_shapes(served):
   _, version_dir, _ = served
-  signatures = _signature_defs(version_dir)
-  image_bytes = signatures[export.SERVING_SIGNATURE].inputs[export.IMAGE_BYTES_INPUT]
+  signature_defs = _signature_defs(version_dir)
+  image_bytes = signature_defs[signatures.SERVING_SIGNATURE].inputs[signatures.IMAGE_BYTES_INPUT]
   assert (image_bytes.dtype, _shape(image_bytes)) == (tf.string.as_datatype_enum, [-1])
-  examples = signatures[export.EXAMPLES_SIGNATURE].inputs[export.EXAMPLES_INPUT]
+  examples = signature_defs[signatures.EXAMPLES_SIGNATURE].inputs[signatures.EXAMPLES_INPUT]
   assert (examples.dtype, _shape(examples)) == (tf.string.as_datatype_enum, [-1])
-  images = signatures[export.IMAGES_SIGNATURE].inputs[export.IMAGES_INPUT]
+  images = signature_defs[signatures.IMAGES_SIGNATURE].inputs[signatures.IMAGES_INPUT]
   assert (images.dtype, _shape(images)) == (tf.uint8.as_datatype_enum, [-1, 28, 28, 1])
-  for name in (export.SERVING_SIGNATURE, export.EXAMPLES_SIGNATURE, export.IMAGES_SIGNATURE):
-    outputs = signatures[name].outputs
-    assert set(outputs) == {export.PROBABILITIES, export.CLASS_IDS, export.CLASSES}
-    assert (outputs[export.PROBABILITIES].dtype, _shape(outputs[export.PROBABILITIES])) == (
+  for name in (
+    signatures.SERVING_SIGNATURE,
+    signatures.EXAMPLES_SIGNATURE,
+    signatures.IMAGES_SIGNATURE,
+  ):
+    outputs = signature_defs[name].outputs
+    assert set(outputs) == {signatures.PROBABILITIES, signatures.CLASS_IDS, signatures.CLASSES}
+    assert (outputs[signatures.PROBABILITIES].dtype, _shape(outputs[signatures.PROBABILITIES])) == (
       tf.float32.as_datatype_enum,
       [-1, 10],
     )
-    assert (outputs[export.CLASS_IDS].dtype, _shape(outputs[export.CLASS_IDS])) == (
+    assert (outputs[signatures.CLASS_IDS].dtype, _shape(outputs[signatures.CLASS_IDS])) == (
       tf.int64.as_datatype_enum,
       [-1],
     )
-    assert (outputs[export.CLASSES].dtype, _shape(outputs[export.CLASSES])) == (
+    assert (outputs[signatures.CLASSES].dtype, _shape(outputs[signatures.CLASSES])) == (
       tf.string.as_datatype_enum,
       [-1],
     )
-  assert export.TRANSFORM_SIGNATURE in signatures
+  assert signatures.TRANSFORM_SIGNATURE in signature_defs
 
 
 THREE_CLASSES = DatasetSpec(('circle', 'square', 'star'), height=16, width=12, channels=3)
@@ -152,29 +156,29 @@ def test_one_image_gives_the_same_probabilities_as_bytes_example_and_pixels(
   )
   loaded = tf.saved_model.load(version_dir)
   outputs = {
-    export.SERVING_SIGNATURE: loaded.signatures[export.SERVING_SIGNATURE](
-      **{export.IMAGE_BYTES_INPUT: tf.constant(files)}
+    signatures.SERVING_SIGNATURE: loaded.signatures[signatures.SERVING_SIGNATURE](
+      **{signatures.IMAGE_BYTES_INPUT: tf.constant(files)}
     ),
-    export.EXAMPLES_SIGNATURE: loaded.signatures[export.EXAMPLES_SIGNATURE](
-      **{export.EXAMPLES_INPUT: tf.constant([requests.image_example(f) for f in files])}
+    signatures.EXAMPLES_SIGNATURE: loaded.signatures[signatures.EXAMPLES_SIGNATURE](
+      **{signatures.EXAMPLES_INPUT: tf.constant([requests.image_example(f) for f in files])}
     ),
-    export.IMAGES_SIGNATURE: loaded.signatures[export.IMAGES_SIGNATURE](
-      **{export.IMAGES_INPUT: tf.constant(pixels)}
+    signatures.IMAGES_SIGNATURE: loaded.signatures[signatures.IMAGES_SIGNATURE](
+      **{signatures.IMAGES_INPUT: tf.constant(pixels)}
     ),
   }
   expected = _expected(model, files, THREE_CLASSES)
   for name, output in outputs.items():
-    probabilities = output[export.PROBABILITIES].numpy()
+    probabilities = output[signatures.PROBABILITIES].numpy()
     assert probabilities.shape == (3, 3), name
     np.testing.assert_allclose(probabilities, expected, atol=1e-6, err_msg=name)
-    np.testing.assert_array_equal(output[export.CLASS_IDS], expected.argmax(axis=1))
-    assert [c.decode() for c in output[export.CLASSES].numpy()] == [
+    np.testing.assert_array_equal(output[signatures.CLASS_IDS], expected.argmax(axis=1))
+    assert [c.decode() for c in output[signatures.CLASSES].numpy()] == [
       THREE_CLASSES.classes[c] for c in expected.argmax(axis=1)
     ]
-  for name in (export.EXAMPLES_SIGNATURE, export.IMAGES_SIGNATURE):
+  for name in (signatures.EXAMPLES_SIGNATURE, signatures.IMAGES_SIGNATURE):
     np.testing.assert_allclose(
-      outputs[name][export.PROBABILITIES],
-      outputs[export.SERVING_SIGNATURE][export.PROBABILITIES],
+      outputs[name][signatures.PROBABILITIES],
+      outputs[signatures.SERVING_SIGNATURE][signatures.PROBABILITIES],
       rtol=0,
       atol=1e-6,
       err_msg=name,
@@ -201,7 +205,7 @@ def _run_signature(version_dir, signature_name, inputs):
 def _run_predict_request(loaded, request):
   """What TF Serving's Predict does with a request: the named signature (default
   serving_default), exactly its inputs, each in the signature's dtype, all outputs back."""
-  signature = loaded.signatures[request.model_spec.signature_name or export.SERVING_SIGNATURE]
+  signature = loaded.signatures[request.model_spec.signature_name or signatures.SERVING_SIGNATURE]
   specs = signature.structured_input_signature[1]
   assert set(request.inputs) == set(specs)
   inputs = {}
@@ -214,12 +218,12 @@ def _run_predict_request(loaded, request):
 def _request_files(request):
   """The encoded images a request carries, whichever signature it is for."""
   signature = request.model_spec.signature_name
-  if signature == export.IMAGES_SIGNATURE:
-    return serving_model.png_files(tf.make_ndarray(request.inputs[export.IMAGES_INPUT]))
-  if signature == export.EXAMPLES_SIGNATURE:
-    examples = tf.make_ndarray(request.inputs[export.EXAMPLES_INPUT])
+  if signature == signatures.IMAGES_SIGNATURE:
+    return serving_model.png_files(tf.make_ndarray(request.inputs[signatures.IMAGES_INPUT]))
+  if signature == signatures.EXAMPLES_SIGNATURE:
+    examples = tf.make_ndarray(request.inputs[signatures.EXAMPLES_INPUT])
     return requests.encoded_images(examples)
-  return list(tf.make_ndarray(request.inputs[export.IMAGE_BYTES_INPUT]))
+  return list(tf.make_ndarray(request.inputs[signatures.IMAGE_BYTES_INPUT]))
 
 
 def test_warmup_requests_replay_real_images_against_the_saved_model_as_tf_serving_does(served):
@@ -235,8 +239,10 @@ def test_warmup_requests_replay_real_images_against_the_saved_model_as_tf_servin
     request = log.predict_log.request
     outputs = _run_predict_request(loaded, request)
     images = _request_files(request)
-    np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, images), atol=1e-5)
-    assert outputs[export.CLASS_IDS].shape == (len(images),)
+    np.testing.assert_allclose(
+      outputs[signatures.PROBABILITIES], _expected(model, images), atol=1e-5
+    )
+    assert outputs[signatures.CLASS_IDS].shape == (len(images),)
     # The export's sample images (the first files it was given), not made-up pixels.
     assert set(map(bytes, images)) <= set(files[:8])
     replayed.add((request.model_spec.signature_name, len(images)))
@@ -247,7 +253,11 @@ def test_warmup_requests_replay_real_images_against_the_saved_model_as_tf_servin
     shapes.update(batching.allowed_batch_sizes or [batching.max_execution_batch_size.value])
   assert replayed == {
     (signature, size)
-    for signature in (export.SERVING_SIGNATURE, export.EXAMPLES_SIGNATURE, export.IMAGES_SIGNATURE)
+    for signature in (
+      signatures.SERVING_SIGNATURE,
+      signatures.EXAMPLES_SIGNATURE,
+      signatures.IMAGES_SIGNATURE,
+    )
     for size in shapes
   }
 
@@ -257,7 +267,7 @@ def test_grpc_request_decoded_as_tf_serving_does_gives_the_model_predictions(ser
   (request,) = predict.grpc_requests(images, requests.Servable(MODEL_NAME, version=1))
   assert (request.model_spec.name, request.model_spec.version.value) == (MODEL_NAME, 1)
   outputs = _run_predict_request(tf.saved_model.load(version_dir), request)
-  np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, images), atol=1e-5)
+  np.testing.assert_allclose(outputs[signatures.PROBABILITIES], _expected(model, images), atol=1e-5)
 
 
 def _decode_value(value):
@@ -287,21 +297,25 @@ def test_rest_body_carries_each_file_as_b64_to_serving_default(served):
   model, version_dir, files = served
   (body,) = predict.rest_bodies(files)
   body = json.loads(body)
-  assert body['signature_name'] == export.SERVING_SIGNATURE
+  assert body['signature_name'] == signatures.SERVING_SIGNATURE
   assert body['instances'][0] == {
-    export.IMAGE_BYTES_INPUT: {'b64': base64.b64encode(files[0]).decode('ascii')}
+    signatures.IMAGE_BYTES_INPUT: {'b64': base64.b64encode(files[0]).decode('ascii')}
   }
   for form in ('row', 'columnar'):
     if form == 'columnar':
-      column = [row[export.IMAGE_BYTES_INPUT] for row in body['instances']]
+      column = [row[signatures.IMAGE_BYTES_INPUT] for row in body['instances']]
       body = {
         'signature_name': body['signature_name'],
-        'inputs': {export.IMAGE_BYTES_INPUT: column},
+        'inputs': {signatures.IMAGE_BYTES_INPUT: column},
       }
-    decoded = _decode_rest(body, export.IMAGE_BYTES_INPUT)
-    inputs = {export.IMAGE_BYTES_INPUT: tf.constant(decoded[export.IMAGE_BYTES_INPUT], tf.string)}
+    decoded = _decode_rest(body, signatures.IMAGE_BYTES_INPUT)
+    inputs = {
+      signatures.IMAGE_BYTES_INPUT: tf.constant(decoded[signatures.IMAGE_BYTES_INPUT], tf.string)
+    }
     outputs = _run_signature(version_dir, body['signature_name'], inputs)
-    np.testing.assert_allclose(outputs[export.PROBABILITIES], _expected(model, files), atol=1e-5)
+    np.testing.assert_allclose(
+      outputs[signatures.PROBABILITIES], _expected(model, files), atol=1e-5
+    )
 
 
 class _FakeTfServing(http.server.BaseHTTPRequestHandler):
@@ -326,14 +340,14 @@ class _FakeTfServing(http.server.BaseHTTPRequestHandler):
     if not match or match.group(1) != MODEL_NAME:
       name = match.group(1) if match else self.path
       return self._reply(404, {'error': f'Servable not found for request: Latest({name})'})
-    signature = self.loaded.signatures[body.get('signature_name', export.SERVING_SIGNATURE)]
+    signature = self.loaded.signatures[body.get('signature_name', signatures.SERVING_SIGNATURE)]
     (input_name,) = signature.structured_input_signature[1]
     spec = signature.structured_input_signature[1][input_name]
     outputs = signature(
       **{input_name: tf.constant(_decode_rest(body, input_name)[input_name], spec.dtype)}
     )
     columns = {name: value.numpy().tolist() for name, value in outputs.items()}
-    columns[export.CLASSES] = [c.decode() for c in outputs[export.CLASSES].numpy()]
+    columns[signatures.CLASSES] = [c.decode() for c in outputs[signatures.CLASSES].numpy()]
     rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
     return self._reply(200, {'predictions': rows})
 
@@ -678,7 +692,7 @@ def test_serving_latency_times_serving_default_at_each_batch_size(served, monkey
   def recording(calls, repeats, warmup=latency.WARMUP_CALLS):
     # What one call sends: the batch of encoded image files a client would.
     (call,) = calls.values()
-    batches.append(call()[export.PROBABILITIES].shape[0])
+    batches.append(call()[signatures.PROBABILITIES].shape[0])
     return original(calls, repeats, warmup)
 
   monkeypatch.setattr(latency, 'interleaved_latency', recording)
