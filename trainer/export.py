@@ -68,11 +68,16 @@ class ServingModule(tf.Module):
     """uint8 pixels [batch, height, width, channels] of the model's size to the same outputs.
 
     Encoded as PNG in the graph (lossless) and decoded by the same Transform graph as files
-    are, so a file and its decoded pixels give the same probabilities. uint8 rather than
-    float: a value outside 0..255 fails instead of being silently scaled.
+    are, so a file and its decoded pixels give the same probabilities; uncompressed, since the
+    PNG only carries the pixels from here to the decoder. uint8 rather than float: a value
+    outside 0..255 fails instead of being silently scaled.
     """
     return self._predict(
-      tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
+      tf.map_fn(
+        lambda image: tf.io.encode_png(image, compression=0),
+        images,
+        fn_output_signature=tf.TensorSpec([], tf.string),
+      )
     )
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES_INPUT)])
