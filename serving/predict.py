@@ -41,8 +41,8 @@ from serving.arguments import MAX_REQUEST_IMAGES
 
 # Room for a request's fixed parts: model spec, signature name, tensor dtype and shape.
 REQUEST_OVERHEAD_BYTES = 1024
-# A string in a TensorProto, or a row's JSON around its base64 text: field tag, length, quotes.
-ITEM_OVERHEAD_BYTES = 32
+# A string in a TensorProto or a row in a JSON list: field tag and length, or a comma.
+ITEM_OVERHEAD_BYTES = 4
 # The first bytes of the image files the model decodes.
 _IMAGE_MAGIC = {
   b'\x89PNG\r\n\x1a\n': 'PNG',
