@@ -8,9 +8,10 @@ def random_mirror(batches: tf.data.Dataset, seed: int) -> tf.data.Dataset:
 
   Right for classes whose mirror image is still of the class (Fashion-MNIST's
   clothes, shoes and bags; most photographed objects); wrong for digits, text
-  or anything with a handedness, where the random_mirror option must be off. The draw for batch i depends only on (seed, i): the
-  same seed gives the same stream, and skipping i batches (as resuming from a
-  checkpoint does) lands on the same draws as training straight through.
+  or anything with a handedness, where the random_mirror option must be off.
+  The draw for batch i depends only on (seed, i): the same seed gives the same
+  stream, and skipping i batches (as resuming from a checkpoint does) lands on
+  the same draws as training straight through.
   """
 
   def mirror(index, batch):
