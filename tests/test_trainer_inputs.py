@@ -4,6 +4,7 @@
 import types
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
@@ -71,3 +72,11 @@ def test_training_batches_are_spec_shaped_images_and_labels_and_samples_are_the_
   assert 0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1
   assert task.sample_images(fn_args, transform_output, count=3) == files[:3]
   assert task.sample_images(fn_args, transform_output) == files  # fewer than asked: all of them
+
+
+def test_a_trainer_spec_other_than_transforms_is_one_line_naming_both_shapes(tmp_path):
+  transform_output = serving_model.write_transform_graph(str(tmp_path), SPEC)
+  task.check_transform_matches(transform_output, SPEC)
+  other = DatasetSpec(SPEC.classes, height=14, width=10, channels=3)
+  with pytest.raises(ValueError, match=r"images are \[10, 14, 3\] but .* says \[14, 10, 3\]"):
+    task.check_transform_matches(transform_output, other)

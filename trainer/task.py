@@ -10,6 +10,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from contract.features import DATASET_SPEC_KEY
 from contract.features import FASHION_MNIST
 from contract.features import IMAGE_KEY
 from contract.features import LABEL_KEY
@@ -89,6 +90,16 @@ def sample_images(fn_args, transform_output, count: int = WARMUP_SAMPLES) -> lis
   return [bytes(image) for image in tf.reshape(batch[IMAGE_RAW_KEY], [-1]).numpy()]
 
 
+def check_transform_matches(transform_output: tft.TFTransformOutput, spec: DatasetSpec) -> None:
+  """Raises ValueError when Transform's images are not the shape `spec` gives the model."""
+  transformed = tuple(transform_output.transformed_feature_spec()[IMAGE_KEY].shape)
+  if transformed != spec.image_shape:
+    raise ValueError(
+      f"Transform's images are {list(transformed)} but the Trainer's dataset spec says "
+      f'{list(spec.image_shape)}: both must get the same custom_config {DATASET_SPEC_KEY!r}'
+    )
+
+
 def learning_rate(config: TrainingConfig, total_steps: int):
   """The configured rate, constant or cosine-decayed to 0 at `total_steps`."""
   if config.learning_rate_schedule == COSINE:
@@ -149,6 +160,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info('Training %s on %s', config, spec)
   keras.utils.set_random_seed(config.seed)
   transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  check_transform_matches(transform_output, spec)
   strategy = distribution_strategy()
   # batch_size is per replica: with W workers of G GPUs each step takes W * G * batch_size
   # examples, and the learning rate applies to that global batch as configured.
