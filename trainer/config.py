@@ -193,7 +193,8 @@ class TrainingConfig:
   filters: int = option(
     32, 'filters of the first conv block; each further block doubles them', check=at_least(1)
   )
-  # Each block halves the 28x28 image (28, 14, 7, 3, 1): a fifth would have nothing to pool.
+  # Each block halves the image (28: 14, 7, 3, 1): an image needs 2**conv_blocks pixels a side
+  # (trainer/model.py checks it against the dataset's size); 4 fits Fashion-MNIST.
   conv_blocks: int = option(
     2,
     "conv → norm → ReLU → pool blocks (--conv-blocks 1 --hidden-units 0 is the notebook's network)",
