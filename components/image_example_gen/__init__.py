@@ -1,1 +1,1 @@
-"""ExampleGen for the IDX gz files that MNIST-style datasets ship in."""
+"""ExampleGen for images in any layout dataset.layouts reads: folders, manifests, TFRecords, IDX."""
