@@ -40,8 +40,8 @@ def export_fashion_mnist_png(
     ]
     for folder in folders:
       tf.io.gfile.makedirs(folder)
-    for index, (image, label) in enumerate(zip(pixels, labels)):
+    for index, (png, label) in enumerate(zip(images.encode_pngs(pixels), labels)):
       with tf.io.gfile.GFile(os.path.join(folders[label], f'{index:05d}.png'), 'wb') as out:
-        out.write(images.encode_png(image))
+        out.write(png)
     written[split] = len(labels)
   return written

@@ -81,8 +81,8 @@ def describe_start(content: bytes) -> str:
   return repr(content[:8])
 
 
-def inspect(content: bytes, source: str, limits: ImageLimits = ImageLimits()) -> ImageFacts:
-  """Checks one encoded image and returns its facts, or raises DatasetError naming `source`."""
+def _check_before_decoding(content: bytes, source: str, limits: ImageLimits) -> str:
+  """The format, after the checks that need no decoding: empty, not an image, over a limit."""
   if not content:
     raise DatasetError(source, 'empty file, not an image')
   image_format = sniff_format(content)
@@ -96,32 +96,84 @@ def inspect(content: bytes, source: str, limits: ImageLimits = ImageLimits()) ->
       source, f'{len(content)} bytes, over max_image_bytes {limits.max_image_bytes}'
     )
   size = header_size(content, image_format)
-  if size and size[0] * size[1] > limits.max_image_pixels:
+  if size:
+    _check_pixels(size[0], size[1], source, limits)
+  return image_format
+
+
+def _check_pixels(height: int, width: int, source: str, limits: ImageLimits) -> None:
+  if height * width > limits.max_image_pixels:
     raise DatasetError(
       source,
-      f'{size[0]}x{size[1]} = {size[0] * size[1]} pixels, over max_image_pixels '
-      f'{limits.max_image_pixels}',
+      f'{height}x{width} = {height * width} pixels, over max_image_pixels {limits.max_image_pixels}',
     )
+
+
+def _facts(content, image_format, height, width, channels, mean, source, limits) -> ImageFacts:
+  _check_pixels(height, width, source, limits)  # again: a header the quick read did not parse
+  return ImageFacts(image_format, int(height), int(width), int(channels), len(content), float(mean))
+
+
+def inspect(content: bytes, source: str, limits: ImageLimits = ImageLimits()) -> ImageFacts:
+  """Checks one encoded image and returns its facts, or raises DatasetError naming `source`."""
+  image_format = _check_before_decoding(content, source, limits)
   try:
     pixels = tf.io.decode_image(content, expand_animations=False).numpy()
   except tf.errors.OpError as error:
     raise DatasetError(
       source, f'corrupt or truncated {image_format.upper()} ({_decoder_message(error)})'
     ) from error
-  height, width, channels = pixels.shape
-  if height * width > limits.max_image_pixels:  # a header the quick read above did not parse
-    raise DatasetError(
-      source,
-      f'{height}x{width} = {height * width} pixels, over max_image_pixels {limits.max_image_pixels}',
-    )
-  return ImageFacts(
-    format=image_format,
-    height=height,
-    width=width,
-    channels=channels,
-    byte_size=len(content),
-    mean_intensity=float(pixels.mean(dtype=np.float64)),
+  # Integer pixels sum exactly in float64: the same mean as the batch decoder's.
+  mean = pixels.mean(dtype=np.float64)
+  return _facts(content, image_format, *pixels.shape, mean, source, limits)
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+def _decoded_shapes_and_means(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  def shape_and_mean(content):
+    pixels = tf.io.decode_image(content, expand_animations=False)
+    return tf.shape(pixels), tf.reduce_mean(tf.cast(pixels, tf.float64))
+
+  return tf.map_fn(
+    shape_and_mean,
+    contents,
+    fn_output_signature=(tf.TensorSpec([3], tf.int32), tf.TensorSpec([], tf.float64)),
   )
+
+
+def inspect_batch(
+  contents: list[bytes], sources: list[str], limits: ImageLimits = ImageLimits()
+) -> list[ImageFacts | DatasetError]:
+  """inspect() of many images, each its facts or its DatasetError, with one decoder call.
+
+  One TensorFlow call per batch instead of per image (a third of the time on small images).
+  When any image in it fails to decode, the batch is inspected again one by one, so each
+  problem names its own file.
+  """
+  results: list[ImageFacts | DatasetError | None] = [None] * len(contents)
+  formats = {}
+  for index, (content, source) in enumerate(zip(contents, sources)):
+    try:
+      formats[index] = _check_before_decoding(content, source, limits)
+    except DatasetError as error:
+      results[index] = error
+  if not formats:
+    return results
+  try:
+    shapes, means = _decoded_shapes_and_means(tf.constant([contents[i] for i in formats]))
+  except tf.errors.OpError:
+    for index in formats:
+      try:
+        results[index] = inspect(contents[index], sources[index], limits)
+      except DatasetError as error:
+        results[index] = error
+    return results
+  for index, shape, mean in zip(formats, shapes.numpy().tolist(), means.numpy().tolist()):
+    try:
+      results[index] = _facts(contents[index], formats[index], *shape, mean, sources[index], limits)
+    except DatasetError as error:
+      results[index] = error
+  return results
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -130,19 +182,26 @@ def encode_png(pixels: np.ndarray) -> bytes:
   One encoder for both, so an IDX image and its PNG export have the same bytes, the same
   content hash and so land in the same split.
   """
-  if pixels.ndim == 2:
-    pixels = pixels[:, :, np.newaxis]
-  return tf.io.encode_png(pixels).numpy()
+  return encode_pngs(pixels[np.newaxis])[0]
 
 
-def pixel_facts(pixels: np.ndarray, png: bytes) -> ImageFacts:
-  """The facts of pixels already in hand and their PNG, without decoding it again."""
-  height, width = pixels.shape[:2]
-  return ImageFacts(
-    format='png',
-    height=height,
-    width=width,
-    channels=pixels.shape[2] if pixels.ndim == 3 else 1,
-    byte_size=len(png),
-    mean_intensity=float(pixels.mean(dtype=np.float64)),
-  )
+@tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8)])
+def _encoded_pngs(pixels: tf.Tensor) -> tf.Tensor:
+  return tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))
+
+
+def encode_pngs(pixels: np.ndarray) -> list[bytes]:
+  """encode_png of each of uint8 pixels [N, H, W] or [N, H, W, C] (the same bytes), at once."""
+  if pixels.ndim == 3:
+    pixels = pixels[..., np.newaxis]
+  return _encoded_pngs(pixels).numpy().tolist()
+
+
+def pixel_facts(pixels: np.ndarray, pngs: list[bytes]) -> list[ImageFacts]:
+  """The facts of pixels [N, H, W(, C)] already in hand and their PNGs, without decoding."""
+  height, width = pixels.shape[1:3]
+  channels = pixels.shape[3] if pixels.ndim == 4 else 1
+  means = pixels.reshape(len(pixels), -1).mean(axis=1, dtype=np.float64).tolist()
+  return [
+    ImageFacts('png', height, width, channels, len(png), mean) for png, mean in zip(pngs, means)
+  ]

@@ -322,17 +322,18 @@ def shards(data: str, layout: str) -> list[Shard]:
   return idx_shards(data.rstrip('/')) if layout == 'idx' else tfrecord_shards(data)
 
 
-def _idx_items(shard: Shard) -> Iterator[Item]:
+def _idx_items(shard: Shard, chunk: int = 500) -> Iterator[Item]:
   pixels, labels = idx.read_pair(idx.IdxPair(shard.path, shard.labels_path))
-  for index, (image, label) in enumerate(zip(pixels, labels)):
-    png = images.encode_png(image)
-    yield Item(
-      f'{shard.path}:image {index}',
-      png,
-      FASHION_MNIST.classes[label],
-      shard.split,
-      images.pixel_facts(image, png),
-    )
+  for start in range(0, len(labels), chunk):
+    some = pixels[start : start + chunk]
+    pngs = images.encode_pngs(some)
+    facts = images.pixel_facts(some, pngs)
+    for index, label, png, png_facts in zip(
+      range(start, start + len(some)), labels[start : start + chunk], pngs, facts
+    ):
+      yield Item(
+        f'{shard.path}:image {index}', png, FASHION_MNIST.classes[label], shard.split, png_facts
+      )
 
 
 # Reading a missing key of a protobuf map would insert it: look before reading.

@@ -23,7 +23,7 @@ import json
 import math
 import posixpath
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -48,6 +48,7 @@ BAD_IMAGES_CHOICES = ('stop', 'skip')
 SUMMARY_FILE = 'dataset.json'
 SKIPPED_LISTED = 100  # dataset.json lists the first skipped images (by file), counts them all
 SPLITS = layouts.SPLITS
+BATCH_SIZE = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,130 +151,141 @@ def check_listed_items(items: list[layouts.Item], spec: DatasetSpec, held_out: H
         )
 
 
-class Ingested(NamedTuple):
-  split: str
-  digest: bytes
-  class_index: int
-  source: str
-  example: bytes
+def batches(items: Iterable[Any], size: int = BATCH_SIZE) -> Iterator[list]:
+  """Consecutive lists of `size` items: Beam moves and schedules a batch, not each image."""
+  batch = []
+  for item in items:
+    batch.append(item)
+    if len(batch) == size:
+      yield batch
+      batch = []
+  if batch:
+    yield batch
 
 
-class _ToExample(beam.DoFn):
-  """Reads, checks and serializes one image; a bad one stops the run or goes to `skipped`."""
+class Tally(NamedTuple):
+  """What a batch of images adds to dataset.json and to the one-split-per-image check."""
 
-  SKIPPED = 'skipped'
+  counts: Counter  # (split, class index) → images
+  skipped: list  # (source, problem), sorted, the first SKIPPED_LISTED
+  skipped_count: int
+  # content hash → {split: first source}; filled only when the data names some split
+  splits_of_image: dict
 
-  def __init__(self, options: IngestOptions, held_out: HeldOut):
+
+def _merge_splits_of_image(merged: dict, more: dict) -> None:
+  """Adds `more` to `merged`; stops when one image (content hash) is in two splits."""
+  for digest, sources in more.items():
+    known = merged.setdefault(digest, {})
+    for split, source in sources.items():
+      known[split] = min(source, known.get(split, source))
+    if len(known) > 1:
+      (first_split, first), (second_split, second) = sorted(
+        known.items(), key=lambda split_source: SPLITS.index(split_source[0])
+      )[:2]
+      raise DatasetError(
+        second,
+        f'the same image (SHA-256 {digest.hex()[:16]}) as {first} is in both the {first_split} '
+        f'and the {second_split} split: remove one copy',
+      )
+
+
+class _TallyAll(beam.CombineFn):
+  """Merges the batches' tallies (and so checks, across all of them, one split per image)."""
+
+  def create_accumulator(self):
+    return Tally(Counter(), [], 0, {})
+
+  def add_input(self, accumulator, tally):
+    return self.merge_accumulators([accumulator, tally])
+
+  def merge_accumulators(self, accumulators):
+    merged = Tally(Counter(), [], 0, {})
+    skipped, skipped_count = [], 0
+    for tally in accumulators:
+      merged.counts.update(tally.counts)
+      skipped = sorted(skipped + tally.skipped)[:SKIPPED_LISTED]
+      skipped_count += tally.skipped_count
+      _merge_splits_of_image(merged.splits_of_image, tally.splits_of_image)
+    return merged._replace(skipped=skipped, skipped_count=skipped_count)
+
+  def extract_output(self, accumulator):
+    return accumulator
+
+
+class _ToExamples(beam.DoFn):
+  """Reads, checks and serializes a batch of images into their splits, plus the batch's Tally.
+
+  A bad image stops the run, or with bad_images `skip` is counted and listed in the Tally.
+  """
+
+  def __init__(self, options: IngestOptions, held_out: HeldOut, track_splits_of_image: bool):
     self._options = options
     self._held_out = held_out
+    self._track = track_splits_of_image
     self._class_index = {name: index for index, name in enumerate(options.spec.classes)}
 
-  def process(self, item: layouts.Item) -> Iterator[Any]:
-    index = self._class_index.get(item.class_name)
-    if index is None:
-      raise unknown_class_error(item, self._options.spec)
-    content = layouts.read_content(item)
-    facts = item.facts
-    if facts is None:
-      try:
-        facts = images.inspect(content, where(item), self._options.limits)
-      except DatasetError as error:
-        if self._options.bad_images == 'stop':
-          raise
-        yield beam.pvalue.TaggedOutput(self.SKIPPED, (error.source, error.problem))
-        return
-    digest = hashlib.sha256(content).digest()
-    split = item.split if item.split in ('eval', 'test') else holdout_split(digest, self._held_out)
-    yield Ingested(split, digest, index, where(item), examples.to_example(content, index, facts))
-
-
-class _SplitsOfOneImage(beam.CombineFn):
-  """For one content hash: each split it is in, with the first file (by name) holding it."""
-
-  def create_accumulator(self):
-    return {}
-
-  def add_input(self, accumulator, split_and_source):
-    split, source = split_and_source
-    accumulator[split] = min(source, accumulator.get(split, source))
-    return accumulator
-
-  def merge_accumulators(self, accumulators):
-    merged = {}
-    for accumulator in accumulators:
-      for split, source in accumulator.items():
-        merged[split] = min(source, merged.get(split, source))
-    return merged
-
-  def extract_output(self, accumulator):
-    return accumulator
-
-
-def _stop_on_image_in_two_splits(digest_and_splits: tuple[bytes, dict[str, str]]) -> None:
-  digest, sources = digest_and_splits
-  if len(sources) > 1:
-    (first_split, first), (second_split, second) = sorted(
-      sources.items(), key=lambda split_source: SPLITS.index(split_source[0])
-    )[:2]
-    raise DatasetError(
-      second,
-      f'the same image (SHA-256 {digest.hex()[:16]}) as {first} is in both the {first_split} '
-      f'and the {second_split} split: remove one copy',
+  def process(self, batch: list[layouts.Item]) -> Iterator[Any]:
+    counts, skipped, splits_of_image = Counter(), [], {}
+    contents = [layouts.read_content(item) for item in batch]
+    to_inspect = [i for i, item in enumerate(batch) if item.facts is None]
+    inspected = dict(
+      zip(
+        to_inspect,
+        images.inspect_batch(
+          [contents[i] for i in to_inspect],
+          [where(batch[i]) for i in to_inspect],
+          self._options.limits,
+        ),
+      )
     )
+    for position, (item, content) in enumerate(zip(batch, contents)):
+      index = self._class_index.get(item.class_name)
+      if index is None:
+        raise unknown_class_error(item, self._options.spec)
+      facts = item.facts or inspected[position]
+      if isinstance(facts, DatasetError):
+        if self._options.bad_images == 'stop':
+          raise facts
+        skipped.append((facts.source, facts.problem))
+        continue
+      digest = hashlib.sha256(content).digest()
+      split = (
+        item.split if item.split in ('eval', 'test') else holdout_split(digest, self._held_out)
+      )
+      counts[(split, index)] += 1
+      if self._track:
+        sources = splits_of_image.setdefault(digest, {})
+        sources[split] = min(where(item), sources.get(split, where(item)))
+      yield beam.pvalue.TaggedOutput(split, examples.to_example(content, index, facts))
+    yield Tally(counts, sorted(skipped)[:SKIPPED_LISTED], len(skipped), splits_of_image)
 
 
-class _Summary(beam.CombineFn):
-  """Counts per split and class, and the skipped images (the first SKIPPED_LISTED, all counted)."""
-
-  def create_accumulator(self):
-    return Counter(), [], 0
-
-  def add_input(self, accumulator, element):
-    counts, skipped, skipped_count = accumulator
-    if element[0] == 'count':
-      counts[element[1:]] += 1
-      return accumulator
-    return counts, sorted([*skipped, element[1:]])[:SKIPPED_LISTED], skipped_count + 1
-
-  def merge_accumulators(self, accumulators):
-    counts, skipped, skipped_count = Counter(), [], 0
-    for more_counts, more_skipped, more_count in accumulators:
-      counts.update(more_counts)
-      skipped = sorted(skipped + more_skipped)[:SKIPPED_LISTED]
-      skipped_count += more_count
-    return counts, skipped, skipped_count
-
-  def extract_output(self, accumulator):
-    return accumulator
-
-
-def summary(
-  accumulated: tuple[Counter, list, int], spec: DatasetSpec, data: str, layout: str
-) -> dict[str, Any]:
+def summary(tally: Tally, spec: DatasetSpec, data: str, layout: str) -> dict[str, Any]:
   """dataset.json's content: what was read from where, and how many images of each class."""
-  counts, skipped, skipped_count = accumulated
   return {
     'spec': spec.to_dict(),
     'data': data,
     'layout': layout,
     'counts': {
-      split: {name: counts[(split, index)] for index, name in enumerate(spec.classes)}
+      split: {name: tally.counts[(split, index)] for index, name in enumerate(spec.classes)}
       for split in SPLITS
     },
-    'skipped': [{'file': source, 'problem': problem} for source, problem in skipped],
-    'skipped_count': skipped_count,
+    'skipped': [{'file': source, 'problem': problem} for source, problem in tally.skipped],
+    'skipped_count': tally.skipped_count,
   }
 
 
-def _write_summary(accumulated, path: str, spec: DatasetSpec, data: str, layout: str) -> None:
+def _write_summary(tally: Tally, path: str | None, spec: DatasetSpec, data: str, layout: str):
+  if path is None:
+    return
   tf.io.gfile.makedirs(posixpath.dirname(path))
   with tf.io.gfile.GFile(path, 'w') as out:
-    json.dump(summary(accumulated, spec, data, layout), out, indent=2, sort_keys=True)
+    json.dump(summary(tally, spec, data, layout), out, indent=2, sort_keys=True)
 
 
-def _split_index(record: Ingested, num_partitions: int) -> int:
-  del num_partitions  # always len(SPLITS)
-  return SPLITS.index(record.split)
+def _read_shard_batches(shard: layouts.Shard) -> Iterator[list]:
+  return batches(layouts.read_shard(shard))
 
 
 def generate_splits(
@@ -282,55 +294,37 @@ def generate_splits(
   """Serialized tf.Examples of `data` per split; writes dataset.json to `summary_path` if given.
 
   Listing and the checks that need no image (classes, folder sizes) run here on the launcher,
-  so a wrong directory fails before any worker starts; reading and decoding run on workers.
+  so a wrong directory fails before any worker starts; reading and decoding run on workers,
+  a batch of images at a time.
   """
   layout = layouts.detect(data)
   if layout in layouts.SHARDED_LAYOUTS:
     shards = layouts.shards(data, layout)
     named_splits = {shard.split for shard in shards if shard.split}
-    items = (
+    listed = (
       pipeline
       | 'ListFiles' >> beam.Create(shards)
-      | 'ReadFiles' >> beam.FlatMap(layouts.read_shard)
+      | 'ReadFiles' >> beam.FlatMap(_read_shard_batches)
     )
-    held_out = held_out_for(named_splits, options)
   else:
-    listed = layouts.listed_items(data, layout)
-    named_splits = {item.split for item in listed if item.split}
-    held_out = held_out_for(named_splits, options)
-    check_listed_items(listed, options.spec, held_out)
-    items = pipeline | 'ListImages' >> beam.Create(listed)
-  ingested, skipped = (
-    items
+    items = layouts.listed_items(data, layout)
+    named_splits = {item.split for item in items if item.split}
+    check_listed_items(items, options.spec, held_out_for(named_splits, options))
+    listed = pipeline | 'ListImages' >> beam.Create(list(batches(items)))
+  # With hash holdouts alone every copy of an image goes to one split; a split the data names
+  # can hold a copy of an image in another.
+  to_examples = _ToExamples(options, held_out_for(named_splits, options), bool(named_splits))
+  outputs = (
+    listed
     | 'Spread' >> beam.Reshuffle()
-    | 'ToExample'
-    >> beam.ParDo(_ToExample(options, held_out)).with_outputs(_ToExample.SKIPPED, main='ingested')
+    | 'ToExamples' >> beam.ParDo(to_examples).with_outputs(*SPLITS, main='tally')
   )
-  if named_splits:
-    # Some split came from the data: one image could be in two of them. (With hash holdouts
-    # alone, the hash sends every copy to one split.)
-    _ = (
-      ingested
-      | 'ByContent' >> beam.Map(lambda record: (record.digest, (record.split, record.source)))
-      | 'SplitsOfEachImage' >> beam.CombinePerKey(_SplitsOfOneImage())
-      | 'OneSplitPerImage' >> beam.Map(_stop_on_image_in_two_splits)
-    )
-  if summary_path:
-    counted = ingested | 'CountKey' >> beam.Map(
-      lambda record: ('count', record.split, record.class_index)
-    )
-    skips = skipped | 'SkipKey' >> beam.Map(lambda source_problem: ('skipped', *source_problem))
-    _ = (
-      (counted, skips)
-      | 'Tally' >> beam.Flatten()
-      | 'Summarize' >> beam.CombineGlobally(_Summary())
-      | 'WriteSummary' >> beam.Map(_write_summary, summary_path, options.spec, data, layout)
-    )
-  by_split = ingested | 'Split' >> beam.Partition(_split_index, len(SPLITS))
-  return {
-    name: part | f'Serialize[{name}]' >> beam.Map(lambda record: record.example)
-    for name, part in zip(SPLITS, by_split)
-  }
+  _ = (
+    outputs.tally
+    | 'TallyAll' >> beam.CombineGlobally(_TallyAll())
+    | 'WriteSummary' >> beam.Map(_write_summary, summary_path, options.spec, data, layout)
+  )
+  return {name: outputs[name] for name in SPLITS}
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
