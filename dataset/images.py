@@ -132,12 +132,13 @@ def inspect(content: bytes, source: str, limits: ImageLimits = ImageLimits()) ->
 def _decoded_shapes_and_means(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   def shape_and_mean(content):
     pixels = tf.io.decode_image(content, expand_animations=False)
-    return tf.shape(pixels), tf.reduce_mean(tf.cast(pixels, tf.float64))
+    # Cast: a shape tensor written into the map's output list upsets graph type inference.
+    return tf.cast(tf.shape(pixels), tf.int64), tf.reduce_mean(tf.cast(pixels, tf.float64))
 
   return tf.map_fn(
     shape_and_mean,
     contents,
-    fn_output_signature=(tf.TensorSpec([3], tf.int32), tf.TensorSpec([], tf.float64)),
+    fn_output_signature=(tf.TensorSpec([3], tf.int64), tf.TensorSpec([], tf.float64)),
   )
 
 

@@ -1,57 +1,20 @@
 """ImageExampleGen's executor on the IDX files: splits, holdout determinism, example encoding."""
 
 import hashlib
-import json
-import os
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.types import standard_component_specs
-from tfx.utils import json_utils
-from tfx.utils import proto_utils
 
 from components.image_example_gen import executor
 from components.image_example_gen import idx
-from components.image_example_gen.component import input_config_for
 from contract import features
 from contract.features import FASHION_MNIST
 from dataset import export
 from dataset import images
 from tests import idx_files
-
-
-def run_executor(data, out_dir, custom_config=None):
-  """The executor's Beam pipeline as TFX runs it; returns {split: [tf.Example]} and dataset.json."""
-  input_base, input_config = input_config_for(str(data))
-  exec_properties = {
-    standard_component_specs.INPUT_BASE_KEY: input_base,
-    standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
-    standard_component_specs.OUTPUT_CONFIG_KEY: '{}',
-    standard_component_specs.CUSTOM_CONFIG_KEY: json_utils.dumps(custom_config or {}),
-  }
-  out_dir = str(out_dir)
-  gen = executor.Executor()
-  gen._summary_path = os.path.join(out_dir, executor.SUMMARY_FILE)
-  with beam.Pipeline() as pipeline:
-    splits = gen.GenerateExamplesByBeam(pipeline, exec_properties)
-    for name, records in splits.items():
-      _ = records | f'Write[{name}]' >> beam.io.WriteToTFRecord(os.path.join(out_dir, name))
-  written = {
-    name: [
-      tf.train.Example.FromString(record.numpy())
-      for record in tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(out_dir, name) + '*'))
-    ]
-    for name in splits
-  }
-  with open(gen._summary_path) as summary:
-    return written, json.load(summary)
-
-
-def value(example, key):
-  feature = example.features.feature[key]
-  return (feature.bytes_list.value or feature.int64_list.value or feature.float_list.value)[0]
+from tests.image_data import run_executor
+from tests.image_data import value
 
 
 def test_holdout_is_about_the_requested_share_and_nested():
