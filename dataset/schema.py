@@ -85,11 +85,11 @@ def classes_from_schema(text: str, source: str) -> tuple[str, ...]:
     )
   classes = tuple(domain.value)
   label = next((f for f in schema.feature if f.name == features.LABEL_KEY), None)
-  if label is not None and label.HasField('int_domain'):
-    if (label.int_domain.min, label.int_domain.max) != (0, len(classes) - 1):
-      raise DatasetError(
-        source,
-        f'label domain {label.int_domain.min}..{label.int_domain.max} does not match the '
-        f'{len(classes)} classes of string_domain {CLASSES_DOMAIN!r} (0..{len(classes) - 1})',
-      )
+  domain_bounds = (label.int_domain.min, label.int_domain.max) if label else None
+  if label and label.HasField('int_domain') and domain_bounds != (0, len(classes) - 1):
+    raise DatasetError(
+      source,
+      f'label domain {domain_bounds[0]}..{domain_bounds[1]} does not match the '
+      f'{len(classes)} classes of string_domain {CLASSES_DOMAIN!r} (0..{len(classes) - 1})',
+    )
   return classes

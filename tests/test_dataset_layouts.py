@@ -128,12 +128,12 @@ def test_jsonl_manifest_in_vertex_format(tmp_path):
 
 def _tf_example(**features_by_key) -> bytes:
   example = tf.train.Example()
-  for key, value in features_by_key.items():
+  for key, given in features_by_key.items():
     feature = example.features.feature[key.replace('__', '/')]
-    if isinstance(value, bytes):
-      feature.bytes_list.value.append(value)
+    if isinstance(given, bytes):
+      feature.bytes_list.value.append(given)
     else:
-      feature.int64_list.value.append(value)
+      feature.int64_list.value.append(given)
   return example.SerializeToString()
 
 

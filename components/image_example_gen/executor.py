@@ -8,10 +8,10 @@ depends on nothing but the bytes, so it is the same on every run and runner, dup
 one split, and an IDX image and its PNG export (dataset.export, the same encoder) land alike.
 
 Stops with one DatasetError line (the file, manifest line or record, and the problem) on:
-a class outside the DatasetSpec's classes; an empty class folder; a class with fewer training
-images than a hash-held-out split needs for one image of it (ceil(100 / percent): 10 at 10%;
-checked for folders and manifests, whose classes are known before reading); a manifest line
-without a label or whose file is missing; the same image (content hash) in two splits; and,
+a class outside the DatasetSpec's classes; an empty class folder; a class without training
+images, or with fewer than a hash-held-out split needs for one image of it, ceil(100 / percent)
+(10 at 10%; both checked for folders and manifests, whose classes are known before reading);
+a manifest line without a label or whose file is missing; the same image (content hash) in two splits; and,
 unless `bad_images` is `skip`, a file that is not an image, is corrupt or truncated, or is over
 `max_image_bytes` / `max_image_pixels`. Skipped images are listed in `<examples>/dataset.json`
 beside the counts of every split and class.
@@ -137,6 +137,13 @@ def check_listed_items(items: list[layouts.Item], spec: DatasetSpec, held_out: H
     first.setdefault(item.class_name, item)
     if item.split in (None, 'train'):
       training[item.class_name] += 1
+  for class_name in sorted(first):
+    if not training[class_name]:
+      held = sum(item.class_name == class_name for item in items)
+      raise DatasetError(
+        where(first[class_name]),
+        f'class {class_name!r} has no training images (all {held} are in eval or test)',
+      )
   for split, percent in held_out._asdict().items():
     if not percent:
       continue
