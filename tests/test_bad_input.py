@@ -1,7 +1,7 @@
 """Each kind of bad input stops ImageExampleGen with one line naming the file and the problem.
 
-The line is the DatasetError's message; Beam re-raises a worker's exception with the step it
-ran in appended, so the tests look for the line within the error's text.
+The line is the DatasetError's message. A worker's error arrives re-raised by Beam (a
+RuntimeError with the step appended); dataset_error_line finds the line either way.
 """
 
 import os
@@ -10,6 +10,7 @@ import pytest
 
 from components.image_example_gen import executor
 from dataset.errors import DatasetError
+from dataset.errors import dataset_error_line
 from tests import image_data
 
 CLASSES = ['cat', 'dog']
@@ -21,11 +22,21 @@ def _ingest(data, tmp_path, **options):
   )
 
 
-def _stops(data, tmp_path, line, **options):
-  """Runs the executor and checks it stops with `line` (file and problem) in one line."""
-  with pytest.raises(Exception) as error:  # noqa: PT011 (a DatasetError, as Beam re-raises it)
+def _stop_line(data, tmp_path, **options) -> str:
+  """Runs the executor, which must stop; returns the one line it stopped with."""
+  # A DatasetError, or a RuntimeError when Beam re-raises it from a worker.
+  with pytest.raises(Exception) as error:
     _ingest(data, tmp_path, **options)
-  assert any(line in text for text in str(error.value).splitlines()), str(error.value)
+  found = dataset_error_line(error.value)
+  assert found is not None, str(error.value)
+  assert '\n' not in found and 'while running' not in found
+  return found
+
+
+def _stops(data, tmp_path, line, **options):
+  """Runs the executor and checks it stops with one line that starts with `line`."""
+  found = _stop_line(data, tmp_path, **options)
+  assert found.startswith(line), found
 
 
 @pytest.fixture
@@ -105,13 +116,10 @@ def test_the_same_image_in_two_splits(tmp_path):
   image_data.class_folders(root, {'cat': 12, 'dog': 12}, split='train')
   image_data.class_folders(root, {'cat': 1, 'dog': 1}, split='test', first_seed=100)
   duplicate = image_data.write(root / 'test' / 'cat' / 'again.png', image_data.image_bytes(5))
-  _stops(
-    str(root),
-    tmp_path,
-    f'{duplicate}: the same image (SHA-256 ',
-  )
+  found = _stop_line(str(root), tmp_path)
+  assert found.startswith(f'{duplicate}: the same image (SHA-256 ')
   # The train copy may be in train or held out into eval: either way, two splits.
-  _stops(str(root), tmp_path, f'as {root}/train/cat/004.png is in both the ')
+  assert f'as {root}/train/cat/004.png is in both the ' in found
 
 
 def test_an_image_over_the_byte_limit(folders, tmp_path):
