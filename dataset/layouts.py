@@ -37,8 +37,6 @@ from dataset import images
 from dataset.errors import DatasetError
 
 LAYOUTS = ('idx', 'folders', 'csv', 'jsonl', 'tfrecord')
-# Layouts whose images a worker reads from a few large files (shards) rather than one file each.
-SHARDED_LAYOUTS = ('idx', 'tfrecord')
 SPLITS = ('train', 'eval', 'test')
 SPLIT_FOLDER_NAMES = {
   'train': 'train',
@@ -72,13 +70,15 @@ class Item(NamedTuple):
 
 
 class Shard(NamedTuple):
-  """One file of a sharded layout, expanded into Items by a worker (read_shard)."""
+  """A part of the data a worker expands into Items (read_shard): an IDX pair, a TFRecord
+  file, a class folder or a manifest. Listing shards is cheap, so the launcher does it."""
 
   layout: str
   path: str
   split: str | None
   labels_path: str = ''  # idx: the labels file paired with the images file `path`
   label_names: tuple[str, ...] = ()  # tfrecord: names of int labels 0..N-1, when known
+  class_name: str = ''  # folders: the class of every file below `path`
 
 
 def input_base_and_pattern(data: str, layout: str) -> tuple[str, str]:
@@ -159,14 +159,16 @@ def _files_below(directory: str) -> list[str]:
   return sorted(found)
 
 
-def folder_items(root: str) -> Iterator[Item]:
-  """`root/<class>/*` or `root/<split>/<class>/*`: each file with its folder's class (and split)."""
+def class_folder_shards(root: str) -> list['Shard']:
+  """The class folders of `root/<class>/*` or `root/<split>/<class>/*`, each with class and split.
+
+  Only directories are listed here; a worker lists each folder's files (folder_shard_items).
+  """
   root = root.rstrip('/')
   children = _subdirectories(root)
   split_folders = [name for name in children if name.lower() in SPLIT_FOLDER_NAMES]
   if not split_folders:
-    yield from _class_folder_items(root, children, None)
-    return
+    return _class_folders(root, children, None)
   if len(split_folders) != len(children):
     classes = sorted(set(children) - set(split_folders))
     raise DatasetError(
@@ -182,22 +184,37 @@ def folder_items(root: str) -> Iterator[Item]:
         root, f'folders {by_split[split]!r} and {name!r} both name the {split} split'
       )
     by_split[split] = name
+  shards = []
   for split in SPLITS:
     if split in by_split:
       split_dir = _join(root, by_split[split])
-      yield from _class_folder_items(split_dir, _subdirectories(split_dir), split)
+      shards.extend(_class_folders(split_dir, _subdirectories(split_dir), split))
+  return shards
 
 
-def _class_folder_items(directory: str, classes: list[str], split: str | None) -> Iterator[Item]:
+def _class_folders(directory: str, classes: list[str], split: str | None) -> list['Shard']:
   if not classes:
     raise DatasetError(directory, 'holds no class folders (expected <class>/<image files>)')
-  for class_name in classes:
-    class_dir = _join(directory, class_name)
-    files = _files_below(class_dir)
-    if not files:
-      raise DatasetError(class_dir, f'empty class folder: class {class_name!r} has no images')
-    for path in files:
-      yield Item(path, path, class_name, split)
+  return [Shard('folders', _join(directory, name), split, class_name=name) for name in classes]
+
+
+def _folder_shard_items(shard: 'Shard') -> Iterator[Item]:
+  files = _files_below(shard.path)
+  if not files:
+    raise DatasetError(shard.path, f'empty class folder: class {shard.class_name!r} has no images')
+  for path in files:
+    yield Item(path, path, shard.class_name, shard.split)
+
+
+def first_item(shard: 'Shard') -> Item:
+  """The first Item of a class folder (by name): what an error about its class names."""
+  return next(_folder_shard_items(shard))
+
+
+def folder_items(root: str) -> Iterator[Item]:
+  """Every file of a class-folder tree with its folder's class (and split)."""
+  for shard in class_folder_shards(root):
+    yield from _folder_shard_items(shard)
 
 
 def _resolve_uri(manifest: str, uri: str) -> str:
@@ -319,7 +336,14 @@ def idx_shards(directory: str) -> list[Shard]:
 
 
 def shards(data: str, layout: str) -> list[Shard]:
-  return idx_shards(data.rstrip('/')) if layout == 'idx' else tfrecord_shards(data)
+  """The parts of `data` workers read, each with its split when the data names it."""
+  if layout == 'idx':
+    return idx_shards(data.rstrip('/'))
+  if layout == 'tfrecord':
+    return tfrecord_shards(data)
+  if layout == 'folders':
+    return class_folder_shards(data)
+  return [Shard(layout, data, None)]
 
 
 def _idx_items(shard: Shard, chunk: int = 500) -> Iterator[Item]:
@@ -398,27 +422,21 @@ def _tfrecord_items(shard: Shard) -> Iterator[Item]:
 
 
 def read_shard(shard: Shard) -> Iterator[Item]:
-  """The Items of one IDX pair or TFRecord file, with the encoded bytes in hand."""
-  return _idx_items(shard) if shard.layout == 'idx' else _tfrecord_items(shard)
-
-
-def listed_items(data: str, layout: str) -> list[Item]:
-  """Every Item of a folder tree or manifest, listed without reading any image."""
-  if layout == 'folders':
-    return list(folder_items(data))
-  if layout == 'csv':
-    return list(csv_items(data))
-  return list(jsonl_items(data))
+  """The Items of one shard: IDX and TFRecord ones with their bytes, the others with URIs."""
+  readers = {
+    'idx': _idx_items,
+    'tfrecord': _tfrecord_items,
+    'folders': _folder_shard_items,
+    'csv': lambda manifest: csv_items(manifest.path),
+    'jsonl': lambda manifest: jsonl_items(manifest.path),
+  }
+  return readers[shard.layout](shard)
 
 
 def items(data: str) -> Iterator[Item]:
-  """Every Item `data` holds, whatever its layout (sharded layouts read their files)."""
-  layout = detect(data)
-  if layout in SHARDED_LAYOUTS:
-    for shard in shards(data, layout):
-      yield from read_shard(shard)
-  else:
-    yield from listed_items(data, layout)
+  """Every Item `data` holds, whatever its layout."""
+  for shard in shards(data, detect(data)):
+    yield from read_shard(shard)
 
 
 def read_content(item: Item) -> bytes:

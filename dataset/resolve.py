@@ -20,10 +20,8 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from components import curated_schema
-from contract.features import FASHION_MNIST
-from contract.features import DatasetSpec
-from dataset import images
-from dataset import layouts
+from contract.features import FASHION_MNIST, DatasetSpec
+from dataset import images, layouts
 from dataset import schema as dataset_schema
 from dataset.errors import DatasetError
 
@@ -66,7 +64,7 @@ def _sample_positions(count: int, size: int = SAMPLE_SIZE) -> list[int]:
 
 def _listed_profile(data: str, layout: str) -> tuple[list[layouts.Item], list[layouts.Item]]:
   """(every item, the sampled items) of a folder tree or manifest."""
-  listed = layouts.listed_items(data, layout)
+  listed = list(layouts.items(data))
   return listed, [listed[position] for position in _sample_positions(len(listed))]
 
 

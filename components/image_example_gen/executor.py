@@ -126,34 +126,26 @@ def unknown_class_error(item: layouts.Item, spec: DatasetSpec) -> DatasetError:
   )
 
 
-def check_listed_items(items: list[layouts.Item], spec: DatasetSpec, held_out: HeldOut) -> None:
-  """Checks a folder tree's or manifest's classes before any image is read."""
-  known = set(spec.classes)
-  training = Counter()
-  first = {}
-  for item in items:
-    if item.class_name not in known:
-      raise unknown_class_error(item, spec)
-    first.setdefault(item.class_name, item)
-    if item.split in (None, 'train'):
-      training[item.class_name] += 1
-  for class_name in sorted(first):
-    if not training[class_name]:
-      held = sum(item.class_name == class_name for item in items)
+def check_class_sizes(tally: 'Tally', spec: DatasetSpec, held_out: HeldOut) -> None:
+  """Every class in the data has training images, enough to hold one of each held-out split."""
+  present = sorted(tally.first_source, key=lambda index: tally.first_source[index])
+  for index in present:
+    if not tally.training[index]:
+      held = sum(tally.counts[(split, index)] for split in SPLITS)
       raise DatasetError(
-        where(first[class_name]),
-        f'class {class_name!r} has no training images (all {held} are in eval or test)',
+        tally.first_source[index],
+        f'class {spec.classes[index]!r} has no training images (all {held} are in eval or test)',
       )
   for split, percent in held_out._asdict().items():
     if not percent:
       continue
     needed = math.ceil(100 / percent)
-    for class_name in sorted(first):
-      if training[class_name] < needed:
+    for index in present:
+      if tally.training[index] < needed:
         raise DatasetError(
-          where(first[class_name]),
-          f'class {class_name!r} has {training[class_name]} training images, fewer than the '
-          f'{needed} that holding out {percent}% for the {split} split needs for one {split} '
+          tally.first_source[index],
+          f'class {spec.classes[index]!r} has {tally.training[index]} training images, fewer than '
+          f'the {needed} that holding out {percent}% for the {split} split needs for one {split} '
           f'image: add images, give the {split} split its own images, or raise {split}_percent',
         )
 
@@ -174,6 +166,8 @@ class Tally(NamedTuple):
   """What a batch of images adds to dataset.json and to the one-split-per-image check."""
 
   counts: Counter  # (split, class index) → images
+  training: Counter  # class index → images in train or held out of it (the data's training set)
+  first_source: dict  # class index → its first file (by name), what a class error names
   skipped: list  # (source, problem), sorted, the first SKIPPED_LISTED
   skipped_count: int
   # content hash → {split: first source}; filled only when the data names some split
@@ -201,16 +195,19 @@ class _TallyAll(beam.CombineFn):
   """Merges the batches' tallies (and so checks, across all of them, one split per image)."""
 
   def create_accumulator(self):
-    return Tally(Counter(), [], 0, {})
+    return Tally(Counter(), Counter(), {}, [], 0, {})
 
   def add_input(self, accumulator, tally):
     return self.merge_accumulators([accumulator, tally])
 
   def merge_accumulators(self, accumulators):
-    merged = Tally(Counter(), [], 0, {})
+    merged = self.create_accumulator()
     skipped, skipped_count = [], 0
     for tally in accumulators:
       merged.counts.update(tally.counts)
+      merged.training.update(tally.training)
+      for index, source in tally.first_source.items():
+        merged.first_source[index] = min(source, merged.first_source.get(index, source))
       skipped = sorted(skipped + tally.skipped)[:SKIPPED_LISTED]
       skipped_count += tally.skipped_count
       _merge_splits_of_image(merged.splits_of_image, tally.splits_of_image)
@@ -233,7 +230,7 @@ class _ToExamples(beam.DoFn):
     self._class_index = {name: index for index, name in enumerate(options.spec.classes)}
 
   def process(self, batch: list[layouts.Item]) -> Iterator[Any]:
-    counts, skipped, splits_of_image = Counter(), [], {}
+    counts, training, first_source, skipped, splits_of_image = Counter(), Counter(), {}, [], {}
     contents = [layouts.read_content(item) for item in batch]
     to_inspect = [i for i, item in enumerate(batch) if item.facts is None]
     inspected = dict(
@@ -256,16 +253,23 @@ class _ToExamples(beam.DoFn):
           raise facts
         skipped.append((facts.source, facts.problem))
         continue
+      source = where(item)
+      first_source[index] = min(source, first_source.get(index, source))
       digest = hashlib.sha256(content).digest()
       split = (
         item.split if item.split in ('eval', 'test') else holdout_split(digest, self._held_out)
       )
       counts[(split, index)] += 1
+      if item.split in (None, 'train'):
+        training[index] += 1
       if self._track:
         sources = splits_of_image.setdefault(digest, {})
-        sources[split] = min(where(item), sources.get(split, where(item)))
+        sources[split] = min(source, sources.get(split, source))
       yield beam.pvalue.TaggedOutput(split, examples.to_example(content, index, facts))
-    yield Tally(counts, sorted(skipped)[:SKIPPED_LISTED], len(skipped), splits_of_image)
+    skipped = sorted(skipped)
+    yield Tally(
+      counts, training, first_source, skipped[:SKIPPED_LISTED], len(skipped), splits_of_image
+    )
 
 
 def summary(tally: Tally, spec: DatasetSpec, data: str, layout: str) -> dict[str, Any]:
@@ -283,7 +287,11 @@ def summary(tally: Tally, spec: DatasetSpec, data: str, layout: str) -> dict[str
   }
 
 
-def _write_summary(tally: Tally, path: str | None, spec: DatasetSpec, data: str, layout: str):
+def _finish(
+  tally: Tally, held_out: HeldOut, path: str | None, spec: DatasetSpec, data: str, layout: str
+) -> None:
+  """Checks the class sizes, then writes dataset.json (when there is a `path`)."""
+  check_class_sizes(tally, spec, held_out)
   if path is None:
     return
   tf.io.gfile.makedirs(posixpath.dirname(path))
@@ -300,36 +308,42 @@ def generate_splits(
 ) -> dict[str, beam.pvalue.PCollection]:
   """Serialized tf.Examples of `data` per split; writes dataset.json to `summary_path` if given.
 
-  Listing and the checks that need no image (classes, folder sizes) run here on the launcher,
-  so a wrong directory fails before any worker starts; reading and decoding run on workers,
-  a batch of images at a time.
+  The launcher lists only the shards (class folders, manifests, IDX pairs, TFRecord files), so
+  a wrong directory fails before any worker starts and the pipeline graph stays small however
+  many images there are; workers list, read and decode them, a batch at a time.
   """
   layout = layouts.detect(data)
-  if layout in layouts.SHARDED_LAYOUTS:
-    shards = layouts.shards(data, layout)
-    named_splits = {shard.split for shard in shards if shard.split}
-    listed = (
-      pipeline
-      | 'ListFiles' >> beam.Create(shards)
-      | 'ReadFiles' >> beam.FlatMap(_read_shard_batches)
-    )
+  shards = layouts.shards(data, layout)
+  known = set(options.spec.classes)
+  if layout in ('csv', 'jsonl'):
+    # Which splits the manifest names decides the holdouts; reading it here also stops on a
+    # malformed line or an unknown class before any worker starts.
+    listed = list(layouts.read_shard(shards[0]))
+    named_splits = {item.split for item in listed if item.split}
+    unknown = next((item for item in listed if item.class_name not in known), None)
   else:
-    items = layouts.listed_items(data, layout)
-    named_splits = {item.split for item in items if item.split}
-    check_listed_items(items, options.spec, held_out_for(named_splits, options))
-    listed = pipeline | 'ListImages' >> beam.Create(list(batches(items)))
+    named_splits = {shard.split for shard in shards if shard.split}
+    unknown = next(
+      (layouts.first_item(shard) for shard in shards if shard.class_name not in known | {''}),
+      None,
+    )
+  if unknown is not None:
+    raise unknown_class_error(unknown, options.spec)
+  held_out = held_out_for(named_splits, options)
   # With hash holdouts alone every copy of an image goes to one split; a split the data names
   # can hold a copy of an image in another.
-  to_examples = _ToExamples(options, held_out_for(named_splits, options), bool(named_splits))
+  to_examples = _ToExamples(options, held_out, bool(named_splits))
   outputs = (
-    listed
+    pipeline
+    | 'ListShards' >> beam.Create(shards)
+    | 'ReadShards' >> beam.FlatMap(_read_shard_batches)
     | 'Spread' >> beam.Reshuffle()
     | 'ToExamples' >> beam.ParDo(to_examples).with_outputs(*SPLITS, main='tally')
   )
   _ = (
     outputs.tally
     | 'TallyAll' >> beam.CombineGlobally(_TallyAll())
-    | 'WriteSummary' >> beam.Map(_write_summary, summary_path, options.spec, data, layout)
+    | 'Finish' >> beam.Map(_finish, held_out, summary_path, options.spec, data, layout)
   )
   return {name: outputs[name] for name in SPLITS}
 
