@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from components.idx_example_gen import idx
+from components.image_example_gen import idx
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:
