@@ -149,6 +149,29 @@ def _shipped_schema_text() -> str:
     return shipped.read()
 
 
+def fashion_mnist_dataset(
+  data: str,
+  size_option: tuple[int, int] | None = None,
+  channels: int | None = None,
+  schema_path: str | None = None,
+  adopted: str | None = None,
+) -> ResolvedDataset:
+  """The Fashion-MNIST IDX files in `data`, told without reading them (compiling reads no data)."""
+  height, width = size_option or (FASHION_MNIST.height, FASHION_MNIST.width)
+  spec = DatasetSpec(FASHION_MNIST.classes, height, width, channels or FASHION_MNIST.channels)
+  return ResolvedDataset(
+    'idx',
+    spec,
+    adopted or _shipped_schema_text(),
+    False,
+    [
+      f'data: {data} (Fashion-MNIST IDX files: 60000 train, 10000 test)',
+      f'schema: {schema_path or "the shipped Fashion-MNIST curated schema"}',
+      f'images: {height}x{width}, {spec.channels} channel(s)',
+    ],
+  )
+
+
 def resolve(
   data: str,
   *,
@@ -163,19 +186,7 @@ def resolve(
   adopted = _read_text(schema_path) if schema_path else None
   if layout == 'idx':
     layouts.idx_shards(data)  # the four files are there
-    height, width = size_option or (FASHION_MNIST.height, FASHION_MNIST.width)
-    spec = DatasetSpec(FASHION_MNIST.classes, height, width, channels or FASHION_MNIST.channels)
-    return ResolvedDataset(
-      layout,
-      spec,
-      adopted or _shipped_schema_text(),
-      False,
-      [
-        f'data: {data} (Fashion-MNIST IDX files: 60000 train, 10000 test)',
-        f'schema: {schema_path or "the shipped Fashion-MNIST curated schema"}',
-        f'images: {height}x{width}, {spec.channels} channel(s)',
-      ],
-    )
+    return fashion_mnist_dataset(data, size_option, channels, schema_path, adopted)
 
   if layout == 'tfrecord':
     items, sampled, names = _tfrecord_profile(data)

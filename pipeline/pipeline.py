@@ -14,6 +14,7 @@ from components.training_parameters import TrainingParameters
 from components.variant_selection import keys as selector_keys
 from components.variant_selection.component import VariantSelector
 from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.component import input_config_for
 from contract import features
 from contract import signatures
 from dataset.resolve import ResolvedDataset
@@ -147,12 +148,13 @@ def create_pipeline(
   layout, classes, image size and schema; Fashion-MNIST's IDX files by default.
   """
   parameters = parameters or parameter_values(config)
-  dataset = dataset or fashion_mnist_dataset()
+  dataset = dataset or fashion_mnist_dataset(config.data_dir)
   # Every step that reads images or labels gets the one DatasetSpec decided before the build.
   spec_config = {features.DATASET_SPEC_KEY: dataset.spec.to_json()}
+  input_base, input_config = input_config_for(config.data_dir, dataset.layout)
   example_gen = ImageExampleGen(
-    input_base=config.data_dir,
-    input_config=dataset.input_config(),
+    input_base=input_base,
+    input_config=input_config,
     custom_config={
       **spec_config,
       **{name: getattr(config, name) for name in EXAMPLE_GEN_OPTIONS},

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from components.idx_example_gen import idx
+from components.image_example_gen import idx
 from components.variant_selection import production
 from contract import signatures
 from contract.features import FASHION_MNIST

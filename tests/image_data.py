@@ -14,6 +14,7 @@ from tfx.utils import proto_utils
 
 from components.image_example_gen import executor
 from components.image_example_gen.component import input_config_for
+from dataset import layouts
 from contract import features
 
 PIL_FORMATS = {'png': 'PNG', 'jpeg': 'JPEG', 'gif': 'GIF', 'bmp': 'BMP'}
@@ -50,7 +51,7 @@ def class_folders(root, counts: dict, split: str | None = None, first_seed: int 
 
 def run_executor(data, out_dir, custom_config=None):
   """The executor's Beam pipeline as TFX runs it: ({split: [tf.Example]}, dataset.json)."""
-  input_base, input_config = input_config_for(str(data))
+  input_base, input_config = input_config_for(str(data), layouts.detect(str(data)))
   exec_properties = {
     standard_component_specs.INPUT_BASE_KEY: input_base,
     standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),

@@ -11,7 +11,7 @@ from dataset import layouts
 class ImageExampleGen(FileBasedExampleGen):
   """Ingests `data` (see dataset.layouts) into train / eval / test tf.Examples and dataset.json.
 
-  Build it with input_base and input_config from `input_config_for(data)`, and custom_config
+  Build it with input_base and input_config from `input_config_for(data, layout)`, and custom_config
   holding the DatasetSpec (contract.features.DATASET_SPEC_KEY) and the options
   (executor.EVAL_PERCENT_KEY, ...).
   """
@@ -19,13 +19,18 @@ class ImageExampleGen(FileBasedExampleGen):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
 
-def input_config_for(data: str) -> tuple[str, example_gen_pb2.Input]:
-  """(input_base, input_config) for `data`: the three splits, one pattern TFX fingerprints.
+def input_config_for(data: str, layout: str) -> tuple[str, example_gen_pb2.Input]:
+  """(input_base, input_config) for `data` of `layout`: the three splits, one pattern TFX
+  fingerprints.
 
   The executor decides which image goes to which split; the pattern only tells it (and the
-  driver, which fingerprints the files it matches for the cache) where the data is.
+  driver, which fingerprints the files it matches for the cache) where the data is. The IDX
+  files' directory is taken as it is, so that compiling the default pipeline reads nothing.
   """
-  input_base, pattern = layouts.input_base_and_pattern(data, layouts.detect(data))
+  if layout == 'idx':
+    input_base, pattern = data.rstrip('/'), layouts.DIRECTORY_PATTERNS['idx']
+  else:
+    input_base, pattern = layouts.input_base_and_pattern(data, layout)
   return input_base, example_gen_pb2.Input(
     splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern) for name in executor.SPLITS]
   )
