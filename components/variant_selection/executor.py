@@ -25,6 +25,7 @@ from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import seeds
 from components.variant_selection import selection
+from contract import signatures
 from contract.features import DATASET_RECORD
 from contract.features import DATASET_SPEC_KEY
 from contract.features import LABEL_KEY
@@ -32,6 +33,7 @@ from contract.features import MODEL_INFO_FILE
 from contract.features import DatasetSpec
 from pipeline.config import PipelineConfig
 from serving import latency
+from serving import requests
 from trainer.config import check_run_time_parameters
 from trainer.summaries import HISTORY_FILE
 from trainer.summaries import TOTALS_PHASE
@@ -86,6 +88,10 @@ def _dataset(
         f'{list(facts.classes)}'
       )
   return facts
+
+
+def _reads_encoded_examples(path: str) -> bool:
+  return signatures.EXAMPLES_SIGNATURE in tf.saved_model.load(path).signatures
 
 
 def _check_production_classes(path: str, classes: Sequence[str]) -> None:
@@ -243,6 +249,13 @@ class Executor(base_executor.BaseExecutor):
       skipped.append(line)
 
     served = production.in_production(serving_model_dir, warn=skip)
+    if served is not None and not _reads_encoded_examples(served.path):
+      skip(
+        f'{served.path}: exported before examples carried encoded images (it has no '
+        f'{signatures.EXAMPLES_SIGNATURE} signature), so it cannot be evaluated on these '
+        'examples; only the accuracy threshold applies and a blessed candidate replaces it'
+      )
+      served = None
     production_path = served.path if served else None
     if served is None:
       logging.info('No model under %s yet: only the accuracy threshold applies.', serving_model_dir)
@@ -256,7 +269,7 @@ class Executor(base_executor.BaseExecutor):
     evaluated = time.perf_counter()
     serving_latency = latency.serving_latency(
       measured,
-      held_out.first_records(eval_files, max(LATENCY_BATCH_SIZES)),
+      requests.encoded_images(held_out.first_records(eval_files, max(LATENCY_BATCH_SIZES))),
       LATENCY_BATCH_SIZES,
       repeats=int(exec_properties[keys.LATENCY_REPEATS]),
     )

@@ -625,7 +625,7 @@ def _markdown(
     *_quality_table(variants, selection),
     '',
     (
-      'Serving cost (serving_default on serialized tf.Examples, in process; median and '
+      'Serving cost (serving_default on encoded image bytes, in process; median and '
       'p10–p90 over the timed calls) and training cost:'
     ),
     '',
