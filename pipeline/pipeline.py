@@ -210,6 +210,7 @@ def create_pipeline(
       custom_config={
         training_config.CUSTOM_CONFIG_KEY: options,
         **spec_config,
+        PIXEL_SCALING_KEY: config.pixel_scaling,
         CODE_FINGERPRINT_KEY: code_fingerprint,
         **(vertex_training_config or {}),
       },

@@ -20,6 +20,7 @@ from trainer import augmentation
 from trainer import export
 from trainer import loop
 from trainer.preprocessing import IMAGE_RAW_KEY
+from trainer.preprocessing import PIXEL_SCALING_KEY
 from trainer.config import COSINE
 from trainer.config import CUSTOM_CONFIG_KEY
 from trainer.config import MIXED_FLOAT16
@@ -234,7 +235,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       model,
       transform_output,
       serving_model_dir,
-      {'variant': config.variant, 'training': config.as_custom_config()},
+      {
+        'variant': config.variant,
+        'training': config.as_custom_config(),
+        # What the Transform graph inside the export does to pixels, for the model card.
+        'transform': {PIXEL_SCALING_KEY: fn_args.custom_config.get(PIXEL_SCALING_KEY)},
+      },
       spec,
       sample_images(fn_args, transform_output),
     )
