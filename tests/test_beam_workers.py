@@ -38,7 +38,7 @@ from tests import serving_model
 from tests.test_kubeflow_v2 import VERTEX
 from tests.test_kubeflow_v2 import _executor
 from tests.test_kubeflow_v2 import _write_config
-from trainer import features
+from contract import features
 from trainer.config import ZSCORE_SCALING
 from trainer.model import build_model
 
@@ -182,7 +182,11 @@ def test_two_workers_compute_the_same_statistics(data_steps, split):
     features_of(data_steps[w].root) for w in WORKER_COUNTS
   )
   assert count_2 == count_1 > 0
-  assert sorted(features_2) == sorted(features_1) == [features.IMAGE_KEY, features.LABEL_KEY]
+  assert (
+    sorted(features_2)
+    == sorted(features_1)
+    == sorted([features.IMAGE_KEY, features.LABEL_KEY, *features.METADATA_KEYS])
+  )
   for name, feature in features_1.items():
     one, two = feature.num_stats, features_2[name].num_stats
     # Counts, extremes and histogram counts are exact; sums of floats merge in another order.
@@ -238,7 +242,8 @@ def _transformed(split_dir):
 
 
 def _unit_scaled(parsed):
-  return tf.cast(parsed[features.IMAGE_KEY], tf.float32).numpy().reshape(-1, 28, 28, 1) / 255.0
+  pixels = [tf.io.decode_png(encoded).numpy() for encoded in parsed[features.IMAGE_KEY]]
+  return np.stack(pixels).astype(np.float32) / 255.0
 
 
 def test_two_workers_compute_the_same_metrics(data_steps, tmp_path):
