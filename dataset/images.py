@@ -105,7 +105,8 @@ def _check_pixels(height: int, width: int, source: str, limits: ImageLimits) -> 
   if height * width > limits.max_image_pixels:
     raise DatasetError(
       source,
-      f'{height}x{width} = {height * width} pixels, over max_image_pixels {limits.max_image_pixels}',
+      f'{height}x{width} = {height * width} pixels, over max_image_pixels '
+      f'{limits.max_image_pixels}',
     )
 
 

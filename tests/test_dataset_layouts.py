@@ -1,4 +1,4 @@
-"""Each input layout read from tiny data, image inspection per format, and ImageExampleGen on them."""
+"""Each input layout read from tiny data, image inspection per format, ImageExampleGen on them."""
 
 import hashlib
 import json

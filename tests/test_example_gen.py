@@ -57,7 +57,7 @@ def test_idx_train_and_eval_partition_the_training_file_and_test_is_t10k(tmp_pat
 
 
 def test_an_idx_example_carries_the_png_and_its_facts(tmp_path):
-  data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'idx'), train_count=200, test_count=5)
+  data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'idx'), 200, test_count=5)
   splits, _ = run_executor(data_dir, tmp_path / 'out')
   pixels, labels = idx.read_pair(idx.find_pair(data_dir, idx.TEST_PATTERN))
   by_png = {value(e, features.IMAGE_KEY): e for e in splits['test']}

@@ -8,13 +8,14 @@ depends on nothing but the bytes, so it is the same on every run and runner, dup
 one split, and an IDX image and its PNG export (dataset.export, the same encoder) land alike.
 
 Stops with one DatasetError line (the file, manifest line or record, and the problem) on:
-a class outside the DatasetSpec's classes; an empty class folder; a class without training
-images, or with fewer than a hash-held-out split needs for one image of it, ceil(100 / percent)
-(10 at 10%; both checked for folders and manifests, whose classes are known before reading);
-a manifest line without a label or whose file is missing; the same image (content hash) in two splits; and,
-unless `bad_images` is `skip`, a file that is not an image, is corrupt or truncated, or is over
+a class outside the DatasetSpec's classes (checked on the launcher for folders and manifests);
+an empty class folder; a class without training images, or with fewer than a hash-held-out
+split needs for one image of it, ceil(100 / percent) (10 at 10%); a manifest line without a
+label or whose file is missing; the same image (content hash) in two splits; and, unless
+`bad_images` is `skip`, a file that is not an image, is corrupt or truncated, or is over
 `max_image_bytes` / `max_image_pixels`. Skipped images are listed in `<examples>/dataset.json`
-beside the counts of every split and class.
+beside the counts of every split and class. A worker's error reaches the launcher re-raised by
+Beam; dataset.errors.dataset_error_line recovers its one line.
 """
 
 import dataclasses
