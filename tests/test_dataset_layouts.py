@@ -9,8 +9,7 @@ import tensorflow as tf
 
 from components.image_example_gen import executor
 from contract import features
-from dataset import images
-from dataset import layouts
+from dataset import images, layouts
 from dataset.errors import DatasetError
 from tests import image_data
 from tests.image_data import value
@@ -251,3 +250,21 @@ def test_mixed_formats_and_a_manifest_run_through_the_executor(tmp_path):
     b'png',
   ]
   assert {value(e, features.CHANNELS_KEY) for e in everything} == {1, 3, 4}
+
+
+def test_input_base_and_pattern_lead_the_executor_back_to_the_data(tmp_path):
+  folders = image_data.class_folders(tmp_path / 'folders', {'cat': 1})
+  manifest = tmp_path / 'manifest.csv'
+  manifest.write_text('a.png,cat\n')
+  records = tmp_path / 'records'
+  records.mkdir()
+  _write_tfrecord(records / 'train.tfrecord', [])
+  for data, pattern in (
+    (folders, '*/*'),
+    (str(manifest), 'manifest.csv'),
+    (str(records), '*.tfrecord*'),
+    (f'{records}/train*.tfrecord', 'train*.tfrecord'),
+  ):
+    input_base, found = layouts.input_base_and_pattern(data, layouts.detect(data))
+    assert found == pattern
+    assert layouts.data_from_input(input_base, found) == data
