@@ -199,20 +199,27 @@ class _TallyAll(beam.CombineFn):
     return Tally(Counter(), Counter(), {}, [], 0, {})
 
   def add_input(self, accumulator, tally):
-    return self.merge_accumulators([accumulator, tally])
+    return self._merge_into(accumulator, tally)
 
   def merge_accumulators(self, accumulators):
-    merged = self.create_accumulator()
-    skipped, skipped_count = [], 0
+    accumulators = iter(accumulators)
+    merged = next(accumulators)
     for tally in accumulators:
-      merged.counts.update(tally.counts)
-      merged.training.update(tally.training)
-      for index, source in tally.first_source.items():
-        merged.first_source[index] = min(source, merged.first_source.get(index, source))
-      skipped = sorted(skipped + tally.skipped)[:SKIPPED_LISTED]
-      skipped_count += tally.skipped_count
-      _merge_splits_of_image(merged.splits_of_image, tally.splits_of_image)
-    return merged._replace(skipped=skipped, skipped_count=skipped_count)
+      merged = self._merge_into(merged, tally)
+    return merged
+
+  @staticmethod
+  def _merge_into(merged: Tally, tally: Tally) -> Tally:
+    """`merged` plus `tally`, updating merged's counters and maps in place (Beam allows it)."""
+    merged.counts.update(tally.counts)
+    merged.training.update(tally.training)
+    for index, source in tally.first_source.items():
+      merged.first_source[index] = min(source, merged.first_source.get(index, source))
+    _merge_splits_of_image(merged.splits_of_image, tally.splits_of_image)
+    return merged._replace(
+      skipped=sorted(merged.skipped + tally.skipped)[:SKIPPED_LISTED],
+      skipped_count=merged.skipped_count + tally.skipped_count,
+    )
 
   def extract_output(self, accumulator):
     return accumulator
