@@ -268,3 +268,19 @@ def test_input_base_and_pattern_lead_the_executor_back_to_the_data(tmp_path):
     input_base, found = layouts.input_base_and_pattern(data, layouts.detect(data))
     assert found == pattern
     assert layouts.data_from_input(input_base, found) == data
+
+
+def test_tfrecords_run_through_the_executor_with_their_splits(tmp_path):
+  for split, first_seed in (('train', 0), ('test', 100)):
+    _write_tfrecord(
+      tmp_path / f'data-{split}.tfrecord',
+      [
+        _tf_example(image=image_data.image_bytes(first_seed + i), label=i % 2)
+        for i in range(40 if split == 'train' else 6)
+      ],
+    )
+  config = {**image_data.spec_config(['0', '1']), executor.EVAL_PERCENT_KEY: 25}
+  splits, summary = image_data.run_executor(tmp_path, tmp_path / 'out', config)
+  assert summary['layout'] == 'tfrecord'
+  assert summary['counts']['test'] == {'0': 3, '1': 3}
+  assert len(splits['train']) + len(splits['eval']) == 40 and splits['eval']
