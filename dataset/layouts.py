@@ -36,7 +36,6 @@ from contract.features import FASHION_MNIST
 from dataset import images
 from dataset.errors import DatasetError
 
-LAYOUTS = ('idx', 'folders', 'csv', 'jsonl', 'tfrecord')
 SPLITS = ('train', 'eval', 'test')
 SPLIT_FOLDER_NAMES = {
   'train': 'train',
