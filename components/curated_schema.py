@@ -13,9 +13,7 @@ from tfx.utils import io_utils
 
 from dataset import schema as dataset_schema
 
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Fashion-MNIST's curated schema, package data: what the default run adopts.
-SCHEMA_FILE = os.path.join(PACKAGE_ROOT, 'pipeline', 'schema', 'schema.pbtxt')
+SCHEMA_FILE = dataset_schema.FASHION_MNIST_SCHEMA_FILE
 OUTPUT_FILE = 'schema.pbtxt'
 
 

@@ -1,4 +1,4 @@
-"""The one error the data layer raises: one line naming the file (or manifest line) and the problem."""
+"""The one error the data layer raises: one line naming the file (or manifest line), the problem."""
 
 import re
 

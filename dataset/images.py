@@ -22,9 +22,10 @@ _MAGIC = (
   (b'GIF89a', 'gif'),
   (b'BM', 'bmp'),
 )
-# Defaults of the max_image_bytes / max_image_pixels options: far above any photo a classifier
-# trains on, low enough that one stray file (a scan, a video frame dump) cannot exhaust a worker.
-DEFAULT_MAX_IMAGE_BYTES = 20_000_000
+# Defaults of the max_image_bytes / max_image_pixels options: the bytes are Vertex AI's limit for
+# a training image (30 MB); both far above any photo a classifier trains on, low enough that one
+# stray file (a scan, a panorama) cannot exhaust a worker.
+DEFAULT_MAX_IMAGE_BYTES = 30_000_000
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 
@@ -105,7 +106,8 @@ def _check_pixels(height: int, width: int, source: str, limits: ImageLimits) -> 
   if height * width > limits.max_image_pixels:
     raise DatasetError(
       source,
-      f'{height}x{width} = {height * width} pixels, over max_image_pixels {limits.max_image_pixels}',
+      f'{height}x{width} = {height * width} pixels, over max_image_pixels '
+      f'{limits.max_image_pixels}',
     )
 
 

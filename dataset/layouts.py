@@ -36,7 +36,6 @@ from contract.features import FASHION_MNIST
 from dataset import images
 from dataset.errors import DatasetError
 
-LAYOUTS = ('idx', 'folders', 'csv', 'jsonl', 'tfrecord')
 SPLITS = ('train', 'eval', 'test')
 SPLIT_FOLDER_NAMES = {
   'train': 'train',
@@ -287,7 +286,7 @@ def jsonl_items(manifest: str) -> Iterator[Item]:
 
 
 def split_in_file_name(path: str) -> str | None:
-  """train / eval / test when a file's name says so (TFDS: `mnist-train.tfrecord-00000-of-00001`)."""
+  """train / eval / test when a file's name says so (TFDS: `mnist-train.tfrecord-00000-of-1`)."""
   found = _SPLIT_IN_NAME.search(posixpath.basename(path).lower())
   return SPLIT_FOLDER_NAMES[found.group(1)] if found else None
 
@@ -304,7 +303,7 @@ def tfds_label_names(directory: str) -> tuple[str, ...]:
 
 
 def tfrecord_shards(data: str) -> list[Shard]:
-  """The TFRecord files `data` names (a file, a directory of them or a glob), each with its split."""
+  """The TFRecord files `data` names (a file, a directory of them, a glob), each with its split."""
   data = data.rstrip('/')
   if _has_glob(data):
     paths = sorted(tf.io.gfile.glob(data))

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from components import curated_schema
 from contract.features import FASHION_MNIST, DatasetSpec
 from dataset import images, layouts
 from dataset import schema as dataset_schema
@@ -145,7 +144,7 @@ def _read_text(path: str) -> str:
 
 
 def _shipped_schema_text() -> str:
-  with open(curated_schema.SCHEMA_FILE) as shipped:
+  with open(dataset_schema.FASHION_MNIST_SCHEMA_FILE) as shipped:
     return shipped.read()
 
 
@@ -219,8 +218,8 @@ def resolve(
   spec = DatasetSpec(classes, height, width, channels)
   lines.append(f'classes ({len(classes)}, label order from {origin}): {", ".join(classes)}')
   lines.append(
-    f'images: resized to {height}x{width} ({how}), {channels} channel(s) ({channel_how}); '
-    f'{len(facts)} of {len(items)} sampled'
+    f'images: {height}x{width}, {channels} channel(s) ({how}; {channel_how}; {len(facts)} of '
+    f'{len(items)} images sampled); Transform resizes any other size to it'
   )
   if unreadable:
     lines.append(

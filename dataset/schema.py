@@ -5,6 +5,8 @@ metadata with domains, and the class names as a global string_domain `classes` (
 the i-th value), so an adopted schema fixes the class order for every later run.
 """
 
+import os
+
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -13,6 +15,10 @@ from dataset import images
 from dataset.errors import DatasetError
 
 CLASSES_DOMAIN = 'classes'
+# Fashion-MNIST's curated schema, package data of `pipeline`: what the default run adopts.
+FASHION_MNIST_SCHEMA_FILE = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'pipeline', 'schema', 'schema.pbtxt'
+)
 ADOPT_HEADER = """\
 # Proposed schema for {data}
 # Inferred from the data: {classes} classes, images {size}. ExampleValidator checks every

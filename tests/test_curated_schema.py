@@ -1,8 +1,10 @@
 """The schema step: it writes the schema text it was compiled with, and refuses one that is not."""
 
+import glob
 import os
 
 import pytest
+import tensorflow_data_validation as tfdv
 from tfx.types import standard_artifacts
 
 from components import curated_schema
@@ -10,6 +12,8 @@ from contract import features
 from contract.features import FASHION_MNIST
 from dataset import schema as dataset_schema
 from dataset.errors import DatasetError
+from tests import idx_files
+from tests import image_data
 
 
 def _run(schema_text, output_dir):
@@ -46,3 +50,13 @@ def test_the_shipped_schema_is_fashion_mnist_s_contract():
   channels = by_name[features.CHANNELS_KEY].int_domain
   assert (channels.min, channels.max) == (1, 1)
   assert list(by_name[features.FORMAT_KEY].string_domain.value) == ['png']
+
+
+def test_the_shipped_schema_accepts_what_image_example_gen_makes_of_the_idx_files(tmp_path):
+  data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'idx'), 200, test_count=20)
+  image_data.run_executor(data_dir, tmp_path / 'out')
+  schema = dataset_schema.parse(_shipped(), curated_schema.SCHEMA_FILE)
+  for split in ('train', 'test'):
+    records = glob.glob(str(tmp_path / 'out' / split) + '*')[0]
+    stats = tfdv.generate_statistics_from_tfrecord(records)
+    assert not tfdv.validate_statistics(stats, schema).anomaly_info

@@ -1,4 +1,4 @@
-"""Each input layout read from tiny data, image inspection per format, and ImageExampleGen on them."""
+"""Each input layout read from tiny data, image inspection per format, ImageExampleGen on them."""
 
 import hashlib
 import json
@@ -9,8 +9,7 @@ import tensorflow as tf
 
 from components.image_example_gen import executor
 from contract import features
-from dataset import images
-from dataset import layouts
+from dataset import images, layouts
 from dataset.errors import DatasetError
 from tests import image_data
 from tests.image_data import value
@@ -251,3 +250,37 @@ def test_mixed_formats_and_a_manifest_run_through_the_executor(tmp_path):
     b'png',
   ]
   assert {value(e, features.CHANNELS_KEY) for e in everything} == {1, 3, 4}
+
+
+def test_input_base_and_pattern_lead_the_executor_back_to_the_data(tmp_path):
+  folders = image_data.class_folders(tmp_path / 'folders', {'cat': 1})
+  manifest = tmp_path / 'manifest.csv'
+  manifest.write_text('a.png,cat\n')
+  records = tmp_path / 'records'
+  records.mkdir()
+  _write_tfrecord(records / 'train.tfrecord', [])
+  for data, pattern in (
+    (folders, '*/*'),
+    (str(manifest), 'manifest.csv'),
+    (str(records), '*.tfrecord*'),
+    (f'{records}/train*.tfrecord', 'train*.tfrecord'),
+  ):
+    input_base, found = layouts.input_base_and_pattern(data, layouts.detect(data))
+    assert found == pattern
+    assert layouts.data_from_input(input_base, found) == data
+
+
+def test_tfrecords_run_through_the_executor_with_their_splits(tmp_path):
+  for split, first_seed in (('train', 0), ('test', 100)):
+    _write_tfrecord(
+      tmp_path / f'data-{split}.tfrecord',
+      [
+        _tf_example(image=image_data.image_bytes(first_seed + i), label=i % 2)
+        for i in range(40 if split == 'train' else 6)
+      ],
+    )
+  config = {**image_data.spec_config(['0', '1']), executor.EVAL_PERCENT_KEY: 25}
+  splits, summary = image_data.run_executor(tmp_path, tmp_path / 'out', config)
+  assert summary['layout'] == 'tfrecord'
+  assert summary['counts']['test'] == {'0': 3, '1': 3}
+  assert len(splits['train']) + len(splits['eval']) == 40 and splits['eval']

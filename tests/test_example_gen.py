@@ -1,20 +1,22 @@
 """ImageExampleGen's executor on the IDX files: splits, holdout determinism, example encoding."""
 
 import hashlib
+import json
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
 
-from components.image_example_gen import executor
-from components.image_example_gen import idx
+from components.image_example_gen import executor, idx
+from components.image_example_gen.component import input_config_for
 from contract import features
 from contract.features import FASHION_MNIST
-from dataset import export
-from dataset import images
+from dataset import export, images
 from tests import idx_files
-from tests.image_data import run_executor
-from tests.image_data import value
+from tests.image_data import run_executor, value
 
 
 def test_holdout_is_about_the_requested_share_and_nested():
@@ -57,7 +59,7 @@ def test_idx_train_and_eval_partition_the_training_file_and_test_is_t10k(tmp_pat
 
 
 def test_an_idx_example_carries_the_png_and_its_facts(tmp_path):
-  data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'idx'), train_count=200, test_count=5)
+  data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'idx'), 200, test_count=5)
   splits, _ = run_executor(data_dir, tmp_path / 'out')
   pixels, labels = idx.read_pair(idx.find_pair(data_dir, idx.TEST_PATTERN))
   by_png = {value(e, features.IMAGE_KEY): e for e in splits['test']}
@@ -106,3 +108,28 @@ def test_missing_files_fail_before_the_pipeline_runs(tmp_path):
   idx_files.write_dataset(str(tmp_path), 'train', 20)
   with pytest.raises(idx.IdxFormatError, match='t10k'):
     run_executor(str(tmp_path), tmp_path / 'out')
+
+
+def test_do_writes_the_splits_and_dataset_json_into_the_examples_artifact(tmp_path):
+  data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'idx'), 200, test_count=5)
+  input_base, input_config = input_config_for(data_dir)
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / 'examples')
+  executor.Executor().Do(
+    {},
+    {standard_component_specs.EXAMPLES_KEY: [examples]},
+    {
+      standard_component_specs.INPUT_BASE_KEY: input_base,
+      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+      standard_component_specs.OUTPUT_CONFIG_KEY: '{}',
+      standard_component_specs.CUSTOM_CONFIG_KEY: '{}',
+    },
+  )
+  assert sorted(os.listdir(examples.uri)) == [
+    'Split-eval',
+    'Split-test',
+    'Split-train',
+    executor.SUMMARY_FILE,
+  ]
+  with open(os.path.join(examples.uri, executor.SUMMARY_FILE)) as summary:
+    assert sum(json.load(summary)['counts']['test'].values()) == 5

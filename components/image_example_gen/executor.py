@@ -8,13 +8,14 @@ depends on nothing but the bytes, so it is the same on every run and runner, dup
 one split, and an IDX image and its PNG export (dataset.export, the same encoder) land alike.
 
 Stops with one DatasetError line (the file, manifest line or record, and the problem) on:
-a class outside the DatasetSpec's classes; an empty class folder; a class without training
-images, or with fewer than a hash-held-out split needs for one image of it, ceil(100 / percent)
-(10 at 10%; both checked for folders and manifests, whose classes are known before reading);
-a manifest line without a label or whose file is missing; the same image (content hash) in two splits; and,
-unless `bad_images` is `skip`, a file that is not an image, is corrupt or truncated, or is over
+a class outside the DatasetSpec's classes (checked on the launcher for folders and manifests);
+an empty class folder; a class without training images, or with fewer than a hash-held-out
+split needs for one image of it, ceil(100 / percent) (10 at 10%); a manifest line without a
+label or whose file is missing; the same image (content hash) in two splits; and, unless
+`bad_images` is `skip`, a file that is not an image, is corrupt or truncated, or is over
 `max_image_bytes` / `max_image_pixels`. Skipped images are listed in `<examples>/dataset.json`
-beside the counts of every split and class.
+beside the counts of every split and class. A worker's error reaches the launcher re-raised by
+Beam; dataset.errors.dataset_error_line recovers its one line.
 """
 
 import dataclasses
@@ -198,20 +199,27 @@ class _TallyAll(beam.CombineFn):
     return Tally(Counter(), Counter(), {}, [], 0, {})
 
   def add_input(self, accumulator, tally):
-    return self.merge_accumulators([accumulator, tally])
+    return self._merge_into(accumulator, tally)
 
   def merge_accumulators(self, accumulators):
-    merged = self.create_accumulator()
-    skipped, skipped_count = [], 0
+    accumulators = iter(accumulators)
+    merged = next(accumulators)
     for tally in accumulators:
-      merged.counts.update(tally.counts)
-      merged.training.update(tally.training)
-      for index, source in tally.first_source.items():
-        merged.first_source[index] = min(source, merged.first_source.get(index, source))
-      skipped = sorted(skipped + tally.skipped)[:SKIPPED_LISTED]
-      skipped_count += tally.skipped_count
-      _merge_splits_of_image(merged.splits_of_image, tally.splits_of_image)
-    return merged._replace(skipped=skipped, skipped_count=skipped_count)
+      merged = self._merge_into(merged, tally)
+    return merged
+
+  @staticmethod
+  def _merge_into(merged: Tally, tally: Tally) -> Tally:
+    """`merged` plus `tally`, updating merged's counters and maps in place (Beam allows it)."""
+    merged.counts.update(tally.counts)
+    merged.training.update(tally.training)
+    for index, source in tally.first_source.items():
+      merged.first_source[index] = min(source, merged.first_source.get(index, source))
+    _merge_splits_of_image(merged.splits_of_image, tally.splits_of_image)
+    return merged._replace(
+      skipped=sorted(merged.skipped + tally.skipped)[:SKIPPED_LISTED],
+      skipped_count=merged.skipped_count + tally.skipped_count,
+    )
 
   def extract_output(self, accumulator):
     return accumulator
