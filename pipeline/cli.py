@@ -356,6 +356,7 @@ def _run(args: argparse.Namespace) -> int:
     )
   # pylint: disable=import-outside-toplevel
   from dataset.errors import DatasetError
+  from dataset.errors import dataset_error_line
   from pipeline import datasets
 
   try:
@@ -388,10 +389,9 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as error:  # pylint: disable=broad-except
       logging.exception('The run failed')  # the traceback, for the log file only
       where = f' in {progress.current}' if progress.current else ''
-      print(
-        f'✗ run failed{where}: {type(error).__name__}: {error}\nFull log: {log_path}',
-        file=sys.stderr,
-      )
+      # Bad input is one line naming the file, also when a Beam worker raised it.
+      reason = dataset_error_line(error) or f'{type(error).__name__}: {error}'
+      print(f'✗ run failed{where}: {reason}\nFull log: {log_path}', file=sys.stderr)
       return 1
   print('\n'.join(summary.lines()))
   if adopt:
