@@ -303,7 +303,7 @@ def test_cloudbuild_tags_the_pushed_image_with_the_commit():
 
 
 def test_code_fingerprint_covers_every_file_that_changes_behaviour(tmp_path, monkeypatch):
-  for directory in ('components', 'trainer', 'serving', 'pipeline'):
+  for directory in ('components', 'contract', 'dataset', 'trainer', 'serving', 'pipeline'):
     shutil.copytree(
       os.path.join(ROOT, directory),
       tmp_path / directory,
@@ -317,7 +317,13 @@ def test_code_fingerprint_covers_every_file_that_changes_behaviour(tmp_path, mon
   assert staging.code_fingerprint() == original  # bytecode follows from the sources
 
   # The schema, the Trainer's code and the warmup requests its export writes.
-  for edited in ('pipeline/schema/schema.pbtxt', 'trainer/loop.py', 'serving/warmup.py'):
+  for edited in (
+    'pipeline/schema/schema.pbtxt',
+    'trainer/loop.py',
+    'serving/warmup.py',
+    'dataset/layouts.py',
+    'contract/features.py',
+  ):
     path = tmp_path / edited
     content = path.read_bytes()
     path.write_bytes(content + b'\n')
