@@ -202,12 +202,14 @@ def fit(
 def _save_checkpoint(
   checkpoints: tf.train.CheckpointManager, summaries: RunSummaries, step: int, whole_run: Throughput
 ) -> None:
-  """The checkpoint, then the history up to it: a run resumed from it keeps both."""
-  checkpoints.save(checkpoint_number=step)
+  """The history up to `step`, then the checkpoint: a run resumed from a checkpoint finds the
+  history up to it (a process killed between the two leaves a history one checkpoint ahead,
+  which resume() cuts back to the checkpoint)."""
   summaries.record(
     CHECKPOINT_PHASE, step, {'images': whole_run.images, 'seconds': whole_run.seconds}
   )
   summaries.save()
+  checkpoints.save(checkpoint_number=step)
 
 
 def _check_finite(task: ClassifierTask, step: int) -> None:
