@@ -6,7 +6,10 @@ traffic, so the first real requests do not pay for graph optimization, kernel se
 and allocation at each batch shape. The records cover every client signature (image bytes,
 tf.Examples, pixels) at every batch shape a server runs: 1 unbatched, and the sizes of the
 batching files. They carry real images of the dataset, so decoding and resizing warm up on
-the files the model will see rather than on noise.
+the files the model will see rather than on noise. A request larger than the client's default
+limit (DEFAULT_MAX_REQUEST_BYTES, gRPC's 4 MB; `predict` splits at it) is left out: no default
+client sends that shape, and for large images (224x224 RGB pixels at batch 256 are 38 MB) it
+would make every version tens of megabytes larger.
 """
 
 import os
@@ -19,6 +22,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from contract.features import DatasetSpec
 from serving import requests
 from serving import server_config
+from serving.arguments import DEFAULT_MAX_REQUEST_BYTES
 from serving.arguments import DEFAULT_MODEL_NAME
 from trainer import preprocessing
 
@@ -50,6 +54,8 @@ def warmup_logs(
       requests.examples_request([requests.image_example(image) for image in images], SERVABLE),
       requests.images_request(sample_pixels[samples], SERVABLE),
     ):
+      if request.ByteSize() > DEFAULT_MAX_REQUEST_BYTES:
+        continue
       log = prediction_log_pb2.PredictionLog()
       log.predict_log.request.CopyFrom(request)
       logs.append(log)

@@ -32,6 +32,8 @@ from serving import latency
 from serving import predict
 from serving import requests
 from serving import server_config
+from serving import warmup
+from serving.arguments import DEFAULT_MAX_REQUEST_BYTES
 from tests import idx_files
 from tests import serving_model
 from tests.test_preprocessing import encode
@@ -260,6 +262,26 @@ def test_warmup_requests_replay_real_images_against_the_saved_model_as_tf_servin
     )
     for size in shapes
   }
+
+
+def test_warmup_of_large_images_leaves_out_requests_no_default_client_sends():
+  # 224x224 RGB: pixels at batch 64 are 9.6 MB, over gRPC's default 4 MB message.
+  spec = DatasetSpec(('cat', 'dog'), 224, 224, 3)
+  rng = np.random.default_rng(0)
+  samples = [encode(rng.integers(0, 256, (224, 224, 3), np.uint8), 'jpeg') for _ in range(4)]
+  logs = warmup.warmup_logs(spec, samples)
+  assert max(log.predict_log.request.ByteSize() for log in logs) <= DEFAULT_MAX_REQUEST_BYTES
+  kept = {
+    (log.predict_log.request.model_spec.signature_name, _batch(log.predict_log.request))
+    for log in logs
+  }
+  assert (signatures.IMAGES_SIGNATURE, 1) in kept and (signatures.IMAGES_SIGNATURE, 64) not in kept
+  assert (signatures.SERVING_SIGNATURE, 64) in kept  # a JPEG batch fits
+
+
+def _batch(request):
+  (tensor,) = request.inputs.values()
+  return tensor.tensor_shape.dim[0].size
 
 
 def test_grpc_request_decoded_as_tf_serving_does_gives_the_model_predictions(served):
