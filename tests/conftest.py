@@ -29,6 +29,9 @@ def pytest_configure(config):
 _SLOW_MODULES = (
   "test_kubeflow_v2",
   "test_pipeline_e2e",
+  "test_image_formats_e2e",
+  "test_image_manifests_e2e",
+  "test_image_folders_e2e",
   "test_multiworker",
   "test_beam_workers",
   "test_preemption",
