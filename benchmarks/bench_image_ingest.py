@@ -183,7 +183,12 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == '__main__':
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--part', choices=('ingest', 'pipeline', 'both'), default='ingest')
+  parser.add_argument(
+    '--part',
+    choices=('ingest', 'pipeline', 'both'),
+    default='ingest',
+    help='ExampleGen alone, whole pipeline runs (long), or both (default: %(default)s)',
+  )
   parser.add_argument('--rounds', type=int, default=3, help='rounds (default: %(default)s)')
   parser.add_argument(
     '--quick', action='store_true', help='pipeline part: `run --quick` instead of the default run'
