@@ -42,7 +42,7 @@ class PipelineRun:
       return DatasetSpec.from_dict(json.load(info)['dataset'])
 
 
-def _cli(argv: Sequence[str]) -> Tuple[int, str, str]:
+def cli_output(argv: Sequence[str]) -> Tuple[int, str, str]:
   """The CLI's exit code, stdout and stderr; not pytest's capsys, which module fixtures (one run
   shared by a module's tests) cannot use."""
   out, err = io.StringIO(), io.StringIO()
@@ -52,7 +52,7 @@ def _cli(argv: Sequence[str]) -> Tuple[int, str, str]:
 
 
 def run_pipeline(built: Built, output_root: str, options: Sequence[str]) -> PipelineRun:
-  code, out, err = _cli(['run', '--data', built.data, '--output-root', output_root, *options])
+  code, out, err = cli_output(['run', '--data', built.data, '--output-root', output_root, *options])
   pushed = re.findall(r'^Pushed to: (\S+)$', out, re.MULTILINE)
   return PipelineRun(code, out, err, pushed[0] if pushed else '')
 
@@ -62,7 +62,7 @@ def predicted_classes(
 ) -> Tuple[Dict[str, str], str]:
   """`fmnist-pipeline predict --local VERSION FILE...`: the class named on each file's line,
   by file, and the whole output. A line whose answer is none of `classes` fails the test."""
-  code, out, err = _cli(['predict', '--local', version_dir, *files])
+  code, out, err = cli_output(['predict', '--local', version_dir, *files])
   assert code == 0, err
   answers = {}
   # Longest first: a class name may begin with another's ('Shirt', 'T-shirt_top' do not, but

@@ -2,6 +2,7 @@
 through push, then `predict` on the test split's PNG files: the one full own-images run."""
 
 import os
+import re
 
 import pytest
 
@@ -69,3 +70,14 @@ def test_predict_answers_png_files_with_their_fashion_mnist_class(fashion_mnist_
   right = sum(named[path] == image_datasets.folder_name(truth[path]) for path in files) / len(files)
   assert right > 0.5, out
   assert len(set(named.values())) >= 5  # not one class for everything
+
+
+def test_predict_on_the_test_folder_labels_its_images_by_class_folder(fashion_mnist_png, pushed):
+  run, _ = pushed
+  test_folder = os.path.join(fashion_mnist_png.data, 'test')
+  code, out, err = image_pipeline_runs.cli_output(
+    ['predict', '--local', run.version_dir, test_folder]
+  )
+  assert code == 0, err
+  (accuracy,) = re.findall(r'^accuracy ([01]\.\d+): (\d+) of (\d+) labelled images$', out, re.M)
+  assert float(accuracy[0]) > 0.5 and accuracy[2] == '100'
