@@ -9,21 +9,23 @@ the same 70,000 images, as the four IDX gz files and as their PNG class-folder e
 - `pipeline`: `fmnist-pipeline run` (the default run, or `--quick`) on each, in its own process
   and output root: wall time, and the pushed model's test accuracy with a 95% interval
   (Wilson's, over the test split's examples, from the run's report.json). Goal: the PNG run
-  within the IDX run's interval, at most 1.2x its wall time. The two runs hold the same images,
-  and the export's PNGs are the bytes ExampleGen encodes IDX pixels to, so they are the same
-  examples and the same eval holdout: any difference is the input path's.
+  within the IDX run's interval, at most 1.2x its wall time. The two runs hold the same images
+  and, the holdout going by content, the same eval split; the PNG run's classes are its folder
+  names in sorted order, so its label indices (and so its training) differ from the IDX run's.
 
 Rounds alternate which input goes first; each ratio is taken within a round, reported as the
 median over rounds with the range.
 
   .venv/bin/python -m benchmarks.bench_image_ingest [--part ingest|pipeline|both] [--rounds 3]
-      [--quick] [--data-dir /usr/share/datasets/fashion-mnist] [--export-dir DIR]
+      [--quick] [--run-flags "--variants none"] [--data-dir /usr/share/datasets/fashion-mnist]
+      [--export-dir DIR]
 """
 
 import argparse
 import json
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -88,10 +90,10 @@ def wilson_interval(accuracy: float, examples: int) -> Tuple[float, float]:
   return centre - half, centre + half
 
 
-def _pipeline_run(data: str, output_root: str, quick: bool) -> Dict[str, float]:
+def _pipeline_run(data: str, output_root: str, flags: Sequence[str]) -> Dict[str, float]:
   """Wall seconds and the pushed model's test accuracy of `fmnist-pipeline run` in a process."""
   command = [sys.executable, '-m', 'pipeline.cli', 'run', '--data', data]
-  command += ['--output-root', output_root, *(['--quick'] if quick else [])]
+  command += ['--output-root', output_root, *flags]
   start = time.perf_counter()
   finished = subprocess.run(command, capture_output=True, text=True, check=False)
   seconds = time.perf_counter() - start
@@ -152,14 +154,14 @@ def ingest(data_dir: str, export_dir: str, scratch: str, rounds: int) -> List[st
 
 
 def pipeline_runs(
-  data_dir: str, export_dir: str, scratch: str, rounds: int, quick: bool
+  data_dir: str, export_dir: str, scratch: str, rounds: int, flags: Sequence[str]
 ) -> List[str]:
   inputs = (data_dir, export_dir)
 
   def measure(index, round_number):
-    return _pipeline_run(inputs[index], os.path.join(scratch, f'run{round_number}-{index}'), quick)
+    return _pipeline_run(inputs[index], os.path.join(scratch, f'run{round_number}-{index}'), flags)
 
-  runs = _rounds(rounds, measure, 'fmnist-pipeline run' + (' --quick' if quick else ''))
+  runs = _rounds(rounds, measure, ' '.join(['fmnist-pipeline run', *flags]))
   lines = [
     _ratio_line(
       'pipeline wall time',
@@ -189,7 +191,8 @@ def main(args: argparse.Namespace) -> None:
     if args.part in ('ingest', 'both'):
       lines += ingest(args.data_dir, export_dir, scratch, args.rounds)
     if args.part in ('pipeline', 'both'):
-      lines += pipeline_runs(args.data_dir, export_dir, scratch, args.rounds, args.quick)
+      flags = (['--quick'] if args.quick else []) + shlex.split(args.run_flags)
+      lines += pipeline_runs(args.data_dir, export_dir, scratch, args.rounds, flags)
   print(f'median over {args.rounds} round(s), {args.data_dir}:')
   print('\n'.join(lines))
 
@@ -205,6 +208,11 @@ if __name__ == '__main__':
   parser.add_argument('--rounds', type=int, default=3, help='rounds (default: %(default)s)')
   parser.add_argument(
     '--quick', action='store_true', help='pipeline part: `run --quick` instead of the default run'
+  )
+  parser.add_argument(
+    '--run-flags',
+    default='',
+    help='more flags for the pipeline part\'s runs, e.g. "--variants none" (default: none)',
   )
   parser.add_argument(
     '--data-dir', default=default_data_dir(), help='the IDX gz files (default: %(default)s)'
