@@ -32,6 +32,7 @@ _SLOW_MODULES = (
   "test_image_formats_e2e",
   "test_image_manifests_e2e",
   "test_image_folders_e2e",
+  "test_image_compiled_steps",
   "test_multiworker",
   "test_beam_workers",
   "test_preemption",
