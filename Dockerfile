@@ -6,6 +6,8 @@ FROM gcr.io/tfx-oss-public/tfx:1.16.0
 WORKDIR /pipeline
 COPY constraints.txt pyproject.toml README.md ./
 COPY components/ components/
+COPY contract/ contract/
+COPY dataset/ dataset/
 COPY pipeline/ pipeline/
 COPY serving/ serving/
 COPY trainer/ trainer/

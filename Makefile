@@ -14,7 +14,7 @@ IMAGE_REPO ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(REPOSITORY)/pipeline
 TAG = $(shell git rev-parse --short HEAD)
 IMAGE = $(IMAGE_REPO):$(TAG)
 # What the Dockerfile copies (pipeline/image_tag.py IMAGE_SOURCES): must be committed.
-IMAGE_SOURCES := Dockerfile constraints.txt pyproject.toml components pipeline serving trainer tools/cuda_libraries.py
+IMAGE_SOURCES := Dockerfile constraints.txt pyproject.toml components contract dataset pipeline serving trainer tools/cuda_libraries.py
 
 .PHONY: run quick test data venv image cloud-image clean-checkout clean
 

@@ -4,7 +4,7 @@ For each variant and each candidate (TrainingConfig fields given as
 `name=value,name=value`; an empty candidate is the default) this builds
 the Trainer's own model and optimizer (trainer.task.build_model_and_optimizer,
 precision and XLA as run_fn chooses them on this machine), feeds the
-pipeline's `train` split (the 60k training file minus IdxExampleGen's SHA-256
+pipeline's `train` split (the 60k training file minus ImageExampleGen's SHA-256
 holdout) shuffled, batched and mirrored as run_fn does, trains through
 ClassifierTask.train an epoch per call, and reports accuracy on the `eval`
 holdout and on the 10k t10k `test` file with the training time. Input
@@ -17,6 +17,7 @@ memory), so the times are the training steps alone.
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import time
 
@@ -25,8 +26,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from components.idx_example_gen import executor
-from components.idx_example_gen import idx
+from components.image_example_gen import executor
+from components.image_example_gen import idx
+from dataset import images as image_files
 from trainer import augmentation
 from trainer import loop
 from trainer import preprocessing
@@ -41,15 +43,20 @@ DATA_DIR = '/usr/share/datasets/fashion-mnist'
 
 
 def _images(pixels: np.ndarray) -> tf.Tensor:
-  return preprocessing.as_images(preprocessing.scale_to_unit(pixels.reshape(len(pixels), -1)))
+  return preprocessing.scale_to_unit(pixels[..., np.newaxis])
 
 
 def load_splits(data_dir: str) -> dict:
   """{'train'|'eval'|'test': (images float32 [n,28,28,1] in [0,1], labels int64)} as the pipeline splits them."""
   train_images, train_labels = idx.read_pair(idx.find_pair(data_dir, 'train-*-ubyte.gz'))
   test_images, test_labels = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
+  # ImageExampleGen's holdout: by the SHA-256 of each image's PNG bytes.
+  held_out = executor.HeldOut(eval=executor.DEFAULT_EVAL_PERCENT, test=0)
   holdout = np.array(
-    [executor.is_holdout(i, executor.DEFAULT_EVAL_PERCENT) for i in range(len(train_labels))]
+    [
+      executor.holdout_split(hashlib.sha256(png).digest(), held_out) == 'eval'
+      for png in image_files.encode_pngs(train_images)
+    ]
   )
   return {
     'train': (_images(train_images[~holdout]), train_labels[~holdout].astype(np.int64)),

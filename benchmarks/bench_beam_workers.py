@@ -33,7 +33,7 @@ from pipeline.config import default_data_dir
 from pipeline.pipeline import eval_config
 from pipeline.run_summary import summarize_last_run
 
-DATA_STEPS = ('IdxExampleGen', 'StatisticsGen', 'Transform')
+DATA_STEPS = ('ImageExampleGen', 'StatisticsGen', 'Transform')
 EVALUATOR = 'Evaluator (TFMA)'
 
 
@@ -99,7 +99,7 @@ def main(data_dir: str, rounds: int, workers: int, data_only: bool) -> None:
         took = _data_steps(data_dir, root, count)
         if model_dir:
           (eval_split,) = tfx.dsl.io.fileio.glob(
-            os.path.join(root, 'pipeline', 'IdxExampleGen', 'examples', '*', 'Split-eval')
+            os.path.join(root, 'pipeline', 'ImageExampleGen', 'examples', '*', 'Split-eval')
           )
           took[EVALUATOR] = _evaluator(
             model_dir, os.path.join(eval_split, '*'), os.path.join(root, 'tfma'), count

@@ -1,12 +1,12 @@
 """Serving overhead: each client signature of a pushed model against calling its Keras model
 directly on already-scaled images, at batch 1 and 64.
 
-The difference is what parsing tf.Examples (serving_default) or casting raw pixels
-(predict_images), the Transform graph and the outputs' softmax / argmax / class names cost
-per request. The three calls run interleaved in one process, ROUNDS times, in a rotating
-order; each ratio is taken within a round and reported as the median over rounds with the
-interquartile range, because a shared machine's speed drifts more between rounds than within
-one. Goal: at most 1.5x the direct call at batch 64.
+The difference is what decoding the image files (serving_default), parsing tf.Examples first
+(serve_examples) or encoding raw pixels to PNG first (predict_images), the Transform graph and
+the outputs' softmax / argmax / class names cost per request. The four calls run interleaved
+in one process, ROUNDS times, in a rotating order; each ratio is taken within a round and
+reported as the median over rounds with the interquartile range, because a shared machine's
+speed drifts more between rounds than within one. Goal: at most 1.5x the direct call at batch 64.
 
   .venv/bin/python -m benchmarks.bench_serving [outputs/serving/fashion_mnist]
   .venv/bin/python -m benchmarks.bench_serving --untrained  # the default network, exported here
@@ -21,11 +21,13 @@ import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
+from components.variant_selection import production
+from contract import signatures
+from contract.features import DatasetSpec
 from serving import predict
 from serving import requests
 from serving.latency import seconds_per_call
-from trainer import export
-from trainer import preprocessing
+from tests import serving_model
 from trainer.config import TrainingConfig
 from trainer.model import build_model
 
@@ -42,8 +44,6 @@ def _quartiles(values):
 def _untrained_default_network(root: str) -> str:
   """The pipeline's default network, built and exported untrained: serving cost does not
   depend on the weights."""
-  from tests import serving_model  # pylint: disable=import-outside-toplevel
-
   config = TrainingConfig()
   model = build_model(
     'batch',
@@ -57,20 +57,28 @@ def _untrained_default_network(root: str) -> str:
 
 
 def main(model_dir: str) -> None:
-  loaded = tf.saved_model.load(predict.version_dir(model_dir))
-  serve_examples = loaded.signatures[export.SERVING_SIGNATURE]
-  serve_images = loaded.signatures[export.IMAGES_SIGNATURE]
+  path = predict.version_dir(model_dir)
+  spec = DatasetSpec.from_dict(production.model_info(path)['dataset'])
+  loaded = tf.saved_model.load(path)
+  serve_bytes = loaded.signatures[signatures.SERVING_SIGNATURE]
+  serve_examples = loaded.signatures[signatures.EXAMPLES_SIGNATURE]
+  serve_images = loaded.signatures[signatures.IMAGES_SIGNATURE]
   model_call = tf.function(lambda images: loaded.model(images, training=False))
   print(f'{model_dir}: {ROUNDS} interleaved rounds; ratio = signature / direct, median (IQR)')
   print(f'{"batch":>5}  {"path":<28} {"ms/call":>8}  {"ratio to direct":<20}')
   for batch, calls in CALLS_PER_ROUND.items():
-    images = np.random.default_rng(batch).integers(0, 256, size=(batch, 28, 28), dtype=np.uint8)
-    examples = tf.constant(requests.serialized_examples(images))
+    images = np.random.default_rng(batch).integers(
+      0, 256, size=(batch, *spec.image_shape), dtype=np.uint8
+    )
+    files = serving_model.png_files(images)
+    image_bytes = tf.constant(files)
+    examples = tf.constant([requests.image_example(image) for image in files])
     pixels = tf.constant(images)
-    scaled = preprocessing.as_images(preprocessing.scale_to_unit(images.reshape(batch, -1)))
+    scaled = serving_model.model_inputs(files, spec)
     paths = {
       'model called directly': lambda: model_call(scaled),  # noqa: B023
-      'serving_default (examples)': lambda: serve_examples(examples=examples),  # noqa: B023
+      'serving_default (PNG bytes)': lambda: serve_bytes(image_bytes=image_bytes),  # noqa: B023
+      'serve_examples (examples)': lambda: serve_examples(examples=examples),  # noqa: B023
       'predict_images (uint8)': lambda: serve_images(images=pixels),  # noqa: B023
     }
     for call in paths.values():  # first calls trace and allocate

@@ -17,7 +17,7 @@ ANOMALIES_FILE = 'SchemaDiff.pb'
 
 
 class DataAnomaliesError(RuntimeError):
-  """The examples do not meet the curated schema."""
+  """The examples do not meet the schema the run enforces."""
 
 
 def describe_anomalies(anomalies: tfx.types.standard_artifacts.ExampleAnomalies) -> List[str]:
@@ -38,7 +38,8 @@ def raise_on_anomalies(anomalies: tfx.types.standard_artifacts.ExampleAnomalies)
   problems = describe_anomalies(anomalies)
   if problems:
     raise DataAnomaliesError(
-      'the examples do not match the schema (pipeline/schema/schema.pbtxt):\n  '
+      "the examples do not match the run's schema (the adopted --schema, else Fashion-MNIST's "
+      'shipped one or the one proposed for your images):\n  '
       + '\n  '.join(problems)
       + f'\nFull report: {anomalies.uri}'
     )

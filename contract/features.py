@@ -24,6 +24,8 @@ MAX_PIXEL_VALUE = 255
 # In every exported version, beside the SavedModel where TF Serving keeps files that are not part
 # of the graph: which variant it is, its training options and its DatasetSpec (trainer/export.py).
 MODEL_INFO_FILE = 'assets.extra/model_info.json'
+# What ExampleGen writes beside its splits: the spec, the data, its layout and the split counts.
+DATASET_RECORD = 'dataset.json'
 # custom_config key under which ExampleGen, Transform and the Trainers get the DatasetSpec.
 DATASET_SPEC_KEY = 'dataset'
 

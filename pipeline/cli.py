@@ -42,6 +42,7 @@ from pipeline.config import BASE_URL  # noqa: E402
 from pipeline.config import KERAS_CACHE_DATA_DIR  # noqa: E402
 from pipeline.config import OUTPUT_ROOT_ENV  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.config import default_data_dir  # noqa: E402
 from pipeline.config import default_output_root  # noqa: E402
 from pipeline.options import ConfigError  # noqa: E402
 from pipeline.options import checked_type  # noqa: E402
@@ -162,8 +163,49 @@ def _parser() -> argparse.ArgumentParser:
     help='the mirror: <base-url>/<file name> for each file (default: %(default)s)',
   )
 
+  export_images = commands.add_parser(
+    'export-images',
+    help='write the Fashion-MNIST IDX files as PNG class folders (train/, test/): your-own-images '
+    'data to try `run --data` on',
+  )
+  export_images.add_argument(
+    '--data-dir',
+    type=serving_arguments.PATH,
+    default=default_data_dir(),
+    help='the directory of the four IDX gz files (default: %(default)s)',
+  )
+  export_images.add_argument(
+    '--out', type=serving_arguments.PATH, required=True, help='the folder tree to write'
+  )
+  export_images.add_argument(
+    '--per-class',
+    type=checked_type(int, between(1, 7000).problem),
+    default=None,
+    help='at most this many images of each class in each split (default: all 70,000 images)',
+  )
+
   summary = commands.add_parser('summary', help="print the last run's summary")
   _add_output_root(summary)
+
+  history = commands.add_parser(
+    'history',
+    help='every pushed version, one line each (variant, spans, test accuracy, pushed when, '
+    'what it replaced, its model card), and the one TF Serving serves now',
+  )
+  _add_output_root(history)
+  history.add_argument(
+    '--serving-root',
+    type=serving_arguments.PATH,
+    default=None,
+    help='the directory holding <model-name>/<version>/, a directory or gs://… (default: '
+    '<output-root>/serving, where a run without serving_root pushes)',
+  )
+  history.add_argument(
+    '--model-name',
+    type=serving_arguments.NAME,
+    default=serving_arguments.DEFAULT_MODEL_NAME,
+    help='the model directory under the serving root (default: %(default)s)',
+  )
 
   report = commands.add_parser(
     'report', help="print the last variant comparison table and where its plots are"
@@ -215,7 +257,9 @@ def _parser() -> argparse.ArgumentParser:
   _add_deployment_arguments(compile_)
 
   submit = commands.add_parser(
-    'submit', help='compile and start a Vertex AI PipelineJob (--dry-run: validate offline)'
+    'submit',
+    help="compile and start a Vertex AI PipelineJob, or create a pipeline schedule with the "
+    "config's `schedule` section (--dry-run: validate offline)",
   )
   _add_deployment_arguments(submit)
   submit.add_argument(
@@ -229,7 +273,13 @@ def _parser() -> argparse.ArgumentParser:
   submit.add_argument(
     '--dry-run',
     action='store_true',
-    help='build and validate the job request offline, print it, submit nothing',
+    help='build and validate the job (or schedule) request offline, print it, submit nothing',
+  )
+  submit.add_argument(
+    '--replace-schedule',
+    action='store_true',
+    help="with a `schedule` section: pause the active schedule of the same name once the new one "
+    'is created (without it, submit refuses to create a second one)',
   )
   return parser
 
@@ -304,17 +354,15 @@ def _run(args: argparse.Namespace) -> int:
       f'--output-root {config.output_root}: a local run keeps its MLMD store (SQLite) there, so '
       'it must be a local directory; `compile` / `submit` deploy to a gs:// output root'
     )
-  from pipeline import data  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from dataset.errors import DatasetError
+  from dataset.errors import dataset_error_line
+  from pipeline import datasets
 
-  missing = data.missing_files(config.data_dir)
-  if missing:
-    print(
-      f'error: {config.data_dir} lacks {", ".join(missing)}.\n'
-      'Install the Debian package dataset-fashion-mnist, run `fmnist-pipeline download`, '
-      'or pass --data-dir.',
-      file=sys.stderr,
-    )
-    return 2
+  try:
+    dataset = datasets.resolve_for(config)
+  except DatasetError as error:
+    return _failed(str(error))
   # Imported here: TFX takes seconds to import, which `--help` and `download` need not pay.
   from pipeline import local_runner  # pylint: disable=import-outside-toplevel
   from pipeline.progress import console_progress  # pylint: disable=import-outside-toplevel
@@ -330,27 +378,49 @@ def _run(args: argparse.Namespace) -> int:
   # Progress on stderr, results on stdout: `run > file` keeps only the results.
   print(
     f'Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_root}\n'
-    f'Full log: {log_path}',
+    + ''.join(f'  {line}\n' for line in dataset.facts)
+    + f'Full log: {log_path}',
     file=sys.stderr,
   )
+  adopt = _write_proposed_schema(config, dataset)
   with console_progress(log_path) as progress:
     try:
-      summary = local_runner.run(config)
+      summary = local_runner.run(config, dataset)
     except Exception as error:  # pylint: disable=broad-except
       logging.exception('The run failed')  # the traceback, for the log file only
       where = f' in {progress.current}' if progress.current else ''
-      print(
-        f'✗ run failed{where}: {type(error).__name__}: {error}\nFull log: {log_path}',
-        file=sys.stderr,
-      )
+      # Bad input is one line naming the file, also when a Beam worker raised it.
+      reason = dataset_error_line(error) or f'{type(error).__name__}: {error}'
+      print(f'✗ run failed{where}: {reason}\nFull log: {log_path}', file=sys.stderr)
       return 1
   print('\n'.join(summary.lines()))
+  if adopt:
+    print(adopt)
   print(f'Full log: {log_path}')
   print(
     'TensorBoard, every Trainer side by side: '
     f'fmnist-pipeline tensorboard --output-root {config.output_root}'
   )
   return 0
+
+
+def _write_proposed_schema(config: PipelineConfig, dataset) -> Optional[str]:
+  """For images without an adopted schema: writes the schema this run enforces where the user
+  can review it, and returns the lines that say how to adopt it."""
+  if not dataset.proposed:
+    return None
+  from pipeline import datasets  # pylint: disable=import-outside-toplevel
+
+  path = datasets.proposed_schema_path(config)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w', encoding='utf-8') as schema:
+    schema.write(dataset.schema_text)
+  return (
+    f'Proposed schema (inferred from your images; this run enforced it): {path}\n'
+    'Review it (classes in label order, image sizes, formats), copy it next to your code and '
+    'adopt it: --schema PATH (deploy YAML: schema: PATH). Runs on new data are then checked '
+    'against it.'
+  )
 
 
 def _nothing_recorded(output_root: str) -> bool:
@@ -398,6 +468,23 @@ def _summary(args: argparse.Namespace) -> int:
   return 1 if isinstance(found, RunSummary) and found.ended_badly else code
 
 
+def _history(args: argparse.Namespace) -> int:
+  # pylint: disable=import-outside-toplevel
+  from pipeline import history
+  from serving import server_config
+
+  serving_root = _local_path(args.serving_root or os.path.join(args.output_root, 'serving'))
+  try:
+    found = history.read(history.model_directory(serving_root, args.model_name))
+  except history.HistoryError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 1
+  except server_config.ServingConfigError as error:
+    return _failed(str(error))
+  print('\n'.join(found.lines()))
+  return 0
+
+
 def _report(args: argparse.Namespace) -> int:
   if _nothing_recorded(_local_path(args.output_root)):
     return _print_found(None, args.output_root, 'variant comparison')
@@ -405,6 +492,21 @@ def _report(args: argparse.Namespace) -> int:
 
   pipeline_root = PipelineConfig(output_root=_local_path(args.output_root)).pipeline_root
   return _print_found(newest_comparison(pipeline_root), args.output_root, 'variant comparison')
+
+
+def _export_images(args: argparse.Namespace) -> int:
+  # pylint: disable=import-outside-toplevel
+  from dataset import export
+  from dataset.errors import DatasetError
+
+  try:
+    written = export.export_fashion_mnist_png(args.data_dir, args.out, args.per_class)
+  except DatasetError as error:
+    return _failed(str(error))
+  print(
+    f'Wrote {written} PNG images under {args.out}; train on them: fmnist-pipeline run --data {args.out}'
+  )
+  return 0
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -492,11 +594,38 @@ def _compile(args: argparse.Namespace) -> int:
   from pipeline import kubeflow_v2_runner  # pylint: disable=import-outside-toplevel
 
   config, pipeline_json = _compile_for_deployment(args)
+  package = kubeflow_v2_runner.kfp_package_path(pipeline_json)
   print(
     f'Compiled {config.pipeline_name} for image {config.image}: {pipeline_json} (Vertex AI), '
-    f'{kubeflow_v2_runner.kfp_package_path(pipeline_json)} (Kubeflow Pipelines)'
+    f'{package} (Kubeflow Pipelines)'
   )
+  _write_kfp_recurring_run(config, pipeline_json, package)
   return 0
+
+
+def _write_kfp_recurring_run(config, pipeline_json: str, package: str) -> None:
+  """With a `schedule` section, KFP's equivalent of the Vertex schedule `submit` creates: the
+  create_recurring_run arguments in a JSON file beside the package, and the Python to run them.
+  Without one, a file left by an earlier compile goes: it would describe a schedule no more."""
+  from pipeline import vertex_config  # pylint: disable=import-outside-toplevel
+
+  path = vertex_config.kfp_recurring_run_path(pipeline_json)
+  if config.schedule is None:
+    if os.path.exists(path):
+      os.remove(path)
+    return
+  recurring = config.kfp_recurring_run(package)
+  with open(path, 'w', encoding='utf-8') as out:
+    json.dump(recurring, out, indent=2)
+    out.write('\n')
+  snippet = vertex_config.kfp_recurring_run_snippet(recurring)
+  print(
+    f'Schedule {config.schedule.vertex_cron()!r}: `submit` creates it on Vertex AI; on Kubeflow '
+    f'Pipelines, the recurring run in {path}:\n'
+    + '\n'.join(f'  {line}' for line in snippet.splitlines())
+  )
+  for note in recurring['notes']:
+    print(f'note: {note}')
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -512,6 +641,8 @@ def _submit(args: argparse.Namespace) -> int:
   with tempfile.TemporaryDirectory() as staging_dir:
     staged = argparse.Namespace(**{**vars(args), 'output': os.path.join(staging_dir, 'p.json')})
     config, staged_json = _compile_for_deployment(staged, for_vertex=True)
+    if args.replace_schedule and config.schedule is None:
+      raise ConfigError(f'--replace-schedule: {args.config} has no schedule section to replace')
     vertex_submit.parse_parameters(staged_json, parameters)
     pipeline_json = args.output
     _require_directory_for(pipeline_json)
@@ -523,16 +654,20 @@ def _submit(args: argparse.Namespace) -> int:
       ),
     ):
       shutil.move(source, target)
+  scheduled = config.schedule is not None
   if args.dry_run:
     request = vertex_submit.dry_run(config, pipeline_json, parameters)
     print(json.dumps(request, indent=2, sort_keys=True))
-    print(
-      f'Dry run: the request is valid; nothing was submitted. The run would be at\n'
-      f'{request["consoleUrl"]}'
-    )
+    where = 'The schedule would be listed at' if scheduled else 'The run would be at'
+    print(f'Dry run: the request is valid; nothing was submitted. {where}\n{request["consoleUrl"]}')
     return 0
   try:
-    print(f'Run started: {vertex_submit.submit(config, pipeline_json, parameters)}')
+    url = vertex_submit.submit(config, pipeline_json, parameters, args.replace_schedule)
+    print(
+      f'Schedule created ({config.schedule.vertex_cron()}): {url}'
+      if scheduled
+      else f'Run started: {url}'
+    )
   except vertex_submit.SubmitError as error:
     return _failed(str(error))
   return 0
@@ -543,7 +678,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   commands = {
     'run': _run,
     'download': _download,
+    'export-images': _export_images,
     'summary': _summary,
+    'history': _history,
     'report': _report,
     'compile': _compile,
     'submit': _submit,

@@ -11,6 +11,7 @@ from components.variant_selection.selection import LOSS
 from components.variant_selection.selection import REPLACE_PRODUCTION_RULES
 from components.variant_selection.selection import SIGNIFICANTLY_BETTER
 from components.variant_selection.seeds import seed_values
+from trainer.config import ALIASES
 from trainer.config import CHECK
 from trainer.config import DOC
 from trainer.config import INTERNAL
@@ -20,6 +21,8 @@ from trainer.config import PIXEL_SCALINGS
 from trainer.config import UNIT_SCALING
 from trainer.config import VARIANTS
 from trainer.config import Distinct
+from trainer.config import OneOf
+from trainer.config import OptionValueError
 from trainer.config import Pattern
 from trainer.config import TrainingConfig
 from trainer.config import at_least
@@ -32,6 +35,13 @@ DEBIAN_DATA_DIR = '/usr/share/datasets/fashion-mnist'
 KERAS_CACHE_DATA_DIR = os.path.expanduser('~/.keras/datasets/fashion-mnist')
 # Where `fmnist-pipeline download` fetches the files from by default (Keras' mirror).
 BASE_URL = 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/'
+
+
+# What ExampleGen does with a bad image (components/image_example_gen).
+STOP = 'stop'
+SKIP = 'skip'
+BAD_IMAGE_POLICIES = (STOP, SKIP)
+IMAGE_SIZE = Pattern(r'[1-9][0-9]*(x[1-9][0-9]*)?', 'N or HxW (positive integers)')
 
 
 # Sets the default output root of every local command (run, summary, report, tensorboard, ...).
@@ -53,7 +63,7 @@ def default_data_dir() -> str:
 
 
 # The pipeline's Beam components by kind (class name; per-variant Evaluators share one kind).
-BEAM_COMPONENT_KINDS = ('IdxExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+BEAM_COMPONENT_KINDS = ('ImageExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
 SELECTION_METRICS = (ACCURACY, LOSS, CALIBRATION_ERROR)
 
 
@@ -75,7 +85,31 @@ class PipelineConfig:
   )
   data_dir: str = dataclasses.field(
     default_factory=default_data_dir,
-    metadata={DOC: 'directory with the four Fashion-MNIST IDX gz files', CHECK: NON_EMPTY_PATH},
+    metadata={
+      DOC: 'the images, local or gs://: the Fashion-MNIST IDX gz files, a class-folder tree '
+      '(<class>/<image>, optionally under train/, eval/ or validation/, test/), a Vertex AI '
+      'manifest (.csv or .jsonl), or TFRecords of tf.Example (docs/own-images.md)',
+      CHECK: NON_EMPTY_PATH,
+      ALIASES: ('--data',),
+    },
+  )
+  schema: Optional[str] = option(
+    None,
+    "the adopted schema (schema.pbtxt) of your own images: the classes, in label order, and the "
+    "contract the validation gate enforces; without it a run on new images proposes one",
+    check=NON_EMPTY_PATH,
+  )
+  image_size: Optional[str] = option(
+    None,
+    'N or HxW: the size Transform resizes every image to; none takes it from the data (every '
+    'image one size: that size; else the median height and width, within 8..224)',
+    check=IMAGE_SIZE,
+  )
+  channels: Optional[int] = option(
+    None,
+    '1 (grayscale) or 3 (RGB), what Transform decodes every image to; none: 1 if every image is '
+    'grayscale, else 3',
+    check=OneOf((1, 3)),
   )
   # KFP's rule for a pipeline name (kfp.dsl.utils.validate_pipeline_name), checked before a
   # local run too, so that a name that runs here also compiles.
@@ -116,7 +150,27 @@ class PipelineConfig:
   )
   # Both splits must get examples.
   eval_percent: int = option(
-    10, 'percent of the 60k training file held out as the eval split', check=between(1, 99)
+    10,
+    'percent of the training images held out as the eval split when the data has none '
+    '(by a hash of the image bytes: the same on every run)',
+    check=between(1, 99),
+  )
+  test_percent: int = option(
+    10,
+    'percent of the training images held out as the test split when the data has none',
+    check=between(1, 98),
+  )
+  bad_images: str = option(
+    STOP,
+    'a corrupt, truncated, non-image or oversized file: stop the run naming it, or skip it and '
+    'count it in the report',
+    choices=BAD_IMAGE_POLICIES,
+  )
+  max_image_bytes: int = option(
+    20_000_000, 'an image file larger than this is a bad image', check=at_least(1)
+  )
+  max_image_pixels: int = option(
+    50_000_000, 'an image of more pixels (height x width) is a bad image', check=at_least(1)
   )
   accuracy_threshold: float = option(
     0.85, 'eval accuracy a candidate needs to be blessed', check=between(0, 1)
@@ -175,6 +229,11 @@ class PipelineConfig:
 
   def __post_init__(self):
     check_fields(self)
+    if self.eval_percent + self.test_percent >= 100:
+      raise OptionValueError(
+        f'eval_percent + test_percent must leave images to train on (below 100), got '
+        f'{self.eval_percent} + {self.test_percent}'
+      )
 
   @property
   def seed_values(self) -> Tuple[int, ...]:
@@ -191,6 +250,14 @@ class PipelineConfig:
   def beam_args_for(self, component_kind: str) -> Tuple[str, ...]:
     """Beam args a component of this kind adds to beam_pipeline_args (later ones win)."""
     return tuple(self.component_beam_args.get(component_kind, ()))
+
+  @property
+  def image_hw(self) -> Optional[Tuple[int, int]]:
+    """image_size as (height, width); None when the data decides."""
+    if self.image_size is None:
+      return None
+    height, _, width = self.image_size.partition('x')
+    return int(height), int(width or height)
 
   @property
   def pipeline_root(self) -> str:

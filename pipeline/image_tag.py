@@ -14,6 +14,8 @@ IMAGE_SOURCES = (
   'constraints.txt',
   'pyproject.toml',
   'components',
+  'contract',
+  'dataset',
   'pipeline',
   'serving',
   'trainer',

@@ -2,7 +2,8 @@
 
 The DAG is create_pipeline's, the one LocalDagRunner runs; only the
 VertexConfig differs. Compiling does no I/O on the gs:// roots, so it needs no
-credentials. Two files come out: Vertex's PipelineJob JSON (display name,
+credentials, except for your own images (an adopted `schema`), whose data is listed and
+sampled as a local run does (pipeline/datasets.py). Two files come out: Vertex's PipelineJob JSON (display name,
 labels, pipelineSpec, runtimeConfig), and next to it the bare PipelineSpec as
 YAML, the package KFP's client uploads and runs.
 """
@@ -15,6 +16,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 import yaml
 
+from pipeline import datasets
 from pipeline import staging
 from pipeline.pipeline import create_pipeline
 from pipeline.pipeline import runtime_parameters
@@ -86,6 +88,7 @@ def compile_pipeline(config: VertexConfig, output_path: str) -> Dict[str, Any]:
   parameters = runtime_parameters(pipeline_config)
   pipeline = create_pipeline(
     pipeline_config,
+    dataset=datasets.resolve_for_deployment(pipeline_config),
     code_fingerprint=staging.code_fingerprint(),
     vertex_pusher_config=config.vertex_pusher_config(),
     parameters=parameters,

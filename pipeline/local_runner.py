@@ -7,6 +7,7 @@ from typing import Iterator, List, Optional
 
 from tfx import v1 as tfx
 
+from dataset.resolve import ResolvedDataset
 from pipeline import staging
 from pipeline.config import PipelineConfig
 from pipeline.output_root_lock import exclusive_output_root
@@ -46,7 +47,9 @@ def workers_import_this_code() -> Iterator[None]:
       os.environ['PYTHONPATH'] = previous
 
 
-def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+def local_pipeline(
+  config: PipelineConfig, dataset: Optional[ResolvedDataset] = None
+) -> tfx.dsl.Pipeline:
   """The DAG as this machine runs it: MLMD in SQLite under the output root, and DirectRunner's
   worker options (beam_args) for every Beam step."""
   return create_pipeline(
@@ -55,11 +58,12 @@ def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.metadata_path
     ),
+    dataset=dataset,
   )
 
 
-def run(config: PipelineConfig) -> Optional[RunSummary]:
-  """Runs the whole pipeline and returns what it did."""
+def run(config: PipelineConfig, dataset: Optional[ResolvedDataset] = None) -> Optional[RunSummary]:
+  """Runs the whole pipeline on `dataset` (default: Fashion-MNIST) and returns what it did."""
   with exclusive_output_root(config.output_root), workers_import_this_code():
-    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config, dataset))
   return summarize_last_run(config.metadata_path)

@@ -15,6 +15,7 @@ import functools
 import typing
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from trainer.config import ALIASES
 from trainer.config import CHECK
 from trainer.config import CHOICES
 from trainer.config import DOC
@@ -142,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, path: str = '') ->
         type=checked_type(kind, field_problem),
         metavar='{' + ','.join(choices) + '}' if choices else field.name.upper(),
       )
-    parser.add_argument(flag(field.name), **arguments)
+    parser.add_argument(flag(field.name), *field.metadata.get(ALIASES, ()), **arguments)
 
 
 def values_from_args(args: argparse.Namespace) -> Dict[str, Any]:

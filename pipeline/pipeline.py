@@ -8,20 +8,20 @@ from google.protobuf import wrappers_pb2
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
-from components import curated_schema
 from components.curated_schema import CuratedSchema
 from components.anomalies_gate import AnomaliesGate
 from components.training_parameters import TrainingParameters
 from components.variant_selection import keys as selector_keys
 from components.variant_selection.component import VariantSelector
-from components.idx_example_gen import executor as idx_executor
-from components.idx_example_gen.component import IdxExampleGen
-from components.idx_example_gen.component import fashion_mnist_input_config
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.component import input_config_for
+from contract import features
+from contract import signatures
+from dataset.resolve import ResolvedDataset
+from dataset.resolve import fashion_mnist_dataset
 from pipeline.config import PipelineConfig
-from trainer import export
 from trainer import calibration
 from trainer import config as training_config
-from trainer import features
 from trainer.preprocessing import PIXEL_SCALING_KEY
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
@@ -33,6 +33,14 @@ VERTEX_PUSHER_ID = 'VertexEndpointPusher'
 # Kubeflow (root inputDefinitions, defaults from the config); locally, the config's values.
 TRAINING_PARAMETERS = {'epochs': int, 'batch_size': int, 'learning_rate': float}
 GATE_PARAMETERS = {'accuracy_threshold': float, 'max_accuracy_drop': float}
+# The options ImageExampleGen reads from its custom_config, under their own names.
+EXAMPLE_GEN_OPTIONS = (
+  'eval_percent',
+  'test_percent',
+  'bad_images',
+  'max_image_bytes',
+  'max_image_pixels',
+)
 
 
 def parameter_values(config: PipelineConfig) -> Dict[str, Union[int, float]]:
@@ -92,10 +100,10 @@ def eval_config() -> tfma.EvalConfig:
     ),
     model_specs=[
       tfma.ModelSpec(
-        signature_name=export.SERVING_SIGNATURE,
-        preprocessing_function_names=[export.TRANSFORM_SIGNATURE],
+        signature_name=signatures.EXAMPLES_SIGNATURE,
+        preprocessing_function_names=[signatures.TRANSFORM_SIGNATURE],
         label_key=features.LABEL_KEY,
-        prediction_key=export.PROBABILITIES,
+        prediction_key=signatures.PROBABILITIES,
       )
     ],
     slicing_specs=[
@@ -125,6 +133,7 @@ def create_pipeline(
   vertex_pusher_config: Optional[Dict[str, Any]] = None,
   parameters: Optional[Mapping[str, Any]] = None,
   vertex_training_config: Optional[Dict[str, Any]] = None,
+  dataset: Optional[ResolvedDataset] = None,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen → statistics, schema, validation gate → Transform → a Trainer and an Evaluator
   per variant → VariantSelector (the production gate) → Pusher.
@@ -135,19 +144,25 @@ def create_pipeline(
   custom_config of TFX's Vertex Trainer), every Trainer runs as a Vertex AI custom
   training job on several machines. `parameters` (default: parameter_values(config))
   gives epochs, batch size, learning rate and the gate's thresholds, as values
-  or as runtime_parameters(config).
+  or as runtime_parameters(config). `dataset` (dataset.resolve) is what the data is: its
+  layout, classes, image size and schema; Fashion-MNIST's IDX files by default.
   """
   parameters = parameters or parameter_values(config)
-  example_gen = IdxExampleGen(
-    input_base=config.data_dir,
-    input_config=fashion_mnist_input_config(),
+  dataset = dataset or fashion_mnist_dataset(config.data_dir)
+  # Every step that reads images or labels gets the one DatasetSpec decided before the build.
+  spec_config = {features.DATASET_SPEC_KEY: dataset.spec.to_json()}
+  input_base, input_config = input_config_for(config.data_dir, dataset.layout)
+  example_gen = ImageExampleGen(
+    input_base=input_base,
+    input_config=input_config,
     custom_config={
-      idx_executor.EVAL_PERCENT_KEY: config.eval_percent,
+      **spec_config,
+      **{name: getattr(config, name) for name in EXAMPLE_GEN_OPTIONS},
       CODE_FINGERPRINT_KEY: code_fingerprint,
     },
   )
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema = CuratedSchema(schema_hash=curated_schema.content_hash())
+  schema = CuratedSchema(schema_text=dataset.schema_text)
   example_validator = tfx.components.ExampleValidator(
     statistics=statistics_gen.outputs['statistics'], schema=schema.outputs['schema']
   )
@@ -159,6 +174,7 @@ def create_pipeline(
     preprocessing_fn=PREPROCESSING_FN,
     splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=['train', 'eval']),
     custom_config={
+      **spec_config,
       PIXEL_SCALING_KEY: config.pixel_scaling,
       CODE_FINGERPRINT_KEY: code_fingerprint,
     },
@@ -193,6 +209,8 @@ def create_pipeline(
       eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
       custom_config={
         training_config.CUSTOM_CONFIG_KEY: options,
+        **spec_config,
+        PIXEL_SCALING_KEY: config.pixel_scaling,
         CODE_FINGERPRINT_KEY: code_fingerprint,
         **(vertex_training_config or {}),
       },

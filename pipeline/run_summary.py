@@ -15,6 +15,7 @@ from components.artifacts import VariantComparison
 from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection.keys import REPORT
+from components.variant_selection import dataset_facts
 from pipeline.config import PipelineConfig
 from pipeline.output_root_lock import run_in_progress
 from pipeline.pipeline import SELECTOR_ID
@@ -103,6 +104,8 @@ class RunSummary:
   served: Sequence[str] = ()
   # Where `fmnist-pipeline run` writes each run's log.
   logs_dir: str = 'logs'
+  # What ExampleGen read: the layout, classes, image size and split counts (dataset_lines).
+  data: Sequence[str] = ()
 
   def _in_state(self, state: str) -> List[str]:
     return [component.node_id for component in self.components if component.state == state]
@@ -136,6 +139,7 @@ class RunSummary:
         f'{component.seconds:7.1f} s'
       )
     out += self._outcome()
+    out += self.data
     if self.comparison is not None:
       out += ['', *self.comparison.lines(), '']
     out.append(f'Pushed to: {self.pushed_to}' if self.pushed_to else 'Pushed: nothing')
@@ -203,6 +207,22 @@ def served(model_dir: str) -> List[str]:
   ]
 
 
+def dataset_lines(examples_uri: str) -> List[str]:
+  """What the run trained on, from ExampleGen's dataset.json: the data and its layout, each
+  split's size, the classes and the size every image was decoded to."""
+  facts = dataset_facts.read(examples_uri)
+  if facts is None:
+    return []
+  splits = ', '.join(f'{split} {facts.split_total(split):,}' for split in facts.splits)
+  skipped = f', {facts.skipped_count:,} bad images skipped' if facts.skipped_count else ''
+  spec = facts.spec
+  return [
+    f'Data: {facts.data} ({facts.layout}): {splits} images{skipped}',
+    f'  {spec.num_classes} classes: {", ".join(spec.classes)}',
+    f'  every image decoded to {spec.height}x{spec.width}, {spec.channels} channel(s)',
+  ]
+
+
 def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional[RunSummary]:
   """Reads the most recent pipeline run from the SQLite MLMD store, or None if there is none;
   without a run `in_progress`, a component still `running` there was interrupted."""
@@ -228,6 +248,8 @@ def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional
     logs_dir=os.path.join(os.path.dirname(metadata_path), 'logs'),
   )
   outputs = _outputs_by_type(store, executions)
+  if 'Examples' in outputs:
+    summary.data = dataset_lines(outputs['Examples'].uri)
   if VariantComparison.TYPE_NAME in outputs:
     summary.comparison = ComparisonReport(outputs[VariantComparison.TYPE_NAME].uri)
   if 'PushedModel' in outputs:

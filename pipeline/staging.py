@@ -7,7 +7,14 @@ from typing import Iterable
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Everything the components load at run time: the Python (the Trainer's export writes the serving
 # warmup file), and the schema.
-CODE_DIRECTORIES = ('components', 'trainer', 'serving', os.path.join('pipeline', 'schema'))
+CODE_DIRECTORIES = (
+  'components',
+  'contract',
+  'dataset',
+  'trainer',
+  'serving',
+  os.path.join('pipeline', 'schema'),
+)
 # Bytecode follows from those sources.
 _NOT_SOURCES = ('.pyc',)
 

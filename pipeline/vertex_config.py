@@ -7,7 +7,12 @@ Dataflow); the pipeline's own options are PipelineConfig's, under the same names
 """
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+import datetime
+import functools
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+import zoneinfo
 
 import yaml
 
@@ -41,7 +46,7 @@ def checked(default, check) -> dataclasses.Field:
 # Beam components that get the Dataflow args by default: the passes over the whole dataset. The
 # Evaluators (6k eval examples each) and VariantSelector (not a Beam component) run in their own
 # containers, where they finish before a Dataflow job would have started its workers.
-DEFAULT_DATAFLOW_COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'Transform')
+DEFAULT_DATAFLOW_COMPONENTS = ('ImageExampleGen', 'StatisticsGen', 'Transform')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +105,192 @@ def prediction_image(region: str) -> str:
   return f'{multi_region}-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest'
 
 
+# --- schedule: ---------------------------------------------------------------------------------
+
+# The five fields of a (unix) cron expression: name, lowest and highest value, and the names
+# that may stand for values (months and days of the week, as cron and robfig/cron take them).
+_MONTHS = ('JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC')
+_DAYS = ('SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT')
+CRON_FIELDS = (
+  ('minute', 0, 59, {}),
+  ('hour', 0, 23, {}),
+  ('day-of-month', 1, 31, {}),
+  ('month', 1, 12, {name: number for number, name in enumerate(_MONTHS, 1)}),
+  ('day-of-week', 0, 6, {name: number for number, name in enumerate(_DAYS)}),
+)
+_CRON_ITEM = re.compile(r'(\*|(?P<low>\w+)(-(?P<high>\w+))?)(/(?P<step>\d+))?')
+
+
+@dataclasses.dataclass(frozen=True)
+class Cron:
+  """A five-field cron expression, each field `*`, a value, a range, `/step`s and lists of
+  these, in its field's range. What Vertex AI's schedules (unix-cron) and KFP's robfig/cron
+  (after a seconds field) both read; the time zone is a key of its own, not a `TZ=` prefix."""
+
+  def __str__(self) -> str:
+    return 'a 5-field cron expression (minute hour day-of-month month day-of-week)'
+
+  def problem(self, value: Any) -> Optional[str]:
+    fields = value.split()
+    if len(fields) != len(CRON_FIELDS):
+      hint = (
+        '; the time zone goes in schedule.time_zone'
+        if value.strip().upper().startswith(('TZ=', 'CRON_TZ='))
+        else ''
+      )
+      return f'must be {self}{hint}, got {value!r}'
+    for text, (name, low, high, names) in zip(fields, CRON_FIELDS):
+      wrong = _cron_field_problem(text, low, high, names)
+      if wrong:
+        return f'must have its {name} field {wrong}, got {value!r}'
+    return None
+
+
+def _cron_field_problem(text: str, low: int, high: int, names: Dict[str, int]) -> Optional[str]:
+  """What is wrong with one field of a cron expression, or None."""
+  named = f' or {min(names, key=names.get)}-{max(names, key=names.get)}' if names else ''
+  for item in text.split(','):
+    match = _CRON_ITEM.fullmatch(item)
+    if not match:
+      return 'made of *, N, N-M, */S or N-M/S items (commas between)'
+    if match.group('step') is not None and int(match.group('step')) < 1:
+      return 'with steps of at least 1'
+    if match.group('low') is None:
+      continue  # `*` or `*/S`
+    if match.group('step') is not None and match.group('high') is None:
+      return 'with steps after * or a range only'
+    words = [match.group('low'), *filter(None, [match.group('high')])]
+    values = [int(word) if word.isdigit() else names.get(word.upper()) for word in words]
+    if any(value is None or not low <= value <= high for value in values):
+      return f'within {low}-{high}{named}'
+    if values != sorted(values):
+      return 'with ranges going upwards'
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeZone:
+  """A time zone name of the IANA database (Python's zoneinfo, tzdata)."""
+
+  def __str__(self) -> str:
+    return 'an IANA time zone such as Europe/Berlin or UTC'
+
+  def problem(self, value: Any) -> Optional[str]:
+    return None if value in _time_zones() else f'must be {self}, got {value!r}'
+
+
+@functools.lru_cache(maxsize=None)
+def _time_zones() -> frozenset:
+  """The IANA names zoneinfo finds: the system database, or the tzdata package (constraints.txt)."""
+  return frozenset(zoneinfo.available_timezones()) | {'UTC'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timestamp:
+  """An RFC 3339 time with its UTC offset, e.g. 2027-01-04T03:00:00Z. YAML reads an unquoted one
+  as a datetime already: both are taken, neither without an offset."""
+
+  def __str__(self) -> str:
+    return 'an RFC 3339 time with its offset, e.g. 2027-01-04T03:00:00Z'
+
+  def problem(self, value: Any) -> Optional[str]:
+    return None if _timestamp(value) is not None else f'must be {self}, got {_shown_time(value)}'
+
+
+_RFC3339 = re.compile(r'\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)')
+
+
+def _timestamp(value: Any) -> Optional[datetime.datetime]:
+  """`value` as an aware datetime, or None if it is no RFC 3339 time with an offset."""
+  if isinstance(value, str):
+    if not _RFC3339.fullmatch(value):
+      return None
+    try:
+      # Python 3.10's fromisoformat reads neither `Z` nor more than 6 fraction digits.
+      text = re.sub(r'(\.\d{6})\d+', r'\1', value[:-1] + '+00:00' if value[-1] in 'Zz' else value)
+      value = datetime.datetime.fromisoformat(text)
+    except ValueError:  # e.g. month 13
+      return None
+  if not isinstance(value, datetime.datetime) or value.utcoffset() is None:
+    return None
+  return value
+
+
+def _shown_time(value: Any) -> str:
+  return repr(value.isoformat()) if isinstance(value, datetime.datetime) else repr(value)
+
+
+def rfc3339(value: datetime.datetime) -> str:
+  """`value` in UTC as RFC 3339 with a Z, e.g. 2027-01-04T02:00:00Z."""
+  utc = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+  return utc.isoformat(timespec='microseconds' if utc.microsecond else 'seconds') + 'Z'
+
+
+DISPLAY_NAME = Pattern(r'(?=.*\S).{1,128}', 'a name of 1 to 128 characters')
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+  """Runs the pipeline on a schedule: `submit` creates a Vertex AI pipeline schedule
+  (aiplatform.PipelineJobSchedule) instead of one PipelineJob, and `compile` writes KFP's
+  recurring-run equivalent beside pipeline.kfp.yaml (docs/deploy.md, "Scheduled retraining")."""
+
+  # When runs start, e.g. '0 3 * * 1' (Mondays 03:00), read in time_zone.
+  cron: str = dataclasses.field(metadata={CHECK: Cron()})
+  time_zone: str = checked('UTC', TimeZone())
+  # Runs of this schedule at once; a start due while this many run is skipped.
+  max_concurrent_runs: int = checked(1, at_least(1))
+  # Optional: no run starts before start_time (default: now) or after end_time (default: never).
+  start_time: Optional[datetime.datetime] = checked(None, Timestamp())
+  end_time: Optional[datetime.datetime] = checked(None, Timestamp())
+  max_runs: Optional[int] = checked(None, at_least(1))  # the schedule ends after this many runs
+  # Default: `<pipeline_name>-schedule`.
+  display_name: Optional[str] = checked(None, DISPLAY_NAME)
+
+  def __post_init__(self):
+    # The loader has checked them; a time from the YAML may still be text.
+    for key in ('start_time', 'end_time'):
+      value = getattr(self, key)
+      if value is not None and not isinstance(value, datetime.datetime):
+        object.__setattr__(self, key, _timestamp(value))
+
+  def vertex_cron(self) -> str:
+    """The cron of Vertex's Schedule: the time zone as its `TZ=` prefix."""
+    return f'TZ={self.time_zone} {" ".join(self.cron.split())}'
+
+  def kfp_cron(self) -> str:
+    """KFP's cron (robfig/cron) has a seconds field first: second 0 of the same minutes."""
+    return f'0 {" ".join(self.cron.split())}'
+
+
+# What KFP's recurring runs do not have, said once in the file and in `compile`'s output.
+KFP_TIME_ZONE_NOTE = (
+  "KFP reads a recurring run's cron in its scheduler's time zone (CRON_SCHEDULE_TIMEZONE of the "
+  "ml-pipeline-scheduledworkflow deployment, pipeline-install-config's cronScheduleTimezone in "
+  "KFP's manifests, UTC unless the cluster sets it): set that to {zone}, or shift the hours to UTC"
+)
+KFP_MAX_RUNS_NOTE = 'KFP recurring runs have no run count: max_runs {runs} is left out{end}'
+
+
+def kfp_recurring_run_path(pipeline_json: str) -> str:
+  """Where `compile` writes KFP's recurring run: pipeline.json → pipeline.kfp-recurring-run.json,
+  beside pipeline.kfp.yaml."""
+  return os.path.splitext(pipeline_json)[0] + '.kfp-recurring-run.json'
+
+
+def kfp_recurring_run_snippet(recurring: Mapping[str, Any]) -> str:
+  """The Python that creates the recurring run of kfp_recurring_run() with KFP's client."""
+  arguments = ''.join(
+    f'\n  {name}={value!r},' for name, value in recurring['create_recurring_run'].items()
+  )
+  return (
+    'import kfp\n'
+    "client = kfp.Client(host='https://<your-kfp-endpoint>')\n"
+    f"experiment = client.create_experiment({recurring['experiment_name']!r})  # or the existing one\n"
+    f'client.create_recurring_run(\n  experiment.experiment_id,{arguments}\n)'
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class VertexConfig:
   """One deployment: a GCP project and region, the image, resources, and the pipeline's options."""
@@ -116,6 +307,7 @@ class VertexConfig:
   trainer: TrainerResources = TrainerResources()
   dataflow: Optional[DataflowConfig] = None
   vertex_endpoint: Optional[VertexEndpointConfig] = None
+  schedule: Optional[ScheduleConfig] = None  # without it `submit` starts one run
   # Every PipelineConfig option (its `training` included) is a top-level key of the file; the
   # local defaults of these two mean nothing to a deployment, so the file must set them.
   pipeline: PipelineConfig = dataclasses.field(
@@ -134,6 +326,45 @@ class VertexConfig:
   @property
   def enable_caching(self) -> bool:
     return self.pipeline.enable_cache
+
+  def schedule_display_name(self) -> str:
+    """The schedule's name in the Vertex console and KFP's UI."""
+    return self.schedule.display_name or f'{self.pipeline_name}-schedule'
+
+  def kfp_recurring_run(self, package_path: str) -> Dict[str, Any]:
+    """The schedule as KFP's: the arguments of kfp.Client().create_recurring_run (after the
+    experiment's id) for the package at `package_path`, the experiment, and what differs."""
+    schedule = self.schedule
+    arguments: Dict[str, Any] = {
+      'job_name': self.schedule_display_name(),
+      'cron_expression': schedule.kfp_cron(),
+      'max_concurrency': schedule.max_concurrent_runs,
+      # A paused or late schedule starts one run, not one per missed time (KFP's default
+      # backfills): retraining once on the newest data is what a missed week needs.
+      'no_catchup': True,
+      'pipeline_package_path': package_path,
+    }
+    for key in ('start_time', 'end_time'):
+      if getattr(schedule, key) is not None:
+        arguments[key] = rfc3339(getattr(schedule, key))
+    notes = [
+      f'cron_expression {schedule.kfp_cron()!r} is schedule.cron {schedule.cron!r} with a seconds '
+      "field first: KFP's cron (robfig/cron) has 6 fields"
+    ]
+    if schedule.time_zone != 'UTC':
+      notes.append(KFP_TIME_ZONE_NOTE.format(zone=schedule.time_zone))
+    if schedule.max_runs is not None:
+      end = (
+        ', end_time ends it'
+        if schedule.end_time
+        else '; it runs until disabled (client.disable_recurring_run) or given an end_time'
+      )
+      notes.append(KFP_MAX_RUNS_NOTE.format(runs=schedule.max_runs, end=end))
+    return {
+      'experiment_name': self.pipeline_name,
+      'create_recurring_run': arguments,
+      'notes': notes,
+    }
 
   def vertex_pusher_config(self) -> Optional[Dict[str, Any]]:
     """The custom_config of TFX's Vertex Pusher; None without a vertex_endpoint section."""
@@ -269,7 +500,22 @@ def _validate_workers(trainer: TrainerResources) -> None:
     )
 
 
+def _validate_schedule(schedule: ScheduleConfig, now: datetime.datetime) -> None:
+  start, end = schedule.start_time, schedule.end_time
+  if end is not None and start is not None and end <= start:
+    raise VertexConfigError(
+      f'schedule.end_time must be after schedule.start_time, got {rfc3339(end)} '
+      f'(start {rfc3339(start)})'
+    )
+  if end is not None and end <= now:
+    raise VertexConfigError(
+      f'schedule.end_time must be in the future (no run would start), got {rfc3339(end)}'
+    )
+
+
 def _validate(config: VertexConfig) -> VertexConfig:
+  if config.schedule is not None:
+    _validate_schedule(config.schedule, datetime.datetime.now(datetime.timezone.utc))
   trainer = config.trainer
   _validate_workers(trainer)
   if bool(trainer.accelerator_type) != (trainer.accelerator_count > 0):
@@ -293,7 +539,12 @@ def load(path: str, image: Optional[str] = None) -> VertexConfig:
   """
   try:
     with open(path) as source:
-      values = yaml.safe_load(source) or {}
+      try:
+        values = yaml.safe_load(source) or {}
+      except ValueError as error:  # an unquoted time that does not exist, e.g. 2027-13-01T00:00:00Z
+        raise ConfigError(
+          f'not valid YAML: a date or time that does not exist ({error})'
+        ) from error
     if image:
       values = {**values, 'image': image} if isinstance(values, dict) else values
     return _validate(options.build(VertexConfig, values))

@@ -36,8 +36,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     'images',
     nargs='+',
-    help='IDX images files (.gz; labels are read from the labels file beside it), ExampleGen '
-    'split directories (Split-test) or 28x28 PNG files',
+    help='JPEG, PNG, BMP or GIF files of any size, folders of them (an image in <folder>/<class>/ '
+    'is labelled <class>), IDX images files (.gz; labels are read from the labels file beside '
+    'it) or ExampleGen split directories (Split-test)',
   )
   parser.add_argument(
     '--count', type=COUNT, default=None, help='send at most this many images (default: all)'

@@ -1,10 +1,13 @@
-"""Serving latency of exported models, measured as a client's request runs: serialized
-tf.Examples through `serving_default`, in process (no network, no TF Serving batching)."""
+"""Serving latency of exported models, measured as a client's request runs: encoded image files
+through `serving_default` (decoding and resizing included), in process (no network, no TF
+Serving batching)."""
 
 import dataclasses
 import statistics
 import time
 from typing import Callable, Dict, Mapping, Sequence
+
+from contract import signatures
 
 # Calls before timing: the first traces the signature's function and allocates its buffers.
 WARMUP_CALLS = 3
@@ -61,33 +64,31 @@ def interleaved_latency(
 
 def serving_latency(
   model_dirs: Mapping[str, str],
-  examples: Sequence[bytes],
+  images: Sequence[bytes],
   batch_sizes: Sequence[int],
   repeats: int,
 ) -> Dict[str, Dict[int, Latency]]:
-  """Latency of each model's serving_default on a batch of `examples` (repeated when there are
-  fewer), per batch size.
+  """Latency of each model's serving_default on a batch of encoded `images` (repeated when there
+  are fewer), per batch size. serving.requests.encoded_images gives them from tf.Examples.
 
   Every model is loaded first and the models are timed interleaved, batch size by batch size.
   """
   # Here rather than at the top: selection and `--help` use Latency without loading TensorFlow.
   import tensorflow as tf
 
-  from trainer import export
-
-  if not examples:
-    raise ValueError('no examples to time the serving signature with')
-  signatures = {
-    name: tf.saved_model.load(path).signatures[export.SERVING_SIGNATURE]
+  if not images:
+    raise ValueError('no images to time the serving signature with')
+  serving = {
+    name: tf.saved_model.load(path).signatures[signatures.SERVING_SIGNATURE]
     for name, path in model_dirs.items()
   }
   result: Dict[str, Dict[int, Latency]] = {name: {} for name in model_dirs}
   for batch in batch_sizes:
-    request = tf.constant([examples[index % len(examples)] for index in range(batch)])
+    request = tf.constant([images[index % len(images)] for index in range(batch)])
     by_model = interleaved_latency(
       {
-        name: (lambda serve=serve: serve(**{export.EXAMPLES_INPUT: request}))  # noqa: B023
-        for name, serve in signatures.items()
+        name: (lambda serve=serve: serve(**{signatures.IMAGE_BYTES_INPUT: request}))  # noqa: B023
+        for name, serve in serving.items()
       },
       repeats,
     )

@@ -1,19 +1,25 @@
-"""Prediction client: images to TF Serving over REST or gRPC, or to a pushed SavedModel in-process.
+"""Prediction client: image files to TF Serving over REST or gRPC, or to a pushed SavedModel
+in process.
 
-REST sends raw uint8 pixels to the `predict_images` signature in TF Serving's
-row ("instances") format; gRPC sends serialized tf.Examples to
-`serving_default`, as TFX and TFMA do. Both return the same outputs. Inputs of any
-size are sent as several requests, each under a byte budget (gRPC's default 4 MB
-message limit) and at most as many images as the server's batching accepts.
-Each line names its image (the file, and the index within an IDX file or split) and,
-when the input carries labels (an IDX file with its labels file beside it, an ExampleGen
-split), its label; an accuracy line closes the output. The first line says which model
-version (and, in-process, which variant) answered.
+Every path sends the encoded files as they are (JPEG, PNG, BMP, GIF) to `serving_default`: REST
+in TF Serving's row format with each image as {"b64": ...}, gRPC as a PredictRequest of
+strings, in process as the same strings; the model decodes and resizes them with its Transform
+graph. Inputs are image files, folders of them (searched recursively; an image under
+`<folder>/<class>/` is labelled with that class, as the class-folder layout is), IDX images
+files (.gz, labelled by the labels file beside them) and ExampleGen split directories. Inputs of
+any size are sent as several requests, each under a byte budget (gRPC's default 4 MB message
+limit) and at most as many images as the server's batching accepts.
+Each line names its image (the file, and the index within an IDX file or split) and, when the
+input carries a label, that label; an accuracy line closes the output. Class names come from the
+model's `classes` output. The first line says which model version (and, in process, which
+variant) answered.
 """
 
+import base64
 import dataclasses
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -23,26 +29,53 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from components.idx_example_gen import idx
+from components.image_example_gen import idx
 from components.variant_selection import production
+from contract import signatures
+from contract.features import FASHION_MNIST
+from contract.features import IMAGE_KEY
+from contract.features import LABEL_KEY
 from serving import requests
 from serving.arguments import DEFAULT_MAX_REQUEST_BYTES
 from serving.arguments import MAX_REQUEST_IMAGES
-from trainer import export
-from trainer import features
 
-UNKNOWN_LABEL = -1
 # Room for a request's fixed parts: model spec, signature name, tensor dtype and shape.
 REQUEST_OVERHEAD_BYTES = 1024
 # A string in a TensorProto or a row in a JSON list: field tag and length, or a comma.
 ITEM_OVERHEAD_BYTES = 4
-# The first bytes of the image files predict decodes.
-_IMAGE_MAGIC = {b'\x89PNG\r\n\x1a\n': 'PNG', b'\xff\xd8\xff': 'JPEG'}
+# The first bytes of the image files the model decodes.
+_IMAGE_MAGIC = {
+  b'\x89PNG\r\n\x1a\n': 'PNG',
+  b'\xff\xd8\xff': 'JPEG',
+  b'BM': 'BMP',
+  b'GIF87a': 'GIF',
+  b'GIF89a': 'GIF',
+}
 _IDX_MAGIC = {magic.to_bytes(4, 'big') for magic in (idx.IMAGES_MAGIC, idx.LABELS_MAGIC)}
+NOT_AN_IMAGE = 'not a JPEG, PNG, BMP or GIF image'
+# ExampleGen writes it at the examples artifact's root, beside the split directories.
+DATASET_FILE = 'dataset.json'
 
 
 class PredictError(RuntimeError):
   """The images or the server could not give predictions; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Label:
+  """An input's true class: its index (IDX files, splits) and, where known, its name (class
+  folders, splits with their dataset.json)."""
+
+  index: Optional[int] = None
+  name: Optional[str] = None
+
+  def matches(self, prediction: 'Prediction') -> bool:
+    if self.index is not None:
+      return self.index == prediction.class_id
+    return self.name == prediction.class_name
+
+  def __str__(self) -> str:
+    return self.name if self.name is not None else f'class {self.index}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,29 +84,34 @@ class Prediction:
   class_name: str
   probabilities: List[float]
 
-  def line(self, label: Optional[int] = None) -> str:
+  def line(self, label: Optional[Label] = None) -> str:
     truth = ''
     if label is not None:
-      mark = '' if label == self.class_id else ' ✗'
-      truth = f'  (label: {features.CLASS_NAMES[label]}){mark}'
+      mark = '' if label.matches(self) else ' ✗'
+      truth = f'  (label: {label}){mark}'
     return f'{self.class_name:<12} {self.probabilities[self.class_id]:.3f}{truth}'
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-  images: np.ndarray  # uint8 [n, 28, 28]
-  labels: np.ndarray  # int64 [n], UNKNOWN_LABEL where the input has none
+  images: List[bytes]  # encoded files, as the model's serving_default takes them
+  labels: List[Optional[Label]]  # None where the input has none
   # Where each image came from: its file, with [index] inside an IDX file or a split.
   names: Sequence[str]
+  # One line per file of a folder that is not an image: what predict left out, and why.
+  skipped: Sequence[str] = ()
 
   def accuracy_line(self, predictions: Sequence[Prediction]) -> Optional[str]:
     """`accuracy 0.9120: 912 of 1000 labelled images`, or None when no label is known."""
-    known = self.labels != UNKNOWN_LABEL
-    if not known.any():
+    judged = [
+      label.matches(prediction)
+      for label, prediction in zip(self.labels, predictions)
+      if label is not None
+    ]
+    if not judged:
       return None
-    predicted = np.array([prediction.class_id for prediction in predictions])
-    correct = int(np.sum(predicted[known] == self.labels[known]))
-    return f'accuracy {correct / known.sum():.4f}: {correct} of {known.sum()} labelled images'
+    correct = sum(judged)
+    return f'accuracy {correct / len(judged):.4f}: {correct} of {len(judged)} labelled images'
 
 
 def _indexed(source: str, count: int) -> List[str]:
@@ -102,49 +140,95 @@ class Answer:
     return f'Answered by {self.model_name} {version}{variant}, {self.where}'
 
 
-def load_image(path: str) -> np.ndarray:
-  """A 28x28 grayscale PNG or JPEG as uint8 [28, 28]; colour images are converted to gray."""
+def image_kind(content: bytes) -> Optional[str]:
+  """'JPEG', 'PNG', 'BMP' or 'GIF' from the file's first bytes, or None."""
+  return next((kind for magic, kind in _IMAGE_MAGIC.items() if content.startswith(magic)), None)
+
+
+def _read(path: str) -> bytes:
   if not tf.io.gfile.exists(path):
     raise PredictError(f'{path}: file not found')
   with tf.io.gfile.GFile(path, 'rb') as image_file:
-    content = image_file.read()
-  kind = next((kind for magic, kind in _IMAGE_MAGIC.items() if content.startswith(magic)), None)
+    return image_file.read()
+
+
+def check_decodes(path: str, content: bytes, kind: str) -> None:
+  """Raises PredictError naming `path` if the file does not decode as the model decodes it."""
+  try:
+    tf.io.decode_image(content, expand_animations=False)
+  except tf.errors.InvalidArgumentError as error:
+    raise PredictError(f'{path}: a damaged {kind} file that cannot be decoded') from error
+
+
+def load_image(path: str) -> bytes:
+  """The file's bytes, once they are known to be a JPEG, PNG, BMP or GIF image that decodes."""
+  content = _read(path)
+  kind = image_kind(content)
   if kind is None:
     uncompressed_idx = content[:4] in _IDX_MAGIC
     hint = (
       ' (an uncompressed IDX file: predict reads them gzipped, .gz)' if uncompressed_idx else ''
     )
-    raise PredictError(f'{path}: not a PNG or JPEG image{hint}')
-  try:
-    image = tf.io.decode_image(content, channels=1, expand_animations=False).numpy()
-  except tf.errors.InvalidArgumentError as error:
-    raise PredictError(f'{path}: a damaged {kind} file that cannot be decoded') from error
-  if image.shape[:2] != (features.IMAGE_HEIGHT, features.IMAGE_WIDTH):
-    raise PredictError(
-      f'{path}: image is {image.shape[1]}x{image.shape[0]}, the model takes '
-      f'{features.IMAGE_WIDTH}x{features.IMAGE_HEIGHT} grayscale'
-    )
-  return image[:, :, 0]
+    raise PredictError(f'{path}: {NOT_AN_IMAGE}{hint}')
+  check_decodes(path, content, kind)
+  return content
+
+
+def _files_under(directory: str) -> List[str]:
+  return sorted(
+    os.path.join(root, name) for root, _, names in tf.io.gfile.walk(directory) for name in names
+  )
+
+
+def load_folder(directory: str, count: Optional[int] = None) -> Inputs:
+  """The images in a folder and its subfolders, in path order; an image directly in
+  `<directory>/<class>/` (or deeper, e.g. <split>/<class>/) is labelled with its folder's name.
+  Files that are not images are left out, one `skipped` line each."""
+  images, labels, names, skipped = [], [], [], []
+  for path in _files_under(directory):
+    if count is not None and len(images) == count:
+      break
+    with tf.io.gfile.GFile(path, 'rb') as image_file:
+      content = image_file.read()
+    kind = image_kind(content)
+    if kind is None:
+      skipped.append(f'skipped {path}: {NOT_AN_IMAGE}')
+      continue
+    check_decodes(path, content, kind)
+    parent = os.path.dirname(path)
+    images.append(content)
+    labels.append(None if parent == directory.rstrip('/') else Label(name=os.path.basename(parent)))
+    names.append(path)
+  if not images:
+    raise PredictError(f'{directory}: no JPEG, PNG, BMP or GIF images in this folder')
+  return Inputs(images, labels, names, skipped)
+
+
+def _split_class_names(directory: str) -> Optional[Sequence[str]]:
+  """The class names of the dataset.json beside a split directory, if there is one."""
+  path = os.path.join(os.path.dirname(os.path.normpath(directory)), DATASET_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as dataset:
+    return json.load(dataset)['spec']['classes']
 
 
 def load_split(directory: str, count: Optional[int] = None) -> Inputs:
   """Images, and labels where the examples have them, from an ExampleGen split directory
   (e.g. .../examples/<id>/Split-test)."""
   files = tf.io.gfile.glob(os.path.join(directory, '*.gz'))
-  if not files:
-    raise PredictError(f'{directory}: no tf.Example files (*.gz) in this directory')
+  class_names = _split_class_names(directory)
   images, labels = [], []
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP').take(count or -1):
+  for record in tf.data.TFRecordDataset(sorted(files), compression_type='GZIP').take(count or -1):
     feature = tf.train.Example.FromString(record.numpy()).features.feature
-    images.append(list(feature[features.IMAGE_KEY].int64_list.value))
-    label = feature[features.LABEL_KEY].int64_list.value if features.LABEL_KEY in feature else []
-    labels.append(label[0] if label else UNKNOWN_LABEL)
-  shape = (-1, features.IMAGE_HEIGHT, features.IMAGE_WIDTH)
-  return Inputs(
-    np.array(images, np.uint8).reshape(shape),
-    np.array(labels, np.int64),
-    _indexed(directory, len(images)),
-  )
+    images.append(feature[IMAGE_KEY].bytes_list.value[0])
+    label = feature[LABEL_KEY].int64_list.value if LABEL_KEY in feature else []
+    if not label:
+      labels.append(None)
+    else:
+      index = int(label[0])
+      labels.append(Label(index, class_names[index] if class_names else None))
+  return Inputs(images, labels, _indexed(directory, len(images)))
 
 
 def labels_file_beside(images_path: str) -> Optional[str]:
@@ -156,35 +240,41 @@ def labels_file_beside(images_path: str) -> Optional[str]:
   return labels_path if tf.io.gfile.exists(labels_path) else None
 
 
-def load_idx(images_path: str) -> Inputs:
-  """An IDX images file, with the labels of the labels file beside it when there is one."""
+def load_idx(images_path: str, count: Optional[int] = None) -> Inputs:
+  """An IDX images file (Fashion-MNIST's format) as PNG files, with the labels of the labels
+  file beside it when there is one."""
   labels_path = labels_file_beside(images_path)
   if labels_path is None:
-    images = idx.read_images(images_path)
-    labels = np.full(len(images), UNKNOWN_LABEL, np.int64)
+    pixels = idx.read_images(images_path)
+    labels = [None] * len(pixels)
   else:
-    images, labels = idx.read_pair(idx.IdxPair(images_path, labels_path))
-  return Inputs(images, labels.astype(np.int64), _indexed(images_path, len(images)))
+    pixels, indices = idx.read_pair(idx.IdxPair(images_path, labels_path))
+    labels = [Label(int(index), FASHION_MNIST.classes[index]) for index in indices]
+  pixels = pixels[:count]
+  images = [tf.io.encode_png(image[:, :, None]).numpy() for image in pixels]
+  return Inputs(images, labels[: len(images)], _indexed(images_path, len(images)))
 
 
 def load_inputs(paths: Sequence[str], count: Optional[int] = None) -> Inputs:
-  """uint8 [n, 28, 28] images, their labels and names from IDX images files (.gz), ExampleGen
-  split directories and PNG or JPEG files, at most `count` of them."""
+  """Encoded images, their labels and names from image files, folders of them, IDX images files
+  (.gz) and ExampleGen split directories, at most `count` of them."""
   parts = []
   for path in paths:
     if tf.io.gfile.isdir(path):
-      parts.append(load_split(path, count))
+      is_split = tf.io.gfile.glob(os.path.join(path, '*.gz'))
+      parts.append(load_split(path, count) if is_split else load_folder(path, count))
     elif path.endswith('.gz'):
-      parts.append(load_idx(path))
+      parts.append(load_idx(path, count))
     else:
-      parts.append(Inputs(load_image(path)[None], np.array([UNKNOWN_LABEL], np.int64), [path]))
-  images = np.concatenate([part.images for part in parts])[:count]
-  if not len(images):
+      parts.append(Inputs([load_image(path)], [None], [path]))
+  images = [image for part in parts for image in part.images][:count]
+  if not images:
     raise PredictError('no images given')
   return Inputs(
     images,
-    np.concatenate([part.labels for part in parts])[:count],
+    [label for part in parts for label in part.labels][:count],
     [name for part in parts for name in part.names][:count],
+    [line for part in parts for line in part.skipped],
   )
 
 
@@ -203,11 +293,18 @@ def request_slices(sizes: Sequence[int], max_bytes: int, max_images: int) -> Lis
   return slices + [slice(start, len(sizes))] if len(sizes) else slices
 
 
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def to_predictions(output: Callable[[str], np.ndarray]) -> List[Prediction]:
-  """Predictions from `output(name)`, which returns one output of the response as an array."""
+  """Predictions from `output(name)`, which returns one output of the response as an array; the
+  class names are the model's own `classes` output."""
   return [
-    Prediction(int(class_id), features.CLASS_NAMES[int(class_id)], [float(p) for p in probs])
-    for class_id, probs in zip(output(export.CLASS_IDS), output(export.PROBABILITIES))
+    Prediction(int(class_id), _text(name), [float(p) for p in probs])
+    for class_id, name, probs in zip(
+      output(signatures.CLASS_IDS), output(signatures.CLASSES), output(signatures.PROBABILITIES)
+    )
   ]
 
 
@@ -248,10 +345,14 @@ def rest_version(server: str, servable: requests.Servable, timeout: float) -> Tu
     return ()  # the predictions stand without it
 
 
-def rest_bodies(images: np.ndarray, limits: Limits = Limits()) -> Iterator[bytes]:
-  """JSON bodies in TF Serving's row format, one instance per image as [28][28] pixel rows."""
-  rows = [json.dumps(image.tolist(), separators=(',', ':')) for image in images]
-  head = json.dumps({'signature_name': export.IMAGES_SIGNATURE})[:-1] + ', "instances": ['
+def rest_bodies(images: Sequence[bytes], limits: Limits = Limits()) -> Iterator[bytes]:
+  """JSON bodies for `serving_default` in TF Serving's row format, one instance per image:
+  {"image_bytes": {"b64": "<the file, base64>"}} (the form Vertex AI endpoints take too)."""
+  rows = [
+    json.dumps({signatures.IMAGE_BYTES_INPUT: {'b64': base64.b64encode(image).decode('ascii')}})
+    for image in images
+  ]
+  head = json.dumps({'signature_name': signatures.SERVING_SIGNATURE})[:-1] + ', "instances": ['
   sizes = [len(row) + ITEM_OVERHEAD_BYTES for row in rows]
   for part in request_slices(sizes, limits.max_bytes, limits.max_images):
     yield (head + ','.join(rows[part]) + ']}').encode()
@@ -284,7 +385,7 @@ def _post(url: str, body: bytes, timeout: float) -> List[Prediction]:
 def predict_rest(
   server: str,
   servable: requests.Servable,
-  images: np.ndarray,
+  images: Sequence[bytes],
   timeout: float = 30.0,
   limits: Limits = Limits(),
 ) -> Answer:
@@ -304,13 +405,12 @@ def predict_rest(
 
 
 def grpc_requests(
-  images: np.ndarray, servable: requests.Servable, limits: Limits = Limits()
+  images: Sequence[bytes], servable: requests.Servable, limits: Limits = Limits()
 ) -> Iterator:
-  """PredictRequests for `serving_default` carrying serialized tf.Examples."""
-  examples = requests.serialized_examples(images)
-  sizes = [len(example) + ITEM_OVERHEAD_BYTES for example in examples]
+  """PredictRequests for `serving_default` carrying the encoded image files."""
+  sizes = [len(image) + ITEM_OVERHEAD_BYTES for image in images]
   for part in request_slices(sizes, limits.max_bytes, limits.max_images):
-    yield requests.examples_request(examples[part], servable)
+    yield requests.image_bytes_request(images[part], servable)
 
 
 def parse_grpc_response(response) -> List[Prediction]:
@@ -320,7 +420,7 @@ def parse_grpc_response(response) -> List[Prediction]:
 def predict_grpc(
   server: str,
   servable: requests.Servable,
-  images: np.ndarray,
+  images: Sequence[bytes],
   timeout: float = 30.0,
   limits: Limits = Limits(),
 ) -> Answer:
@@ -378,15 +478,19 @@ def load_signature(path: str, signature: str):
 
 
 def predict_local(
-  model_dir: str, images: np.ndarray, version: Optional[int] = None, limits: Limits = Limits()
+  model_dir: str,
+  images: Sequence[bytes],
+  version: Optional[int] = None,
+  limits: Limits = Limits(),
 ) -> Answer:
-  """The same requests as gRPC, run by the pushed SavedModel in this process."""
+  """The same images as gRPC sends, run by the pushed SavedModel's serving_default in this
+  process."""
   path = version_dir(model_dir, version)
-  serve = load_signature(path, export.SERVING_SIGNATURE)
+  serve = load_signature(path, signatures.SERVING_SIGNATURE)
   predictions = []
   for start in range(0, len(images), limits.max_images):
-    examples = requests.serialized_examples(images[start : start + limits.max_images])
-    outputs = serve(**{export.EXAMPLES_INPUT: tf.constant(examples)})
+    batch = tf.constant(list(images[start : start + limits.max_images]))
+    outputs = serve(**{signatures.IMAGE_BYTES_INPUT: batch})
     predictions.extend(to_predictions(lambda name, outputs=outputs: outputs[name].numpy()))
   # A pushed version is <serving root>/<model name>/<version>; a Trainer's export is no version.
   parent, number = os.path.split(os.path.normpath(path))
@@ -424,12 +528,15 @@ EXPECTED_ERRORS = (PredictError, idx.IdxFormatError)
 
 def main(args) -> int:
   """Prints which model answered, one line per image named by its file (and its label when
-  known), then the accuracy if labels are."""
+  known), then the accuracy if labels are; the folder files it left out go to stderr, a line
+  each, so that stdout stays one line per image."""
   inputs, answer = run(args)
+  for line in inputs.skipped:
+    print(line, file=sys.stderr)
   print(answer.model_line())
   width = max(map(len, inputs.names))
   for name, prediction, label in zip(inputs.names, answer.predictions, inputs.labels):
-    print(f'{name:<{width}}  {prediction.line(None if label == UNKNOWN_LABEL else int(label))}')
+    print(f'{name:<{width}}  {prediction.line(label)}')
   accuracy = inputs.accuracy_line(answer.predictions)
   if accuracy:
     print(accuracy)

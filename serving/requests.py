@@ -1,23 +1,34 @@
-"""PredictRequests for the exported signatures, as TF Serving receives them over gRPC.
+"""PredictRequests for the exported signatures (contract/signatures.py), as TF Serving receives
+them over gRPC.
 
 The client sends them and every export replays them at load (the warmup file), so
 both speak to the model through the same request.
 """
 
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from components.idx_example_gen import executor
-from trainer import export
+from contract import signatures
+from contract.features import IMAGE_KEY
 
 
-def serialized_examples(images: np.ndarray) -> List[bytes]:
-  """The tf.Examples ExampleGen would write for these images (label 0: serving ignores it)."""
-  return [executor.to_example(image, 0) for image in images]
+def image_example(encoded_image: bytes) -> bytes:
+  """A serialized tf.Example holding only `image`: what serve_examples reads (no label)."""
+  example = tf.train.Example()
+  example.features.feature[IMAGE_KEY].bytes_list.value.append(encoded_image)
+  return example.SerializeToString(deterministic=True)
+
+
+def encoded_images(serialized_examples: Sequence[bytes]) -> List[bytes]:
+  """The `image` bytes of serialized tf.Examples (as ExampleGen writes them)."""
+  return [
+    tf.train.Example.FromString(example).features.feature[IMAGE_KEY].bytes_list.value[0]
+    for example in serialized_examples
+  ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +61,19 @@ def _request(signature: str, input_name: str, tensor, servable: Servable):
   return request
 
 
-def examples_request(examples: List[bytes], servable: Servable) -> predict_pb2.PredictRequest:
-  """`serving_default`: serialized tf.Examples, as TFX and TFMA send them."""
-  tensor = tf.make_tensor_proto(examples, dtype=tf.string)
-  return _request(export.SERVING_SIGNATURE, export.EXAMPLES_INPUT, tensor, servable)
+def image_bytes_request(images: Sequence[bytes], servable: Servable) -> predict_pb2.PredictRequest:
+  """`serving_default`: encoded image files, one string each."""
+  tensor = tf.make_tensor_proto(list(images), dtype=tf.string)
+  return _request(signatures.SERVING_SIGNATURE, signatures.IMAGE_BYTES_INPUT, tensor, servable)
 
 
-def images_request(images: np.ndarray, servable: Servable) -> predict_pb2.PredictRequest:
-  """`predict_images`: raw uint8 pixels [n, 28, 28]."""
-  tensor = tf.make_tensor_proto(images.astype(np.uint8), dtype=tf.uint8)
-  return _request(export.IMAGES_SIGNATURE, export.IMAGES_INPUT, tensor, servable)
+def examples_request(examples: Sequence[bytes], servable: Servable) -> predict_pb2.PredictRequest:
+  """`serve_examples`: serialized tf.Examples, as TFX and TFMA send them."""
+  tensor = tf.make_tensor_proto(list(examples), dtype=tf.string)
+  return _request(signatures.EXAMPLES_SIGNATURE, signatures.EXAMPLES_INPUT, tensor, servable)
+
+
+def images_request(pixels: np.ndarray, servable: Servable) -> predict_pb2.PredictRequest:
+  """`predict_images`: uint8 pixels [n, height, width, channels] of the model's size."""
+  tensor = tf.make_tensor_proto(pixels.astype(np.uint8), dtype=tf.uint8)
+  return _request(signatures.IMAGES_SIGNATURE, signatures.IMAGES_INPUT, tensor, servable)

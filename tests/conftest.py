@@ -61,7 +61,7 @@ def two_cpu_strategy():
 
 @pytest.fixture(scope="session")
 def container_data_steps(tmp_path_factory):
-  """CuratedSchema, IdxExampleGen and Transform of a compiled one-variant pipeline on generated
+  """CuratedSchema, ImageExampleGen and Transform of a compiled one-variant pipeline on generated
   files, run once through TFX's container entrypoint for every test that runs later steps."""
   from tests.test_kubeflow_v2 import run_data_steps  # pylint: disable=import-outside-toplevel
 

@@ -3,11 +3,10 @@
 import gzip
 import os
 import struct
-from typing import Optional
 
 import numpy as np
 
-from components.idx_example_gen import idx
+from components.image_example_gen import idx
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:
@@ -23,7 +22,7 @@ def write_gz(path: str, payload: bytes) -> str:
 
 
 def learnable_images(labels: np.ndarray, seed: int) -> np.ndarray:
-  """Images whose class is visible: a bright horizontal band at a row set by the label, plus noise."""
+  """Images whose class is visible: a bright band at a row set by the label, plus noise."""
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 60, size=(len(labels), 28, 28))
   for image, label in zip(images, labels):
@@ -36,8 +35,8 @@ def write_dataset(
   prefix: str,
   count: int,
   seed: int = 0,
-  images: Optional[np.ndarray] = None,
-  labels: Optional[np.ndarray] = None,
+  images: np.ndarray | None = None,
+  labels: np.ndarray | None = None,
 ) -> idx.IdxPair:
   """Writes `<prefix>-images-idx3-ubyte.gz` and `<prefix>-labels-idx1-ubyte.gz`."""
   os.makedirs(directory, exist_ok=True)

@@ -38,7 +38,7 @@ from tests import serving_model
 from tests.test_kubeflow_v2 import VERTEX
 from tests.test_kubeflow_v2 import _executor
 from tests.test_kubeflow_v2 import _write_config
-from trainer import features
+from contract import features
 from trainer.config import ZSCORE_SCALING
 from trainer.model import build_model
 
@@ -76,7 +76,7 @@ def test_every_local_beam_step_gets_the_worker_processes(tmp_path):
   assert sorted(by_node) == [
     'Evaluator_batch',
     'Evaluator_none',
-    'IdxExampleGen',
+    'ImageExampleGen',
     'StatisticsGen',
     'Transform',
   ]
@@ -105,7 +105,7 @@ def test_the_compiled_deployment_keeps_its_in_container_runner(tmp_path):
     text = compiled.read()
   assert 'direct_num_workers' not in text and 'multi_processing' not in text
   spec = json.loads(text)['pipelineSpec']
-  for task in ('IdxExampleGen', 'StatisticsGen', 'Transform', 'Evaluator_batch'):
+  for task in ('ImageExampleGen', 'StatisticsGen', 'Transform', 'Evaluator_batch'):
     assert '--direct_running_mode=in_memory' in _executor(spec, task)['container']['args'], task
 
 
@@ -143,7 +143,7 @@ def test_with_worker_processes_progress_and_the_log_still_work(data_steps):
   """The console shows each Beam step start and end; the log gets the workers' own warnings
   (Beam forwards their records to the runner's logger; `run` logs warnings and up from there)."""
   run = data_steps[2]
-  for step in ('IdxExampleGen', 'StatisticsGen', 'Transform'):
+  for step in ('ImageExampleGen', 'StatisticsGen', 'Transform'):
     assert f'▶ {step} ...' in run.console and f'✓ {step} (' in run.console, run.console
   assert 'Worker: severity: WARN' in run.log
   assert 'Worker: severity' not in data_steps[1].log  # in-process: no worker to forward from
@@ -162,7 +162,7 @@ def _records(split_dir):
 @pytest.mark.parametrize('split', SPLITS)
 def test_two_workers_write_the_same_examples(data_steps, split):
   by_workers = {
-    workers: _records(_output(root, 'IdxExampleGen', 'examples', f'Split-{split}'))
+    workers: _records(_output(root, 'ImageExampleGen', 'examples', f'Split-{split}'))
     for workers, (root, *_) in data_steps.items()
   }
   assert by_workers[1]
@@ -182,7 +182,11 @@ def test_two_workers_compute_the_same_statistics(data_steps, split):
     features_of(data_steps[w].root) for w in WORKER_COUNTS
   )
   assert count_2 == count_1 > 0
-  assert sorted(features_2) == sorted(features_1) == [features.IMAGE_KEY, features.LABEL_KEY]
+  assert (
+    sorted(features_2)
+    == sorted(features_1)
+    == sorted([features.IMAGE_KEY, features.LABEL_KEY, *features.METADATA_KEYS])
+  )
   for name, feature in features_1.items():
     one, two = feature.num_stats, features_2[name].num_stats
     # Counts, extremes and histogram counts are exact; sums of floats merge in another order.
@@ -201,7 +205,7 @@ def test_two_workers_give_the_same_transform(data_steps):
     workers: tft.TFTransformOutput(_output(root, 'Transform', 'transform_graph'))
     for workers, (root, *_) in data_steps.items()
   }
-  raw = _records(_output(data_steps[1].root, 'IdxExampleGen', 'examples', 'Split-test'))
+  raw = _records(_output(data_steps[1].root, 'ImageExampleGen', 'examples', 'Split-test'))
   spec = outputs[1].raw_feature_spec()
   parsed = tf.io.parse_example(tf.constant(raw), spec)
   transformed = {
@@ -238,7 +242,8 @@ def _transformed(split_dir):
 
 
 def _unit_scaled(parsed):
-  return tf.cast(parsed[features.IMAGE_KEY], tf.float32).numpy().reshape(-1, 28, 28, 1) / 255.0
+  pixels = [tf.io.decode_png(encoded).numpy() for encoded in parsed[features.IMAGE_KEY]]
+  return np.stack(pixels).astype(np.float32) / 255.0
 
 
 def test_two_workers_compute_the_same_metrics(data_steps, tmp_path):
@@ -249,7 +254,7 @@ def test_two_workers_compute_the_same_metrics(data_steps, tmp_path):
     str(tmp_path), build_model('batch', seed=0), 'batch', images
   )
   config = eval_config()
-  eval_split = _output(data_steps[1].root, 'IdxExampleGen', 'examples', 'Split-eval')
+  eval_split = _output(data_steps[1].root, 'ImageExampleGen', 'examples', 'Split-eval')
   metrics = {}
   for workers in WORKER_COUNTS:
     output = str(tmp_path / f'tfma{workers}')

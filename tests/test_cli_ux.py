@@ -98,8 +98,8 @@ def _record(created, message, pathname=_RUNNER_FILE):
 
 # A run as the runner and the trainer log it, with the times the records were created.
 RECORDED = [
-  _record(100.0, 'Component IdxExampleGen is running.'),
-  _record(112.5, 'Component IdxExampleGen is finished.'),
+  _record(100.0, 'Component ImageExampleGen is running.'),
+  _record(112.5, 'Component ImageExampleGen is finished.'),
   _record(113.0, 'Component Transform is running.'),
   _record(113.1, 'A cached execution 7 is used.'),
   _record(113.2, 'Component Transform is finished.'),
@@ -116,8 +116,8 @@ def test_plain_progress_is_one_line_per_event_with_the_trainers_eta():
   for record in RECORDED:
     handler.emit(record)
   assert stream.getvalue().splitlines() == [
-    '▶ IdxExampleGen ...',
-    '✓ IdxExampleGen (12.5 s)',
+    '▶ ImageExampleGen ...',
+    '✓ ImageExampleGen (12.5 s)',
     '▶ Transform ...',
     '✓ Transform (cached)',
     '▶ Trainer_batch ...',
@@ -140,7 +140,7 @@ def test_on_a_terminal_running_components_are_live_lines_and_finished_ones_stay(
   display._progress.refresh()
   screen = stream.getvalue()
   display.close()
-  assert '✓ IdxExampleGen (12.5 s)' in screen and '✓ Transform (cached)' in screen
+  assert '✓ ImageExampleGen (12.5 s)' in screen and '✓ Transform (cached)' in screen
   assert 'Trainer_batch' in screen
   assert 'step 200/1000  loss 0.6000  3200 images/s  ETA 1m20s' in screen
   # The trainer's other messages stay in the log file, off the live display.
@@ -267,19 +267,19 @@ def test_run_prints_progress_on_stderr_and_only_results_on_stdout(tmp_path, caps
     (data_dir / name).write_bytes(b'')
 
   def fake_run(config):
-    for message in ('Component IdxExampleGen is running.', 'Component IdxExampleGen is finished.'):
+    for message in ('Component ImageExampleGen is running.', 'Component ImageExampleGen is finished.'):
       logging.getLogger('absl').info(message)
     return run_summary.RunSummary(
-      run_id='run-7', components=[run_summary.ComponentRun('IdxExampleGen', 'COMPLETE', 1.5)]
+      run_id='run-7', components=[run_summary.ComponentRun('ImageExampleGen', 'COMPLETE', 1.5)]
     )
 
   monkeypatch.setattr(local_runner, 'run', fake_run)
   output_root = tmp_path / 'out'
   assert cli.main(['run', '--data-dir', str(data_dir), '--output-root', str(output_root)]) == 0
   captured = capsys.readouterr()
-  assert '▶ IdxExampleGen ...' in captured.err and '✓ IdxExampleGen' in captured.err
-  assert 'IdxExampleGen ...' not in captured.out and '✓' not in captured.out
-  assert captured.out.startswith('Run run-7:\n  IdxExampleGen COMPLETE     1.5 s\n')
+  assert '▶ ImageExampleGen ...' in captured.err and '✓ ImageExampleGen' in captured.err
+  assert 'ImageExampleGen ...' not in captured.out and '✓' not in captured.out
+  assert captured.out.startswith('Run run-7:\n  ImageExampleGen COMPLETE     1.5 s\n')
   (log,) = os.listdir(output_root / 'logs')
   assert f'Full log: {output_root / "logs" / log}' in captured.out
   assert f'fmnist-pipeline tensorboard --output-root {output_root}' in captured.out

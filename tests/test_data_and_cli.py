@@ -188,7 +188,7 @@ def _served_version(output_root, version, variant, saved_model):
 def test_summary_of_an_interrupted_run_names_the_step_and_what_is_served(
   tmp_path, capsys, tiny_saved_model
 ):
-  _metadata_store(str(tmp_path), [('IdxExampleGen', 'COMPLETE'), ('Trainer_layer', 'RUNNING')])
+  _metadata_store(str(tmp_path), [('ImageExampleGen', 'COMPLETE'), ('Trainer_layer', 'RUNNING')])
   served = _served_version(str(tmp_path), 3, 'keras_layer', tiny_saved_model)
   _served_version(str(tmp_path), 2, 'batch', tiny_saved_model)
   # The newest directory does not load, so TF Serving keeps serving version 3.
@@ -212,8 +212,8 @@ def test_summary_of_a_failed_run_exits_1_and_of_a_finished_one_0(tmp_path, capsy
   failed, finished = tmp_path / 'failed', tmp_path / 'finished'
   for directory in (failed, finished):
     directory.mkdir()
-  _metadata_store(str(failed), [('IdxExampleGen', 'COMPLETE'), ('Transform', 'FAILED')])
-  _metadata_store(str(finished), [('IdxExampleGen', 'COMPLETE'), ('Transform', 'CACHED')])
+  _metadata_store(str(failed), [('ImageExampleGen', 'COMPLETE'), ('Transform', 'FAILED')])
+  _metadata_store(str(finished), [('ImageExampleGen', 'COMPLETE'), ('Transform', 'CACHED')])
   assert cli.main(['summary', '--output-root', str(failed)]) == 1
   assert f'✗ The run failed in Transform: its log in {failed / "logs"} says why.' in (
     capsys.readouterr().out
@@ -229,9 +229,9 @@ def test_the_output_root_environment_variable_sets_every_commands_default(
   tmp_path, capsys, monkeypatch
 ):
   monkeypatch.setenv('FMNIST_OUTPUT_ROOT', str(tmp_path))
-  _metadata_store(str(tmp_path), [('IdxExampleGen', 'COMPLETE')])
+  _metadata_store(str(tmp_path), [('ImageExampleGen', 'COMPLETE')])
   assert cli.main(['summary']) == 0
-  assert 'IdxExampleGen ran' in capsys.readouterr().out
+  assert 'ImageExampleGen ran' in capsys.readouterr().out
   args = cli._parser().parse_args(['run'])
   assert cli.config_from_args(args).output_root == str(tmp_path)
   for command in ('summary', 'report', 'tensorboard'):

@@ -89,7 +89,7 @@ def _without(key):
     (
       {**GOOD, 'dataflow': {**DATAFLOW, 'components': ['VariantSelector']}},
       (
-        'dataflow.components must be one of IdxExampleGen, StatisticsGen, Transform, Evaluator, '
+        'dataflow.components must be one of ImageExampleGen, StatisticsGen, Transform, Evaluator, '
         "got 'VariantSelector'"
       ),
     ),
@@ -156,7 +156,7 @@ def test_by_default_only_the_full_data_passes_start_dataflow_jobs(tmp_path):
     if 'resolver' not in task and task != 'schema_importer'
   }
   dataflow = {task for task, runner in runners.items() if runner == 'DataflowRunner'}
-  assert dataflow == {'IdxExampleGen', 'StatisticsGen', 'Transform'}
+  assert dataflow == {'ImageExampleGen', 'StatisticsGen', 'Transform'}
   for variant in VARIANTS:
     assert '--direct_running_mode=in_memory' in _args(spec, evaluator_id(variant))
     assert not [arg for arg in _args(spec, trainer_id(variant)) if arg.startswith('--runner')]
@@ -188,7 +188,7 @@ def test_dataflow_settings_reach_the_components_the_config_names(tmp_path):
       f'--sdk_container_image={GOOD["image"]}',
     ):
       assert expected in args, (variant, expected)
-  for task in ('IdxExampleGen', 'StatisticsGen', 'Transform'):
+  for task in ('ImageExampleGen', 'StatisticsGen', 'Transform'):
     assert _runner(_args(spec, task)) == 'DirectRunner', task
 
 
@@ -303,7 +303,7 @@ def test_cloudbuild_tags_the_pushed_image_with_the_commit():
 
 
 def test_code_fingerprint_covers_every_file_that_changes_behaviour(tmp_path, monkeypatch):
-  for directory in ('components', 'trainer', 'serving', 'pipeline'):
+  for directory in ('components', 'contract', 'dataset', 'trainer', 'serving', 'pipeline'):
     shutil.copytree(
       os.path.join(ROOT, directory),
       tmp_path / directory,
@@ -317,7 +317,13 @@ def test_code_fingerprint_covers_every_file_that_changes_behaviour(tmp_path, mon
   assert staging.code_fingerprint() == original  # bytecode follows from the sources
 
   # The schema, the Trainer's code and the warmup requests its export writes.
-  for edited in ('pipeline/schema/schema.pbtxt', 'trainer/loop.py', 'serving/warmup.py'):
+  for edited in (
+    'pipeline/schema/schema.pbtxt',
+    'trainer/loop.py',
+    'serving/warmup.py',
+    'dataset/layouts.py',
+    'contract/features.py',
+  ):
     path = tmp_path / edited
     content = path.read_bytes()
     path.write_bytes(content + b'\n')
@@ -363,11 +369,16 @@ def test_the_example_deploy_file_compiles_and_shows_every_deployment_key(tmp_pat
   for field in dataclasses.fields(vertex_config.VertexConfig):
     if field.name == 'pipeline':  # the options: `run --help` documents them
       continue
-    if field.name == 'vertex_endpoint':  # off unless asked for: shown commented out
+    # Off unless asked for: shown commented out.
+    commented_groups = {
+      'vertex_endpoint': vertex_config.VertexEndpointConfig,
+      'schedule': vertex_config.ScheduleConfig,
+    }
+    if field.name in commented_groups:
       with open(example) as source:
         commented = source.read()
-      shown = [f.name for f in dataclasses.fields(vertex_config.VertexEndpointConfig)]
-      assert '# vertex_endpoint:' in commented
+      shown = [f.name for f in dataclasses.fields(commented_groups[field.name])]
+      assert f'# {field.name}:' in commented
       assert all(f'#   {name}:' in commented for name in shown), shown
       continue
     assert field.name in raw, field.name

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from components.idx_example_gen import idx
+from components.image_example_gen import idx
 from tests import idx_files
 
 

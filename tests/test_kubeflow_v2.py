@@ -35,7 +35,7 @@ IMAGE = 'us-docker.pkg.dev/proj/fmnist/pipeline:test'
 TRAINERS = tuple(trainer_id(variant) for variant in VARIANTS)
 # The Beam steps a `dataflow` section sends to Dataflow by default (tests/test_deploy_config.py
 # checks the others stay in their containers).
-BEAM_COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'Transform')
+BEAM_COMPONENTS = ('ImageExampleGen', 'StatisticsGen', 'Transform')
 VERTEX = {
   'project': 'proj',
   'region': 'europe-west4',
@@ -157,7 +157,7 @@ def test_module_paths_and_custom_config_travel_in_the_spec(compiled):
     # Pipeline parameters, not fixed here: a value here would contradict the one set per run.
     assert not {'epochs', 'batch_size', 'learning_rate'} & set(trainer_config['training'])
     assert trainer_config['code_fingerprint'] == staging.code_fingerprint()
-  assert _parameter(compiled, 'IdxExampleGen', 'input_base') == 'gs://bucket/data'
+  assert _parameter(compiled, 'ImageExampleGen', 'input_base') == 'gs://bucket/data'
   assert json.loads(_parameter(compiled, 'Pusher', 'push_destination')) == {
     'filesystem': {'base_directory': 'gs://bucket/serving/fashion_mnist'}
   }
@@ -531,7 +531,7 @@ LOCAL_VARIANT = 'none'
 LOCAL_TRAIN_COUNT = 200
 LOCAL_TEST_COUNT = 20
 # Steps whose outputs depend on the data only: run once, shared by the container tests.
-DATA_STEPS = ('CuratedSchema', 'IdxExampleGen', 'Transform')
+DATA_STEPS = ('CuratedSchema', 'ImageExampleGen', 'Transform')
 
 
 def _compile_local(work_dir, data_dir, **overrides):
@@ -602,7 +602,7 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path, container
   ):
     upstream[task] = run_in_container(spec, task, upstream, str(tmp_path), submitted)
 
-  examples = upstream['IdxExampleGen']['examples']
+  examples = upstream['ImageExampleGen']['examples']
   assert json.loads(examples['metadata']['split_names']) == ['train', 'eval', 'test']
   trained = os.path.join(upstream[trainer_id(variant)]['model']['uri'], 'Format-Serving')
   assert os.path.exists(os.path.join(trained, 'saved_model.pb'))

@@ -25,9 +25,7 @@ BATCH = 32
 
 def _datasets(count=320, seed=0):
   labels = np.random.default_rng(seed).integers(0, 10, size=count)
-  images = preprocessing.as_images(
-    preprocessing.scale_to_unit(idx_files.learnable_images(labels, seed).reshape(count, -1))
-  )
+  images = preprocessing.scale_to_unit(idx_files.learnable_images(labels, seed)[..., None])
   data = tf.data.Dataset.from_tensor_slices((images, labels))
   train = data.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat().batch(BATCH)
   return train, data.batch(BATCH)

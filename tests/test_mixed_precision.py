@@ -12,6 +12,9 @@ from pipeline import cli
 from tests.test_loop import BATCH
 from tests.test_loop import _datasets
 from pipeline import options
+from contract import signatures
+from contract.features import FASHION_MNIST
+from tests.serving_model import png_files
 from tests.serving_model import write_transform_graph
 from trainer import export
 from trainer import loop
@@ -152,14 +155,23 @@ def test_16bit_training_keeps_statistics_loss_and_signatures_in_float32(
 
   export_dir = str(tmp_path / 'export')
   export.save(
-    model, write_transform_graph(str(tmp_path / "transform")), export_dir, {'variant': 'batch'}
+    model,
+    write_transform_graph(str(tmp_path / "transform")),
+    export_dir,
+    {'variant': 'batch'},
+    FASHION_MNIST,
+    png_files(np.zeros((1, 28, 28), np.uint8)),
   )
   loaded = tf.saved_model.load(export_dir)
-  images = tf.zeros([2, 28, 28], tf.uint8)
-  outputs = loaded.signatures[export.IMAGES_SIGNATURE](images=images)
-  assert outputs[export.PROBABILITIES].dtype == tf.float32
-  served = outputs[export.PROBABILITIES].numpy()
+  images = tf.zeros([2, 28, 28, 1], tf.uint8)
+  outputs = loaded.signatures[signatures.IMAGES_SIGNATURE](images=images)
+  assert outputs[signatures.PROBABILITIES].dtype == tf.float32
+  served = outputs[signatures.PROBABILITIES].numpy()
   np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=1e-6)
-  for signature in (export.SERVING_SIGNATURE, export.IMAGES_SIGNATURE):
+  for signature in (
+    signatures.SERVING_SIGNATURE,
+    signatures.EXAMPLES_SIGNATURE,
+    signatures.IMAGES_SIGNATURE,
+  ):
     output_specs = loaded.signatures[signature].structured_outputs
-    assert output_specs[export.PROBABILITIES].dtype == tf.float32
+    assert output_specs[signatures.PROBABILITIES].dtype == tf.float32

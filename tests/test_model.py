@@ -184,3 +184,51 @@ def test_saved_model_serves_inference_output_and_keeps_state(variant, tmp_path):
   expected_state = _state(model)
   for name, value in _state(fresh).items():
     np.testing.assert_array_equal(value, expected_state[name], err_msg=name)
+
+
+@pytest.mark.parametrize(
+  "image_shape, conv_blocks, pooled",
+  [
+    ((8, 8, 1), 2, None),
+    ((28, 28, 1), 1, None),
+    ((28, 28, 1), 2, None),
+    ((224, 224, 3), 1, (8, 8)),
+    ((224, 224, 3), 2, (4, 4)),
+    ((40, 100, 3), 1, (2, 4)),
+  ],
+)
+def test_every_image_size_from_8_to_224_builds_trains_and_flattens_at_most_14x14(
+  image_shape, conv_blocks, pooled
+):
+  model = build_model(
+    "batch", filters=4, conv_blocks=conv_blocks, image_shape=image_shape, num_classes=3, seed=0
+  )
+  names = [layer.name for layer in model.layers]
+  if pooled is None:
+    assert "feature_pool" not in names
+  else:
+    assert model.get_layer("feature_pool").pool_size == pooled
+  assert all(side <= 14 for side in model.get_layer("flatten").input_shape[1:3])
+  images = tf.random.stateless_uniform([2, *image_shape], seed=[1, 0])
+  train_step, _ = _train_step_fn(model)
+  loss, _ = train_step(images, tf.constant([0, 2]))
+  assert np.isfinite(loss.numpy())
+  assert model(images, training=False).shape == (2, 3)
+
+
+def test_the_default_network_on_28x28_is_the_notebooks_flatten_then_dense():
+  model = build_model("none")
+  assert [type(layer).__name__ for layer in model.layers] == [
+    "InputLayer",
+    "Conv2D",
+    "ReLU",
+    "MaxPooling2D",
+    "Flatten",
+    "Dense",
+  ]
+  assert model.get_layer("logits").kernel.shape == (14 * 14 * 32, 10)
+
+
+def test_an_image_too_small_for_the_conv_blocks_is_a_clear_error():
+  with pytest.raises(ValueError, match=r"8x8 image is too small for conv_blocks=4.*16x16"):
+    build_model("batch", conv_blocks=4, image_shape=(8, 8, 1))

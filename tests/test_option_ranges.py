@@ -37,6 +37,9 @@ AT_LEAST_1 = Bad(0, 'must be at least 1, got 0')
 CONFIG_OPTIONS = {
   'output_root': Bad(' ', "must be a non-empty path, got ' '"),
   'data_dir': Bad('', "must be a non-empty path, got ''"),
+  'schema': Bad(' ', "must be a non-empty path, got ' '"),
+  'image_size': Bad('28x', "must be N or HxW (positive integers), got '28x'"),
+  'channels': Bad(2, 'must be one of 1, 3, got 2'),
   'pipeline_name': Bad(
     'Fashion_MNIST', "must be lowercase letters, digits and hyphens, got 'Fashion_MNIST'"
   ),
@@ -62,6 +65,10 @@ CONFIG_OPTIONS = {
   'eval_steps': AT_LEAST_1,
   'pixel_scaling': Bad('minmax', "must be one of unit, zscore, got 'minmax'"),
   'eval_percent': Bad(100, 'must be between 1 and 99, got 100'),
+  'test_percent': Bad(0, 'must be between 1 and 98, got 0'),
+  'bad_images': Bad('ignore', "must be one of stop, skip, got 'ignore'"),
+  'max_image_bytes': AT_LEAST_1,
+  'max_image_pixels': AT_LEAST_1,
   'accuracy_threshold': Bad(1.5, 'must be between 0 and 1, got 1.5'),
   'max_accuracy_drop': Bad(-0.1, 'must be between 0 and 1, got -0.1'),
   'selection_metric': Bad(
@@ -101,13 +108,31 @@ CONFIG_OPTIONS = {
   'dataflow.extra_args': Bad('--foo', "must be a list, got '--foo'"),
   'dataflow.components': Bad(
     ['Trainer'],
-    "must be one of IdxExampleGen, StatisticsGen, Transform, Evaluator, got 'Trainer'",
+    "must be one of ImageExampleGen, StatisticsGen, Transform, Evaluator, got 'Trainer'",
   ),
   'vertex_endpoint.endpoint_name': Bad(3, 'must be str, got 3'),
   'vertex_endpoint.machine_type': Bad(3, 'must be str, got 3'),
   'vertex_endpoint.min_replica_count': AT_LEAST_1,
   'vertex_endpoint.max_replica_count': AT_LEAST_1,
   'vertex_endpoint.serving_image': Bad(3, 'must be str, got 3'),
+  'schedule.cron': Bad(
+    '0 3 * * 7', "must have its day-of-week field within 0-6 or SUN-SAT, got '0 3 * * 7'"
+  ),
+  'schedule.time_zone': Bad(
+    'Berlin', "must be an IANA time zone such as Europe/Berlin or UTC, got 'Berlin'"
+  ),
+  'schedule.max_concurrent_runs': AT_LEAST_1,
+  'schedule.start_time': Bad(
+    '2027-01-04 03:00',
+    "must be an RFC 3339 time with its offset, e.g. 2027-01-04T03:00:00Z, got '2027-01-04 03:00'",
+  ),
+  'schedule.end_time': Bad(
+    '2027-01-04T03:00:00',
+    'must be an RFC 3339 time with its offset, e.g. 2027-01-04T03:00:00Z, '
+    "got '2027-01-04T03:00:00'",
+  ),
+  'schedule.max_runs': AT_LEAST_1,
+  'schedule.display_name': Bad('', "must be a name of 1 to 128 characters, got ''"),
 }
 # Options of local runs only: the deploy YAML refuses them whatever their value, with this.
 LOCAL_RUN_ONLY = {
@@ -160,6 +185,7 @@ COMMAND_FLAGS = {
 SECTION_REQUIRED = {
   'dataflow': {'temp_location': 'gs://bucket/tmp'},
   'vertex_endpoint': {'endpoint_name': 'fmnist'},
+  'schedule': {'cron': '0 3 * * 1'},
 }
 
 

@@ -83,5 +83,7 @@ def test_installed_package_is_pure_python_with_its_schema(tmp_path):
   names = zipfile.ZipFile(wheel).namelist()
   assert 'pipeline/schema/schema.pbtxt' in names
   assert 'trainer/layers/batch_norm.py' in names
+  for template in ('model_card.md.j2', 'model_card.html.j2'):
+    assert f'components/variant_selection/templates/{template}' in names
   packaged = [name for name in names if '.dist-info/' not in name]
-  assert all(name.endswith(('.py', '.pbtxt')) for name in packaged), packaged
+  assert all(name.endswith(('.py', '.pbtxt', '.j2')) for name in packaged), packaged

@@ -1,6 +1,7 @@
 """The whole pipeline through the CLI with LocalDagRunner, on a tiny generated IDX dataset."""
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -10,21 +11,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.idx_example_gen import executor
-from components.idx_example_gen import idx
 from components import curated_schema
+from components.image_example_gen import executor
+from components.image_example_gen import idx
 from components.variant_selection import production
 from components.variant_selection import report
+from contract import signatures
+from contract.features import FASHION_MNIST
+from contract.features import MODEL_INFO_FILE
+from dataset import images as image_files
 from pipeline import cli
 from pipeline.pipeline import evaluator_id
 from pipeline.pipeline import trainer_id
 from tests import idx_files
-from trainer import export
-from trainer import features
 
 VARIANTS = ('batch', 'weight', 'none')
 COMPONENTS = (
-  'IdxExampleGen',
+  'ImageExampleGen',
   'CuratedSchema',
   'StatisticsGen',
   'ExampleValidator',
@@ -72,12 +75,22 @@ def _report(out):
     return json.load(report_json)
 
 
-def _test_examples(data_dir):
+def _test_images(data_dir):
+  """The t10k images as PNG bytes, what serving_default takes, and their labels."""
   images, labels = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
-  serialized = tf.constant(
-    [executor.to_example(image, label) for image, label in zip(images, labels)]
+  return tf.constant(image_files.encode_pngs(images)), labels
+
+
+def _serve(model_dir, encoded):
+  return tf.saved_model.load(model_dir).signatures[signatures.SERVING_SIGNATURE](
+    **{signatures.IMAGE_BYTES_INPUT: encoded}
   )
-  return serialized, labels
+
+
+def _is_eval(image):
+  """Whether ImageExampleGen holds this training image out for eval (by its PNG's SHA-256)."""
+  digest = hashlib.sha256(image_files.encode_png(image)).digest()
+  return executor.holdout_split(digest, executor.HeldOut(eval=10, test=0)) == 'eval'
 
 
 def _versions(output_root):
@@ -92,7 +105,7 @@ def first_run(tmp_path_factory):
   # all right, so the highest accuracy threshold (1.0) blesses none.
   labels = np.random.default_rng(1).integers(0, 10, size=300)
   images = idx_files.learnable_images(labels, seed=1)
-  mislabelled = next(index for index in range(len(labels)) if executor.is_holdout(index, 10))
+  mislabelled = next(index for index in range(len(labels)) if _is_eval(images[index]))
   labels[mislabelled] = (labels[mislabelled] + 1) % 10
   idx_files.write_dataset(data_dir, 'train', len(labels), images=images, labels=labels)
   output_root = str(tmp_path_factory.mktemp('outputs'))
@@ -110,17 +123,16 @@ def test_first_run_runs_everything_and_pushes_in_tf_serving_layout(first_run, ca
   assert f'Pushed to: {version_dir}' in out
   assert os.path.exists(os.path.join(version_dir, 'saved_model.pb'))
 
-  serialized, labels = _test_examples(data_dir)
-  serve = tf.saved_model.load(version_dir).signatures[export.SERVING_SIGNATURE]
-  outputs = serve(examples=serialized)
-  probabilities = outputs[export.PROBABILITIES].numpy()
-  assert probabilities.shape == (len(labels), features.NUM_CLASSES)
+  encoded, labels = _test_images(data_dir)
+  outputs = _serve(version_dir, encoded)
+  probabilities = outputs[signatures.PROBABILITIES].numpy()
+  assert probabilities.shape == (len(labels), FASHION_MNIST.num_classes)
   assert abs(probabilities.sum(axis=1) - 1).max() < 1e-5
-  class_ids = outputs[export.CLASS_IDS].numpy()
-  assert outputs[export.CLASS_IDS].dtype == tf.int64
+  class_ids = outputs[signatures.CLASS_IDS].numpy()
+  assert outputs[signatures.CLASS_IDS].dtype == tf.int64
   assert (class_ids == probabilities.argmax(axis=1)).all()
-  assert [c.decode() for c in outputs[export.CLASSES].numpy()] == [
-    features.CLASS_NAMES[i] for i in class_ids
+  assert [c.decode() for c in outputs[signatures.CLASSES].numpy()] == [
+    FASHION_MNIST.classes[i] for i in class_ids
   ]
   # The generated classes are easy to tell apart: a trained model gets most right.
   assert (class_ids == labels).mean() > 0.5
@@ -137,7 +149,7 @@ def test_first_run_compares_every_variant_and_pushes_the_winner(first_run, capsy
     assert row['eval']['sparse_categorical_crossentropy'] > 0
     assert 0 <= row['eval']['expected_calibration_error'] <= 1
     assert row['parameters'] > 0 and row['images_per_second'] > 0 and row['train_seconds'] > 0
-    assert set(row['per_class_accuracy']) == set(features.CLASS_NAMES)
+    assert set(row['per_class_accuracy']) == set(FASHION_MNIST.classes)
     assert f'| {row["variant"]} | ' in out  # the table in the terminal
     # TFMA's 95% interval around each eval metric, overall and per class.
     for name in ('sparse_categorical_accuracy', 'sparse_categorical_crossentropy'):
@@ -178,12 +190,11 @@ def test_first_run_compares_every_variant_and_pushes_the_winner(first_run, capsy
   # The pushed version is the winner, and says so.
   (version,) = _versions(output_root)
   version_dir = os.path.join(output_root, 'serving', 'fashion_mnist', version)
-  with open(os.path.join(version_dir, export.MODEL_INFO_FILE)) as info:
+  with open(os.path.join(version_dir, MODEL_INFO_FILE)) as info:
     assert json.load(info)['variant'] == winner
   # The report's test accuracy is the pushed model's on t10k, served as TF Serving would.
-  serialized, labels = _test_examples(data_dir)
-  serve = tf.saved_model.load(version_dir).signatures[export.SERVING_SIGNATURE]
-  class_ids = serve(examples=serialized)[export.CLASS_IDS].numpy()
+  encoded, labels = _test_images(data_dir)
+  class_ids = _serve(version_dir, encoded)[signatures.CLASS_IDS].numpy()
   assert comparison['test']['variant'] == winner
   assert comparison['test']['examples'] == len(labels)
   assert comparison['test']['metrics']['sparse_categorical_accuracy'] == pytest.approx(
@@ -264,7 +275,7 @@ def test_a_model_worse_than_production_is_not_blessed_and_production_stays_serve
   (extra_model,) = glob.glob(
     os.path.join(first_run[1], 'pipeline', trainer_id('none', 43), 'model', '*', 'Format-Serving')
   )
-  with open(os.path.join(extra_model, export.MODEL_INFO_FILE)) as info:
+  with open(os.path.join(extra_model, MODEL_INFO_FILE)) as info:
     training = json.load(info)['training']
   assert (training['seed'], training['learning_rate']) == (43, 1e-7)  # the run's parameter
   assert 'Across 2 training seeds (42, 43)' in out
@@ -291,7 +302,7 @@ def test_bad_input_file_stops_the_run_and_keeps_the_pushed_model(first_run, caps
     out.write(head)
   code, _, err = _run(capsys, broken, output_root)
   assert code == 1
-  assert 'IdxExampleGen' in err and truncated in err and 'truncated' in err
+  assert 'ImageExampleGen' in err and truncated in err and 'truncated' in err
   assert _versions(output_root) == before
   # One line on the console; the traceback is in the full log it names.
   assert 'Traceback' not in err
@@ -312,7 +323,7 @@ def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys
   data_dir, output_root = first_run
   (version,) = _versions(output_root)
   pushed = os.path.join(output_root, 'serving', 'fashion_mnist', version)
-  with open(os.path.join(pushed, export.MODEL_INFO_FILE)) as info:
+  with open(os.path.join(pushed, MODEL_INFO_FILE)) as info:
     pushed_variant = json.load(info)['variant']
   # That variant alone: which of several tied variants wins depends on measured latency.
   other_root = str(tmp_path / 'other')
@@ -321,12 +332,10 @@ def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys
   assert (
     _component_states(out)[trainer_id(pushed_variant)] == 'ran'
   )  # its own MLMD: nothing shared, nothing cached
-  images, _ = idx.read_pair(idx.find_pair(data_dir, 't10k-*-ubyte.gz'))
-  serialized = tf.constant([executor.to_example(image, 0) for image in images])
+  encoded, _ = _test_images(data_dir)
 
   def probabilities(model_dir):
-    serve = tf.saved_model.load(model_dir)
-    return serve.signatures[export.SERVING_SIGNATURE](examples=serialized)[export.PROBABILITIES]
+    return _serve(model_dir, encoded)[signatures.PROBABILITIES]
 
   # Same data, seed and CPU: the pushed model's weights up to float32 summation order.
   np.testing.assert_allclose(
@@ -334,24 +343,22 @@ def test_same_seed_in_another_output_root_gives_the_same_model(first_run, capsys
   )
 
 
-def test_examples_outside_the_schema_stop_the_run_before_any_training(
-  first_run, capsys, tmp_path, monkeypatch
+def test_examples_outside_the_adopted_schema_stop_the_run_before_any_training(
+  first_run, capsys, tmp_path
 ):
-  # IDX files cannot hold a pixel above 255 or an image of other than rows×cols pixels
-  # (IdxExampleGen rejects such files first), so the data drifts out of a tightened contract
-  # instead: the same images against a schema that caps pixels at 200.
+  # An adopted schema the data does not meet: the shipped one, its images capped at 200 bytes
+  # (the generated images' PNGs are larger), as a contract tightened after the data changed.
   data_dir, _ = first_run
   with open(curated_schema.SCHEMA_FILE) as schema:
     curated = schema.read()
-  assert curated.count('max: 255') == 1
+  assert curated.count('max: 4096') == 1
   tight_schema = tmp_path / 'schema.pbtxt'
-  tight_schema.write_text(curated.replace('max: 255', 'max: 200'))
-  monkeypatch.setattr(curated_schema, 'SCHEMA_FILE', str(tight_schema))
+  tight_schema.write_text(curated.replace('max: 4096', 'max: 200'))
   output_root = str(tmp_path / 'outputs')
-  code, out, err = _run(capsys, data_dir, output_root)
+  code, out, err = _run(capsys, data_dir, output_root, extra=('--schema', str(tight_schema)))
   assert code == 1
   assert 'run failed in AnomaliesGate' in err
-  assert re.search(r'train: image: Out-of-range values', err)
+  assert re.search(r'train: image_byte_size: Out-of-range values', err)
   ran = set(os.listdir(os.path.join(output_root, 'pipeline')))
   assert 'ExampleValidator' in ran and not any(name.startswith('Trainer') for name in ran)
   assert 'Transform' not in ran and _versions(output_root) == []

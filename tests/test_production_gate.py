@@ -20,6 +20,9 @@ from components.variant_selection import report
 from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
+from contract.features import DATASET_SPEC_KEY
+from contract.features import FASHION_MNIST
+from contract.features import MODEL_INFO_FILE
 from serving import server_config
 from tests.test_seeds import _artifact
 from tests.test_seeds import _evaluation
@@ -27,7 +30,6 @@ from tests.test_seeds import _model_run
 from tests.test_seeds import given_equal_latencies
 from tests.test_seeds import selector_properties
 from tests.test_serving_config import _pipeline_push_destination
-from trainer.export import MODEL_INFO_FILE
 
 MODEL_NAME = 'fashion_mnist'
 EXAMPLES = 1000
@@ -45,20 +47,22 @@ def _trained_model(uri, tiny_saved_model, name):
   shutil.copytree(tiny_saved_model, serving)
   os.makedirs(os.path.join(serving, os.path.dirname(MODEL_INFO_FILE)), exist_ok=True)
   with open(os.path.join(serving, MODEL_INFO_FILE), 'w') as out:
-    json.dump({'variant': 'layer', 'parameters': 1000, 'trained': name}, out)
+    info = {'variant': 'layer', 'parameters': 1000, 'trained': name}
+    json.dump({**info, DATASET_SPEC_KEY: FASHION_MNIST.to_dict()}, out)
   return model
 
 
 def _given_results(monkeypatch):
   """Each model's eval results by the model it is (a pushed copy too), and equal latencies."""
 
-  def evaluate(model_dir, files):
+  def evaluate(model_dir, files, classes):
     with open(os.path.join(model_dir, MODEL_INFO_FILE)) as info:
       right = RIGHT[json.load(info)['trained']]
     return held_out.HeldOutResult(
       examples=EXAMPLES,
       metrics={ACCURACY: right / EXAMPLES, LOSS: 0.3, CALIBRATION_ERROR: 0.02},
-      confusion_matrix=np.diag([1] * 10).tolist(),
+      confusion_matrix=np.diag([1] * len(classes)).tolist(),
+      classes=classes,
       correct=tuple(index < right for index in range(EXAMPLES)),
     )
 

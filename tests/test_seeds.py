@@ -22,6 +22,9 @@ from components.variant_selection.selection import ACCURACY
 from components.variant_selection.selection import CALIBRATION_ERROR
 from components.variant_selection.selection import LOSS
 from components.variant_selection.selection import SIGNIFICANTLY_BETTER
+from contract.features import DATASET_SPEC_KEY
+from contract.features import FASHION_MNIST
+from contract.features import MODEL_INFO_FILE
 from pipeline import cli
 from pipeline import vertex_config
 from pipeline.config import PipelineConfig
@@ -40,7 +43,6 @@ from tests.test_kubeflow_v2 import _write_config
 from tests.test_pipeline_e2e import COMPONENTS
 from tests.test_pipeline_e2e import VARIANTS
 from trainer.config import TrainingConfig
-from trainer.export import MODEL_INFO_FILE
 from trainer.summaries import HISTORY_FILE
 
 # --- The spread -----------------------------------------------------------------------------
@@ -257,7 +259,9 @@ def _model(uri, variant):
   info = os.path.join(artifact.uri, 'Format-Serving', MODEL_INFO_FILE)
   os.makedirs(os.path.dirname(info))
   with open(info, 'w') as out:
-    json.dump({'variant': variant, 'parameters': 1000}, out)
+    json.dump(
+      {'variant': variant, 'parameters': 1000, DATASET_SPEC_KEY: FASHION_MNIST.to_dict()}, out
+    )
   return artifact
 
 
@@ -296,12 +300,13 @@ def _run_selector(tmp_path, monkeypatch, seed_list):
     examples=10,
     metrics={ACCURACY: 0.9, LOSS: 0.3, CALIBRATION_ERROR: 0.02},
     confusion_matrix=np.diag([1] * 10).tolist(),
+    classes=FASHION_MNIST.classes,
   )
   # On the eval split, `batch` gets all 1000 examples right and `layer` 900 of them: a
   # significant difference, so the paired test picks the point estimate's winner.
   correct = {'batch': (True,) * 1000, 'layer': (True,) * 900 + (False,) * 100}
 
-  def evaluate(model_dir, files):
+  def evaluate(model_dir, files, classes):
     variant = next((name for name in correct if os.sep + name + os.sep in model_dir), None)
     if variant is None:  # the winner's copy, on the test split
       return test_result

@@ -10,15 +10,24 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from components import anomalies_gate
-from components.idx_example_gen.executor import to_example
 from components import curated_schema
+from contract import features
+from dataset import images as image_files
+from dataset.examples import to_example
 from tfx.utils import io_utils
 
 
-def _example(pixels, label):
-  example = tf.train.Example()
-  example.features.feature['image'].int64_list.value.extend(pixels)
-  example.features.feature['label'].int64_list.value.append(label)
+def _changed(record, **values):
+  """`record` with features set to `values` (None: the feature removed)."""
+  example = tf.train.Example.FromString(record)
+  for name, value in values.items():
+    feature = example.features.feature
+    if value is None:
+      del feature[name]
+    elif isinstance(value, bytes):
+      feature[name].bytes_list.value[:] = [value]
+    else:
+      feature[name].int64_list.value[:] = [value]
   return example.SerializeToString()
 
 
@@ -39,7 +48,9 @@ def _anomalies_artifact(tmp_path, records):
   return artifact
 
 
-GOOD = [to_example(np.full((28, 28), i * 20, np.uint8), i) for i in range(10)]
+GOOD = [
+  to_example(image_files.encode_png(np.full((28, 28), i * 20, np.uint8)), i) for i in range(10)
+]
 
 
 def test_clean_data_passes_the_gate(tmp_path):
@@ -49,10 +60,11 @@ def test_clean_data_passes_the_gate(tmp_path):
 @pytest.mark.parametrize(
   'bad_record, feature, problem',
   [
-    (_example([256] * 784, 1), 'image', 'range'),
-    (_example([-1] * 784, 1), 'image', 'range'),
-    (_example([3] * 783, 1), 'image', 'shape'),
-    (_example([3] * 784, 10), 'label', 'range'),
+    (_changed(GOOD[1], **{features.LABEL_KEY: 10}), features.LABEL_KEY, 'range'),
+    (_changed(GOOD[1], **{features.HEIGHT_KEY: 32}), features.HEIGHT_KEY, 'range'),
+    (_changed(GOOD[1], **{features.CHANNELS_KEY: 3}), features.CHANNELS_KEY, 'range'),
+    (_changed(GOOD[1], **{features.FORMAT_KEY: b'jpeg'}), features.FORMAT_KEY, 'unexpected'),
+    (_changed(GOOD[1], **{features.IMAGE_KEY: None}), features.IMAGE_KEY, 'fraction'),
   ],
 )
 def test_each_schema_violation_stops_the_gate_naming_the_feature(

@@ -1,8 +1,10 @@
 """The calibration metric and the comparison report files a user opens after a run."""
 
+import dataclasses
 import json
 import re
 
+from matplotlib import pyplot
 import numpy as np
 import pytest
 
@@ -23,7 +25,9 @@ from tests.test_selection import _candidate
 from tests.test_selection import _correct as _correct_of_2000
 from tests.test_selection import _production
 from trainer.calibration import ExpectedCalibrationError
-from trainer.features import CLASS_NAMES
+from components.variant_selection.dataset_facts import DatasetFacts
+from contract.features import FASHION_MNIST
+from contract.features import DatasetSpec
 
 
 def _reference_ece(probabilities, labels, bins):
@@ -74,7 +78,24 @@ def test_calibration_error_state_merges_by_addition_as_tfma_does():
   assert float(merged.result()) == pytest.approx(float(whole.result()), abs=1e-6)
 
 
-def _rows():
+FASHION_MNIST_FACTS = DatasetFacts(
+  FASHION_MNIST,
+  data='/data/fashion_mnist',
+  layout='idx',
+  counts={
+    'train': dict.fromkeys(FASHION_MNIST.classes, 5400),
+    'eval': dict.fromkeys(FASHION_MNIST.classes, 600),
+    'test': dict.fromkeys(FASHION_MNIST.classes, 1000),
+  },
+)
+
+
+def _served(examples, metrics, correct=()):
+  """A production model's eval result, as the gate uses it (no confusion matrix)."""
+  return HeldOutResult(examples, metrics, [[0, 0], [0, 0]], ('a', 'b'), correct=correct)
+
+
+def _rows(classes=FASHION_MNIST.classes):
   history = [
     {'phase': 'train', 'step': 10, 'loss': 1.0, 'accuracy': 0.6, 'images_per_second': 900.0},
     {'phase': 'eval', 'step': 10, 'loss': 0.8, 'accuracy': 0.7, 'epoch': 1.0},
@@ -87,7 +108,7 @@ def _rows():
       result=VariantResult(
         variant, {ACCURACY: accuracy, LOSS: 0.4, CALIBRATION_ERROR: 0.02}, blessed, failures
       ),
-      per_class_accuracy={name: accuracy for name in CLASS_NAMES},
+      per_class_accuracy={name: accuracy for name in classes},
       parameters=63146,
       train_seconds=125.0,
       images_per_second=930.0,
@@ -127,8 +148,9 @@ def test_report_lists_every_variant_with_metrics_verdict_and_the_test_result(tmp
     examples=1020,
     metrics={ACCURACY: 0.98, LOSS: 0.1, CALIBRATION_ERROR: 0.01},
     confusion_matrix=confusion.tolist(),
+    classes=FASHION_MNIST.classes,
   )
-  paths = report.write(str(tmp_path), rows, selection, held_out)
+  paths = report.write(str(tmp_path), FASHION_MNIST_FACTS, rows, selection, held_out)
   assert sorted(path.rsplit('/', 1)[1] for path in paths) == sorted(
     [
       report.REPORT_JSON,
@@ -199,14 +221,14 @@ def test_report_names_production_with_its_latency_and_the_decision(tmp_path):
   served = _correct(95)
   production = report.Production(
     path='/serving/fashion_mnist/7',
-    eval=HeldOutResult(95, {ACCURACY: 0.95}, [[0]], correct=served),
+    eval=_served(95, {ACCURACY: 0.95}, served),
     latency={1: Latency(3.0, 2.5, 3.5, 30), 64: Latency(20.0, 19.0, 22.0, 30)},
   )
   selection = select(
     _candidates(rows), production=ProductionModel(0.95, served, production.latency[1])
   )
   assert not selection.push
-  report.write(str(tmp_path), rows, selection, None, production)
+  report.write(str(tmp_path), FASHION_MNIST_FACTS, rows, selection, None, production)
   markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
   assert '| production | 3.00 (2.50–3.50) | 20.00 (19.00–22.00) | – | – | – |' in markdown
   assert (
@@ -231,7 +253,8 @@ def test_report_without_a_blessed_variant_says_nothing_will_be_pushed(tmp_path):
       images_per_second=float('nan'),
     )
   ]
-  paths = report.write(str(tmp_path), rows, select([Candidate(row.result) for row in rows]), None)
+  selection = select([Candidate(row.result) for row in rows])
+  paths = report.write(str(tmp_path), FASHION_MNIST_FACTS, rows, selection, None)
   assert not any(path.endswith(report.CONFUSION_MATRIX_PNG) for path in paths)
   markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
   assert 'nothing was selected and nothing will be pushed' in markdown
@@ -246,7 +269,7 @@ def test_report_states_how_production_was_chosen_and_the_power_of_the_push(tmp_p
   served = _correct(90)
   production = report.Production(
     path='/serving/fashion_mnist/0007',
-    eval=HeldOutResult(100, {ACCURACY: 0.90}, [[0]], correct=served),
+    eval=_served(100, {ACCURACY: 0.90}, served),
     latency={1: Latency(3.0, 2.5, 3.5, 30)},
     reason='the `stable` version in /serving/models.config',
     skipped=['/serving/fashion_mnist/0008 is not production: TF Serving cannot load it (…)'],
@@ -254,7 +277,7 @@ def test_report_states_how_production_was_chosen_and_the_power_of_the_push(tmp_p
   selection = select(
     _candidates(rows), production=ProductionModel(0.90, served, production.latency[1])
   )
-  report.write(str(tmp_path), rows, selection, None, production)
+  report.write(str(tmp_path), FASHION_MNIST_FACTS, rows, selection, None, production)
   markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
   assert (
     'Production model (the baseline): /serving/fashion_mnist/0007 (the `stable` version in '
@@ -304,7 +327,7 @@ def _why(candidates, production=None, policy=None, metric=ACCURACY):
   ]
   served = None
   if production is not None:
-    served = report.Production('/serving/fashion_mnist/1', HeldOutResult(2000, {}, [[0]]))
+    served = report.Production('/serving/fashion_mnist/1', _served(2000, {}))
   extra = {'policy': policy} if policy else {}
   selection = select(candidates, metric, production=production, **extra)
   return selection, report.why_selected(rows, selection, served)
@@ -446,3 +469,185 @@ def test_why_nothing_was_selected_names_the_most_accurate_and_its_gate_failure()
     f'Nothing selected: no variant passed the gate; the most accurate, batch, is not blessed: '
     f'{failure}'
   )
+
+
+# --- Any number of classes, any names: the report and its plots from 2 to 100 classes ---------
+
+
+def _class_names(count):
+  """Names as folders have them: some long, one with a Markdown table's `|` in it."""
+  names = [
+    f'{index:03d} a class with a rather long folder name' if index % 7 == 3 else f'{index:03d}'
+    for index in range(count)
+  ]
+  names[-1] = 'cats | dogs'
+  return tuple(names)
+
+
+def _own_dataset(classes, skipped=2):
+  """An image folder's facts as ExampleGen writes them, with a few bad images skipped."""
+  return DatasetFacts(
+    DatasetSpec(classes, height=32, width=48, channels=3),
+    data='/data/own',
+    layout='folders',
+    counts={
+      split: {name: size + index % 3 for index, name in enumerate(classes)}
+      for split, size in (('train', 40), ('eval', 10), ('test', 10))
+    },
+    skipped=[
+      {'file': f'/data/own/{classes[0]}/bad{index}.jpg', 'problem': 'truncated JPEG'}
+      for index in range(skipped)
+    ],
+    skipped_count=skipped,
+  )
+
+
+def _own_rows(classes):
+  """Two variants whose per-class accuracy falls with the class index, `weight` a bit lower."""
+  rows = _rows(classes)[::2]
+  return [
+    dataclasses.replace(
+      row,
+      per_class_accuracy={
+        name: 0.99 - 0.3 * index / len(classes) - 0.02 * position
+        for index, name in enumerate(classes)
+      },
+      per_class_intervals={classes[0]: (0.95, 1.0)},
+    )
+    for position, row in enumerate(rows)
+  ]
+
+
+def _test_result(classes):
+  """Ten test examples of each class, every class but the first taken for the next twice."""
+  count = len(classes)
+  confusion = np.diag([10] * count)
+  for label in range(1, count):
+    confusion[label, label] = 8
+    confusion[label, (label + 1) % count] = 2
+  return HeldOutResult(
+    examples=10 * count,
+    metrics={ACCURACY: 0.8, LOSS: 0.5, CALIBRATION_ERROR: 0.03},
+    confusion_matrix=confusion.tolist(),
+    classes=classes,
+  )
+
+
+@pytest.mark.parametrize('count', [2, 10, 100])
+def test_report_of_any_number_of_classes_names_every_class_and_writes_every_plot(tmp_path, count):
+  classes = _class_names(count)
+  rows = _own_rows(classes)
+  selection = select(_candidates(rows))
+  dataset = _own_dataset(classes)
+  paths = report.write(str(tmp_path), dataset, rows, selection, _test_result(classes))
+  pngs = [path for path in paths if path.endswith('.png')]
+  assert len(pngs) == 5
+  for path in pngs:
+    with open(path, 'rb') as png:
+      assert png.read(8) == b'\x89PNG\r\n\x1a\n'
+
+  markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  lines = markdown.splitlines()
+  # The data comes right after the opening sentence.
+  assert lines[2] == (
+    f'**Data:** {count} classes from `/data/own` (folders), every image decoded to 32×48 RGB; '
+    f'examples: train {sum(dataset.counts["train"].values()):,}, '
+    f'eval {sum(dataset.counts["eval"].values()):,}, test {sum(dataset.counts["test"].values()):,}.'
+  )
+  assert lines[3] == '2 bad images skipped (`bad_images: skip`):'
+  assert lines[4] == f'- `/data/own/{classes[0]}/bad0.jpg`: truncated JPEG'
+  escaped = [name.replace('|', '\\|') for name in classes]
+  if count <= report.MAX_CLASS_COLUMNS:
+    assert f'| variant | {" | ".join(escaped)} |' in lines
+    assert f'| split | {" | ".join(escaped)} | total |' in lines
+    assert f'| batch | 0.990 ±0.025 | {_number_of(rows[0], classes[1])} |' in markdown
+  else:
+    assert '| # | class | train | eval | test | batch | weight | batch on test |' in lines
+    for index, name in enumerate(escaped):
+      assert sum(line.startswith(f'| {index} | {name} | ') for line in lines) == 1, name
+    assert f'| 0 | {escaped[0]} | 40 | 10 | 10 | 0.990 ±0.025 | 0.970 ±0.025 | 1.000 |' in lines
+  assert (
+    f'Most frequent confusions on the test split (true → predicted): {classes[1]} → '
+    f'{classes[2 % count]} 2 (' in markdown
+  )
+  content = json.loads((tmp_path / report.REPORT_JSON).read_text())
+  assert list(content['test']['per_class_accuracy']) == list(classes)
+  assert content['dataset']['spec']['classes'] == list(classes)
+  assert content['dataset']['skipped_count'] == 2
+
+
+def _number_of(row, name):
+  return f'{row.per_class_accuracy[name]:.3f}'
+
+
+def test_report_lists_the_first_skipped_images_and_counts_the_rest(tmp_path):
+  classes = _class_names(3)
+  rows = _own_rows(classes)
+  dataset = dataclasses.replace(_own_dataset(classes, skipped=12), skipped_count=250)
+  report.write(str(tmp_path), dataset, rows, select(_candidates(rows)), None)
+  markdown = (tmp_path / report.REPORT_MARKDOWN).read_text()
+  assert '250 bad images skipped (`bad_images: skip`):' in markdown
+  assert markdown.count(': truncated JPEG') == report.MAX_SKIPPED_LISTED
+  assert "- and 240 more (the examples' dataset.json lists the first ones)." in markdown
+
+
+def test_report_without_skipped_images_says_none_were(tmp_path):
+  classes = _class_names(2)
+  rows = _own_rows(classes)
+  report.write(str(tmp_path), _own_dataset(classes, 0), rows, select(_candidates(rows)), None)
+  assert 'No bad image skipped.' in ((tmp_path / report.REPORT_MARKDOWN).read_text())
+
+
+def _drawn_tick_labels(figure, along):
+  """The tick labels a viewer sees on one axis (within its limits, non-empty)."""
+  figure.canvas.draw()
+  axis = figure.axes[0]
+  low, high = sorted(axis.get_xlim() if along == 'x' else axis.get_ylim())
+  ticks = axis.get_xticklabels() if along == 'x' else axis.get_yticklabels()
+  position = (
+    (lambda tick: tick.get_position()[0]) if along == 'x' else (lambda tick: tick.get_position()[1])
+  )
+  return [tick.get_text() for tick in ticks if tick.get_text() and low <= position(tick) <= high]
+
+
+def test_confusion_matrix_of_many_classes_numbers_a_few_ticks_instead_of_100_names():
+  classes = _class_names(100)
+  figure = report.confusion_matrix_figure(_test_result(classes), 'batch')
+  for along in ('x', 'y'):
+    labels = _drawn_tick_labels(figure, along)
+    assert 2 <= len(labels) <= report.MAX_NUMBER_TICKS + 1
+    assert all(label.isdigit() and int(label) < 100 for label in labels), labels
+  # Colour is the share of the true class: the first class's row is all on the diagonal.
+  shares = figure.axes[0].images[0].get_array()
+  assert shares[0, 0] == 1.0 and shares[1, 1] == pytest.approx(0.8)
+  assert not figure.axes[0].texts  # no counts in 10,000 cells
+  pyplot.close(figure)
+
+
+def test_confusion_matrix_of_few_classes_names_them_and_counts_the_cells():
+  classes = _class_names(10)
+  figure = report.confusion_matrix_figure(_test_result(classes), 'batch')
+  short = [report._label(name) for name in classes]
+  assert _drawn_tick_labels(figure, 'x') == short
+  assert _drawn_tick_labels(figure, 'y') == short
+  assert max(map(len, short)) <= report.MAX_LABEL_CHARS and short[3].endswith('…')
+  assert len(figure.axes[0].texts) == 100
+  pyplot.close(figure)
+
+
+@pytest.mark.parametrize('count', [2, 100])
+def test_per_class_accuracy_plot_has_a_row_per_class_lowest_first_and_grows_with_them(count):
+  classes = _class_names(count)
+  rows = _own_rows(classes)
+  figure = report.per_class_accuracy_figure(classes, rows, select(_candidates(rows)))
+  labels = _drawn_tick_labels(figure, 'y')
+  # The accuracy falls with the class index: the last class is the lowest, at the top.
+  numbered = count > report.MAX_TICK_NAMES
+  expected = [
+    f'{report._label(name)} ({index})' if numbered else report._label(name)
+    for index, name in reversed(list(enumerate(classes)))
+  ]
+  assert labels == expected
+  height = figure.get_size_inches()[1]
+  assert height >= 0.25 * count  # room for every name
+  pyplot.close(figure)

@@ -6,10 +6,12 @@ import tensorflow as tf
 def random_mirror(batches: tf.data.Dataset, seed: int) -> tf.data.Dataset:
   """Mirrors each image of each (images, labels) batch left-right with probability 1/2.
 
-  Clothes, shoes and bags are left-right symmetric classes, so a mirrored
-  image keeps its label. The draw for batch i depends only on (seed, i): the
-  same seed gives the same stream, and skipping i batches (as resuming from a
-  checkpoint does) lands on the same draws as training straight through.
+  Right for classes whose mirror image is still of the class (Fashion-MNIST's
+  clothes, shoes and bags; most photographed objects); wrong for digits, text
+  or anything with a handedness, where the random_mirror option must be off.
+  The draw for batch i depends only on (seed, i): the same seed gives the same
+  stream, and skipping i batches (as resuming from a checkpoint does) lands on
+  the same draws as training straight through.
   """
 
   def mirror(index, batch):

@@ -3,7 +3,7 @@
 import dataclasses
 import math
 import re
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 # The Trainer custom_config key under which these options travel.
 CUSTOM_CONFIG_KEY = 'training'
@@ -33,6 +33,8 @@ CHOICES = 'choices'
 CHECK = 'check'
 INTERNAL = 'internal'
 LOCAL_ONLY = 'local_only'
+# Further command-line flags of an option (the deploy YAML knows only its name).
+ALIASES = 'aliases'
 # numpy's seeds are 32-bit (keras.utils.set_random_seed seeds numpy too).
 MAX_SEED = 2**32 - 1
 
@@ -113,6 +115,19 @@ class Distinct:
 NON_EMPTY_PATH = Pattern(r'.*\S.*', 'a non-empty path')
 
 
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+  """A number option that takes one of a few values."""
+
+  values: Tuple[Any, ...]
+
+  def __str__(self) -> str:
+    return 'one of ' + ', '.join(map(str, self.values))
+
+  def problem(self, value: Any) -> Optional[str]:
+    return None if value in self.values else f'must be {self}, got {value!r}'
+
+
 def option(default: Any, doc: str, **metadata: Any) -> Any:
   """A config field users set: `doc` is its one description, shown by `fmnist-pipeline run --help`
   and read for the deploy YAML (pipeline/options.py builds both surfaces from the fields).
@@ -178,7 +193,8 @@ class TrainingConfig:
   filters: int = option(
     32, 'filters of the first conv block; each further block doubles them', check=at_least(1)
   )
-  # Each block halves the 28x28 image (28, 14, 7, 3, 1): a fifth would have nothing to pool.
+  # Each block halves the image (28: 14, 7, 3, 1): an image needs 2**conv_blocks pixels a side
+  # (trainer/model.py checks it against the dataset's size); 4 fits Fashion-MNIST.
   conv_blocks: int = option(
     2,
     "conv → norm → ReLU → pool blocks (--conv-blocks 1 --hidden-units 0 is the notebook's network)",

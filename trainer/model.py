@@ -2,13 +2,20 @@
 
 from typing import Callable
 
+import math
+from typing import Tuple
+
 import tensorflow as tf
 import tf_keras as keras
 
+from contract.features import FASHION_MNIST
 from trainer import layers as norm_layers
 from trainer.config import VARIANTS
 
-IMAGE_SHAPE = (28, 28, 1)
+# The largest feature map the classifier flattens, per side: the notebook's 28x28 input gives
+# 14x14 after its one block, so its network is unchanged, and a 224x224 input's dense layer stays
+# as small as the notebook's instead of growing with the image.
+MAX_FLATTENED_SIDE = 14
 
 
 def _conv(filters, seed, use_bias, name):
@@ -80,15 +87,25 @@ def build_model(
   filters: int = 32,
   conv_blocks: int = 1,
   hidden_units: int = 0,
-  num_classes: int = 10,
+  image_shape: Tuple[int, int, int] = FASHION_MNIST.image_shape,
+  num_classes: int = FASHION_MNIST.num_classes,
   seed: int | None = None,
 ) -> keras.Model:
   """conv(3x3, same) -> norm -> ReLU -> 2x2 max-pool, repeated conv_blocks times
-  with doubling filters, then flatten -> [dense hidden_units -> ReLU] -> dense logits.
+  with doubling filters, then [average-pool] -> flatten -> [dense hidden_units -> ReLU] -> dense
+  logits.
 
-  The defaults are the notebook's network: one block of 32 filters, no hidden layer.
+  The defaults are the notebook's network: one block of 32 filters, no hidden layer, on
+  Fashion-MNIST's 28x28x1 images.
 
-  Input: float32 [batch, 28, 28, 1] in [0, 1]. Output: logits [batch, num_classes].
+  Any image size from 8x8 up works: each block halves the feature map (rounding down), so the
+  input needs at least 2**conv_blocks pixels per side (ValueError otherwise). A final feature map
+  larger than MAX_FLATTENED_SIDE (14) on a side is average-pooled, by the smallest whole factor
+  per side that brings it to at most 14 (224x224 after one block: 112 / 8 = 14), before the
+  flatten; at most 14x14 is flattened as it is, so 28x28 inputs keep the notebook's exact
+  flatten -> dense network, and a large image's classifier stays as small as a 28x28 one's.
+
+  Input: float32 [batch, *image_shape]. Output: logits [batch, num_classes].
   Variants: "none", our "batch" / "layer" / "weight" normalization, and the
   Keras built-ins "keras_batch" / "keras_layer" as references. Every variant
   trains with plain model(x, training=True) calls; "weight" is initialized
@@ -100,18 +117,29 @@ def build_model(
     raise ValueError(f"conv_blocks must be >= 1, got {conv_blocks}")
   if hidden_units < 0:
     raise ValueError(f"hidden_units must be >= 0, got {hidden_units}")
+  height, width, _ = image_shape
+  smallest = 2**conv_blocks
+  if min(height, width) < smallest:
+    raise ValueError(
+      f"a {height}x{width} image is too small for conv_blocks={conv_blocks}: each block halves "
+      f"it, so it needs at least {smallest}x{smallest}; use fewer conv_blocks or a larger "
+      "image_size"
+    )
   conv_block, classifier = _VARIANT_BUILDERS[variant]
 
   def layer_seed(index):
     return None if seed is None else seed + index
 
-  images = keras.Input(shape=IMAGE_SHAPE, dtype=tf.float32, name="images")
+  images = keras.Input(shape=image_shape, dtype=tf.float32, name="images")
   x = images
   for block in range(conv_blocks):
     name = f"block{block + 1}"
     x = conv_block(x, filters * 2**block, layer_seed(block), name)
     x = keras.layers.ReLU(name=f"{name}_relu")(x)
     x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+  pool_size = tuple(math.ceil(side / MAX_FLATTENED_SIDE) for side in x.shape[1:3])
+  if pool_size != (1, 1):
+    x = keras.layers.AveragePooling2D(pool_size, padding="same", name="feature_pool")(x)
   x = keras.layers.Flatten(name="flatten")(x)
   if hidden_units:
     x = classifier(hidden_units, layer_seed(conv_blocks + 1), "hidden")(x)

@@ -10,10 +10,17 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from contract.features import DATASET_SPEC_KEY
+from contract.features import FASHION_MNIST
+from contract.features import IMAGE_KEY
+from contract.features import LABEL_KEY
+from contract.features import DatasetSpec
+from contract.features import spec_from_custom_config
 from trainer import augmentation
 from trainer import export
-from trainer import features
 from trainer import loop
+from trainer.preprocessing import IMAGE_RAW_KEY
+from trainer.preprocessing import PIXEL_SCALING_KEY
 from trainer.config import COSINE
 from trainer.config import CUSTOM_CONFIG_KEY
 from trainer.config import MIXED_FLOAT16
@@ -31,6 +38,8 @@ from trainer.summaries import RunSummaries
 CHECKPOINT_DIR = 'checkpoints'
 SHUFFLE_BUFFER = 10_000
 PARSE_BATCH = 256
+# Eval images the export's warmup requests are built from.
+WARMUP_SAMPLES = 16
 
 
 def count_records(file_patterns) -> int:
@@ -52,23 +61,44 @@ def _dataset(
   """Batches of (images, labels); for training, shuffled by `seed` and repeated forever,
   and randomly mirrored if `mirror`.
 
-  Parsed examples are cached in memory (Fashion-MNIST's 54k training images
-  are 170 MB as float32), so epochs after the first skip the tf.Example parsing.
+  Parsed images (not their encoded bytes, `image_raw`) are cached in memory (Fashion-MNIST's 54k
+  training images are 170 MB as float32), so epochs after the first skip the tf.Example parsing.
   """
-  parsed = fn_args.data_accessor.tf_dataset_factory(
-    file_patterns,
-    tfxio.TensorFlowDatasetOptions(
-      batch_size=PARSE_BATCH, label_key=features.LABEL_KEY, shuffle=False, num_epochs=1
-    ),
-    transform_output.transformed_metadata.schema,
-  )
-  examples = parsed.map(lambda batch, labels: (batch[features.IMAGE_KEY], labels)).unbatch().cache()
+  parsed = _transformed(fn_args, transform_output, file_patterns, PARSE_BATCH)
+  examples = parsed.map(lambda batch, labels: (batch[IMAGE_KEY], labels)).unbatch().cache()
   if training:
     examples = examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
   batches = examples.batch(batch_size)
   if mirror:
     batches = augmentation.random_mirror(batches, seed)
   return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _transformed(fn_args, transform_output, file_patterns, batch_size: int) -> tf.data.Dataset:
+  """One pass over the transformed examples, in file order, as (features, labels) batches."""
+  return fn_args.data_accessor.tf_dataset_factory(
+    file_patterns,
+    tfxio.TensorFlowDatasetOptions(
+      batch_size=batch_size, label_key=LABEL_KEY, shuffle=False, num_epochs=1
+    ),
+    transform_output.transformed_metadata.schema,
+  )
+
+
+def sample_images(fn_args, transform_output, count: int = WARMUP_SAMPLES) -> list[bytes]:
+  """The encoded files of the first `count` eval examples, for the warmup requests."""
+  batch, _ = next(iter(_transformed(fn_args, transform_output, fn_args.eval_files, count)))
+  return [bytes(image) for image in tf.reshape(batch[IMAGE_RAW_KEY], [-1]).numpy()]
+
+
+def check_transform_matches(transform_output: tft.TFTransformOutput, spec: DatasetSpec) -> None:
+  """Raises ValueError when Transform's images are not the shape `spec` gives the model."""
+  transformed = tuple(transform_output.transformed_feature_spec()[IMAGE_KEY].shape)
+  if transformed != spec.image_shape:
+    raise ValueError(
+      f"Transform's images are {list(transformed)} but the Trainer's dataset spec says "
+      f'{list(spec.image_shape)}: both must get the same custom_config {DATASET_SPEC_KEY!r}'
+    )
 
 
 def learning_rate(config: TrainingConfig, total_steps: int):
@@ -83,8 +113,10 @@ def build_model_and_optimizer(
   strategy: tf.distribute.Strategy,
   total_steps: int,
   hardware: Hardware,
+  spec: DatasetSpec = FASHION_MNIST,
 ):
-  """The CNN and its optimizer, both under `strategy`, in the precision `config` asks for here.
+  """The CNN for `spec`'s images and classes and its optimizer, both under `strategy`, in the
+  precision `config` asks for here.
 
   Under a mixed policy layers compute in float16 or bfloat16 while every
   variable, the normalization statistics among them, stays float32; the
@@ -102,7 +134,8 @@ def build_model_and_optimizer(
         filters=config.filters,
         conv_blocks=config.conv_blocks,
         hidden_units=config.hidden_units,
-        num_classes=features.NUM_CLASSES,
+        image_shape=spec.image_shape,
+        num_classes=spec.num_classes,
         seed=config.seed,
       )
       optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, total_steps))
@@ -124,9 +157,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   config = TrainingConfig.from_custom_config(
     {**fn_args.custom_config[CUSTOM_CONFIG_KEY], **hyperparameters}
   )
-  logging.info('Training %s', config)
+  spec = spec_from_custom_config(fn_args.custom_config)
+  logging.info('Training %s on %s', config, spec)
   keras.utils.set_random_seed(config.seed)
   transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  check_transform_matches(transform_output, spec)
   strategy = distribution_strategy()
   # batch_size is per replica: with W workers of G GPUs each step takes W * G * batch_size
   # examples, and the learning rate applies to that global batch as configured.
@@ -146,7 +181,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   hardware = Hardware.detect()
   jit_compile = use_jit_compile(config.jit_compile, hardware)
-  model, optimizer = build_model_and_optimizer(config, strategy, total_steps, hardware)
+  model, optimizer = build_model_and_optimizer(config, strategy, total_steps, hardware, spec)
   logging.info(
     'Precision %s (policy %s), jit_compile %s, %d replica(s)',
     config.precision,
@@ -200,7 +235,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       model,
       transform_output,
       serving_model_dir,
-      {'variant': config.variant, 'training': config.as_custom_config()},
+      {
+        'variant': config.variant,
+        'training': config.as_custom_config(),
+        # What the Transform graph inside the export does to pixels, for the model card.
+        'transform': {PIXEL_SCALING_KEY: fn_args.custom_config.get(PIXEL_SCALING_KEY)},
+      },
+      spec,
+      sample_images(fn_args, transform_output),
     )
   # TFX's executor fails a worker whose run_fn returns before the chief's export exists.
   wait_for_all_workers(strategy)

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
@@ -16,18 +16,25 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
+from components.variant_selection import dataset_facts
 from components.variant_selection import evaluation
 from components.variant_selection import held_out
 from components.variant_selection import keys
+from components.variant_selection import model_card
 from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import seeds
 from components.variant_selection import selection
+from contract import signatures
+from contract.features import DATASET_RECORD
+from contract.features import DATASET_SPEC_KEY
+from contract.features import LABEL_KEY
+from contract.features import MODEL_INFO_FILE
+from contract.features import DatasetSpec
 from pipeline.config import PipelineConfig
 from serving import latency
-from trainer import features
+from serving import requests
 from trainer.config import check_run_time_parameters
-from trainer.export import MODEL_INFO_FILE
 from trainer.summaries import HISTORY_FILE
 from trainer.summaries import TOTALS_PHASE
 
@@ -53,23 +60,69 @@ def _read_json(path: str) -> Any:
     return json.load(file)
 
 
+def _trained_classes(model_info: Dict[str, Any]) -> Optional[List[str]]:
+  """The classes a model was trained on, from its model_info.json; None when it does not say."""
+  spec = model_info.get(DATASET_SPEC_KEY)
+  return None if spec is None else list(spec['classes'])
+
+
+def _dataset(
+  examples: types.Artifact, model_infos: Dict[str, Dict[str, Any]]
+) -> dataset_facts.DatasetFacts:
+  """The data's facts from ExampleGen's dataset.json, else the spec of the first variant's model
+  (classes and size only); every variant must have been trained on those classes."""
+  facts = dataset_facts.read(examples.uri)
+  if facts is None:
+    variant, model_info = next(iter(model_infos.items()))
+    if DATASET_SPEC_KEY not in model_info:
+      raise ValueError(
+        f'no class names: neither {os.path.join(examples.uri, DATASET_RECORD)} nor '
+        f'variant {variant}\'s {MODEL_INFO_FILE} (key "{DATASET_SPEC_KEY}") exists'
+      )
+    facts = dataset_facts.DatasetFacts(DatasetSpec.from_dict(model_info[DATASET_SPEC_KEY]))
+  for variant, model_info in model_infos.items():
+    trained = _trained_classes(model_info)
+    if trained is not None and trained != list(facts.classes):
+      raise ValueError(
+        f'variant {variant} was trained on the classes {trained}, the examples have '
+        f'{list(facts.classes)}'
+      )
+  return facts
+
+
+def _reads_encoded_examples(path: str) -> bool:
+  return signatures.EXAMPLES_SIGNATURE in tf.saved_model.load(path).signatures
+
+
+def _check_production_classes(path: str, classes: Sequence[str]) -> None:
+  """A production model with other classes answers with other label indices: comparing its
+  accuracy on these examples would mean nothing, and replacing it would change what clients
+  get for the same index."""
+  served = _trained_classes(production.model_info(path))
+  if served is not None and served != list(classes):
+    raise ValueError(
+      f'the production model {path} serves the classes {served}, the examples have '
+      f'{list(classes)}: serve this data under another serving model directory'
+    )
+
+
 def _variant_report(
   variant: str,
-  model: types.Artifact,
+  model_info: Dict[str, Any],
   model_run: types.Artifact,
   evaluation_artifact: types.Artifact,
   gate: selection.Gate,
   serving_latency: Dict[int, latency.Latency],
+  classes: Sequence[str],
 ) -> report.VariantReport:
-  metrics = evaluation.read_metrics(evaluation_artifact.uri, features.LABEL_KEY)
+  metrics = evaluation.read_metrics(evaluation_artifact.uri, LABEL_KEY)
   history = _read_json(os.path.join(model_run.uri, HISTORY_FILE))
   totals = _totals(history)
-  model_info = _read_json(os.path.join(path_utils.serving_model_path(model.uri), MODEL_INFO_FILE))
   return report.VariantReport(
     result=selection.judge(variant, metrics.overall, gate),
     per_class_accuracy={
       name: metrics.by_label.get(label, {}).get(selection.ACCURACY, math.nan)
-      for label, name in enumerate(features.CLASS_NAMES)
+      for label, name in enumerate(classes)
     },
     parameters=model_info['parameters'],
     train_seconds=totals.get('seconds', math.nan),
@@ -78,7 +131,7 @@ def _variant_report(
     intervals=metrics.overall_intervals,
     per_class_intervals={
       name: metrics.by_label_intervals[label][selection.ACCURACY]
-      for label, name in enumerate(features.CLASS_NAMES)
+      for label, name in enumerate(classes)
       if selection.ACCURACY in metrics.by_label_intervals.get(label, {})
     },
     latency=serving_latency,
@@ -110,7 +163,7 @@ def _seed_runs(
         for kind in keys.PER_EXTRA_SEED
       )
       history = _read_json(os.path.join(model_run.uri, HISTORY_FILE))
-      metrics = evaluation.read_metrics(evaluation_artifact.uri, features.LABEL_KEY).overall
+      metrics = evaluation.read_metrics(evaluation_artifact.uri, LABEL_KEY).overall
       runs[variant].append(seeds.SeedRun(seed, metrics, _totals(history).get('seconds', math.nan)))
   return runs
 
@@ -119,9 +172,13 @@ def _split_files(examples: types.Artifact, split: str) -> List[str]:
   return tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
 
 
-def _eval_on_same_examples(model_dirs: Dict[str, str], eval_files: List[str]):
-  """Each model through serving_default on the eval split: metrics and per-example correctness."""
-  results = {name: held_out.evaluate(path, eval_files) for name, path in model_dirs.items()}
+def _eval_on_same_examples(
+  model_dirs: Dict[str, str], eval_files: List[str], classes: Sequence[str]
+) -> Dict[str, held_out.HeldOutResult]:
+  """Each model through serve_examples on the eval split: metrics and per-example correctness."""
+  results = {
+    name: held_out.evaluate(path, eval_files, classes) for name, path in model_dirs.items()
+  }
   lengths = {result.examples for result in results.values()}
   if len(lengths) > 1:
     raise ValueError(f'the models saw different numbers of eval examples: {sorted(lengths)}')
@@ -177,6 +234,13 @@ class Executor(base_executor.BaseExecutor):
       variant: path_utils.serving_model_path(single(keys.MODEL, variant).uri)
       for variant in variants
     }
+    model_infos = {
+      variant: _read_json(os.path.join(model_dir, MODEL_INFO_FILE))
+      for variant, model_dir in model_dirs.items()
+    }
+    dataset = _dataset(examples, model_infos)
+    classes = dataset.classes
+    logging.info('%d classes: %s', len(classes), ', '.join(classes))
     serving_model_dir = exec_properties[keys.SERVING_MODEL_DIR]
     skipped = []
 
@@ -185,24 +249,32 @@ class Executor(base_executor.BaseExecutor):
       skipped.append(line)
 
     served = production.in_production(serving_model_dir, warn=skip)
+    if served is not None and not _reads_encoded_examples(served.path):
+      skip(
+        f'{served.path}: exported before examples carried encoded images (it has no '
+        f'{signatures.EXAMPLES_SIGNATURE} signature), so it cannot be evaluated on these '
+        'examples; only the accuracy threshold applies and a blessed candidate replaces it'
+      )
+      served = None
     production_path = served.path if served else None
     if served is None:
       logging.info('No model under %s yet: only the accuracy threshold applies.', serving_model_dir)
     else:
       logging.info('Production: %s, %s', served.path, served.reason)
+      _check_production_classes(served.path, classes)
     measured = dict(model_dirs, **({PRODUCTION: production_path} if production_path else {}))
     # Per-example correctness of every model on the same eval examples, for the paired tests.
     started = time.perf_counter()
-    on_eval = _eval_on_same_examples(measured, eval_files)
+    on_eval = _eval_on_same_examples(measured, eval_files, classes)
     evaluated = time.perf_counter()
     serving_latency = latency.serving_latency(
       measured,
-      held_out.first_records(eval_files, max(LATENCY_BATCH_SIZES)),
+      requests.encoded_images(held_out.first_records(eval_files, max(LATENCY_BATCH_SIZES))),
       LATENCY_BATCH_SIZES,
       repeats=int(exec_properties[keys.LATENCY_REPEATS]),
     )
     logging.info(
-      '%d models: eval split through serving_default in %.1f s, serving latency in %.1f s',
+      '%d models: eval split through serve_examples in %.1f s, serving latency in %.1f s',
       len(measured),
       evaluated - started,
       time.perf_counter() - evaluated,
@@ -229,9 +301,12 @@ class Executor(base_executor.BaseExecutor):
     rows = [
       _variant_report(
         variant,
-        *(single(kind, variant) for kind in keys.PER_VARIANT),
+        model_infos[variant],
+        single(keys.MODEL_RUN, variant),
+        single(keys.EVALUATION, variant),
         gate,
         serving_latency[variant],
+        classes,
       )
       for variant in variants
     ]
@@ -283,14 +358,23 @@ class Executor(base_executor.BaseExecutor):
     test_result = None
     if chosen.winner is not None:
       test_files = _split_files(examples, exec_properties[keys.TEST_SPLIT])
-      test_result = held_out.evaluate(path_utils.serving_model_path(output_model.uri), test_files)
+      test_result = held_out.evaluate(
+        path_utils.serving_model_path(output_model.uri), test_files, classes
+      )
       logging.info('%s on the test split: %s', chosen.winner, test_result.metrics)
     report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT])
     report.write(
       report_artifact.uri,
+      dataset,
       rows,
       chosen,
       test_result,
       in_service,
       seed_runs=_seed_runs(input_dict, exec_properties, rows),
+    )
+    model_card.write(
+      report_artifact.uri,
+      path_utils.serving_model_path(output_model.uri),
+      examples.uri,
+      exec_properties,
     )

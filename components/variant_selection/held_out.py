@@ -1,4 +1,5 @@
-"""The selected model on the held-out test split, through its serving signature."""
+"""A model on a split of the examples through its `serve_examples` signature, as a client sending
+tf.Examples would call it: the metrics, the confusion matrix and per-example correctness."""
 
 import dataclasses
 from typing import Dict, List, Sequence, Tuple
@@ -7,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import export
-from trainer import features
+from contract import signatures
+from contract.features import LABEL_KEY
 from trainer.calibration import ExpectedCalibrationError
 
 BATCH_SIZE = 1024
@@ -18,8 +19,10 @@ BATCH_SIZE = 1024
 class HeldOutResult:
   examples: int
   metrics: Dict[str, float]
-  # confusion_matrix[true label][predicted label] = count.
+  # confusion_matrix[true label][predicted label] = count, one row and column per class.
   confusion_matrix: List[List[int]]
+  # The class names, label i is classes[i].
+  classes: Tuple[str, ...]
   # Per example, in file order: whether the top class is the label (for paired comparisons).
   correct: Tuple[bool, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
@@ -28,7 +31,7 @@ class HeldOutResult:
     """Recall of each class: the diagonal over the row sums."""
     return {
       name: row[index] / sum(row) if sum(row) else float('nan')
-      for index, (name, row) in enumerate(zip(features.CLASS_NAMES, self.confusion_matrix))
+      for index, (name, row) in enumerate(zip(self.classes, self.confusion_matrix))
     }
 
 
@@ -41,33 +44,40 @@ def first_records(example_files: Sequence[str], count: int) -> List[bytes]:
   return [record.numpy() for record in _records(example_files).take(count)]
 
 
-def evaluate(model_dir: str, example_files: Sequence[str]) -> HeldOutResult:
-  """Runs raw tf.Examples (gzip TFRecords) through serving_default, as TF Serving would."""
+def evaluate(model_dir: str, example_files: Sequence[str], classes: Sequence[str]) -> HeldOutResult:
+  """Runs the tf.Examples of `example_files` (gzip TFRecords, the label in each) through the
+  model's serve_examples signature; `classes` are the data's class names."""
   if not example_files:
-    raise ValueError('no test examples to evaluate on')
-  serve = tf.saved_model.load(model_dir).signatures[export.SERVING_SIGNATURE]
+    raise ValueError('no examples to evaluate on')
+  classes = tuple(classes)
+  serve = tf.saved_model.load(model_dir).signatures[signatures.EXAMPLES_SIGNATURE]
   metrics = [
     keras.metrics.SparseCategoricalAccuracy(),
     keras.metrics.SparseCategoricalCrossentropy(),
     ExpectedCalibrationError(),
   ]
-  confusion = np.zeros((features.NUM_CLASSES, features.NUM_CLASSES), np.int64)
-  label_spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-  batches = _records(example_files).batch(BATCH_SIZE)
+  confusion = np.zeros((len(classes), len(classes)), np.int64)
+  label_spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
   correct = []
-  for serialized in batches:
-    labels = tf.io.parse_example(serialized, label_spec)[features.LABEL_KEY]
-    probabilities = serve(**{export.EXAMPLES_INPUT: serialized})[export.PROBABILITIES]
+  for serialized in _records(example_files).batch(BATCH_SIZE):
+    labels = tf.io.parse_example(serialized, label_spec)[LABEL_KEY]
+    probabilities = serve(**{signatures.EXAMPLES_INPUT: serialized})[signatures.PROBABILITIES]
+    if probabilities.shape[-1] != len(classes):
+      raise ValueError(
+        f'{model_dir} outputs {probabilities.shape[-1]} class probabilities, the data has '
+        f'{len(classes)} classes'
+      )
     for metric in metrics:
       metric.update_state(labels, probabilities)
     predicted = tf.argmax(probabilities, axis=-1)
     confusion += tf.math.confusion_matrix(
-      labels, predicted, num_classes=features.NUM_CLASSES, dtype=tf.int64
+      labels, predicted, num_classes=len(classes), dtype=tf.int64
     ).numpy()
     correct.extend((predicted == labels).numpy().tolist())
   return HeldOutResult(
     examples=len(correct),
     metrics={metric.name: float(metric.result()) for metric in metrics},
     confusion_matrix=confusion.tolist(),
+    classes=classes,
     correct=tuple(correct),
   )

@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, List, Optional
 from absl import logging
 import tensorflow as tf
 
+from contract.features import MODEL_INFO_FILE
 from serving import server_config
-from trainer.features import MODEL_INFO_FILE
 
 SAVED_MODEL_FILE = 'saved_model.pb'
 
@@ -142,12 +142,17 @@ def saved_model_digest(path: str) -> str:
   """SHA-256 over a SavedModel directory's relative file names and contents.
 
   Pusher copies the selected model byte for byte, so a pushed version and the
-  Trainer output it came from have the same digest.
+  Trainer output it came from have the same digest. The model card and push record
+  the selector adds (model_card.ADDED_FILES) describe the model and are left out.
   """
+  # pylint: disable-next=import-outside-toplevel
+  from components.variant_selection.model_card import ADDED_FILES
+
   sha = hashlib.sha256()
   files = []
   for directory, _, names in tf.io.gfile.walk(path):
     files.extend(os.path.join(directory, name) for name in names)
+  files = [file for file in files if os.path.relpath(file, path) not in ADDED_FILES]
   for file in sorted(files):
     sha.update(os.path.relpath(file, path).encode())
     with tf.io.gfile.GFile(file, 'rb') as content:

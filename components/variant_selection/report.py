@@ -1,4 +1,23 @@
-"""The comparison report: JSON for tools, Markdown for people, PNG plots for both."""
+"""The comparison report: JSON for tools, Markdown for people, PNG plots for both.
+
+It opens with why the winner won and the data it was chosen on (where the images came from, the
+size they are decoded to, how many of each class every split holds, the bad images skipped).
+
+Readable from 2 to 100 classes (and past that), whatever the names:
+- Markdown per-class tables put the classes in columns up to MAX_CLASS_COLUMNS classes, beyond
+  that one row per class, numbered: the numbers are the ones the confusion matrix plot shows.
+- The per-class accuracy plot has one row per class (a dot per variant), its height grows with
+  the number of classes, the classes sorted from the lowest accuracy of the selected variant
+  (else the first) up, so the weak classes are at the top whatever their number; each name is
+  followed by its class number when the confusion matrix shows numbers.
+- The confusion matrix is coloured by the share of each true class (rows sum to 1), so a rare
+  class shows as clearly as a common one; its ticks name the classes up to MAX_TICK_NAMES
+  classes, beyond that they are class numbers (at most MAX_NUMBER_TICKS of them) and the
+  per-class table is the legend; counts are written in the cells up to MAX_CELL_COUNTS classes.
+  The most frequent confusions are also written out in the Markdown.
+- Plot labels longer than MAX_LABEL_CHARS are cut with an ellipsis; the Markdown and JSON keep
+  every name whole.
+"""
 
 import dataclasses
 import json
@@ -11,8 +30,11 @@ import matplotlib
 matplotlib.use('Agg')  # files only; workers have no display
 from matplotlib.lines import Line2D  # noqa: E402  (after the backend is chosen)
 from matplotlib import pyplot  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from components.variant_selection.dataset_facts import DatasetFacts  # noqa: E402
 from components.variant_selection.evaluation import Interval  # noqa: E402
 from components.variant_selection.held_out import HeldOutResult  # noqa: E402
 from components.variant_selection.selection import ACCURACY  # noqa: E402
@@ -28,7 +50,6 @@ from components.variant_selection.statistics import PairedComparison  # noqa: E4
 from serving.latency import Latency  # noqa: E402
 from components.variant_selection import seeds  # noqa: E402
 from trainer.config import OUR_VARIANTS  # noqa: E402
-from trainer.features import CLASS_NAMES  # noqa: E402
 
 REPORT_JSON = 'report.json'
 REPORT_MARKDOWN = 'report.md'
@@ -38,6 +59,15 @@ CONFUSION_MATRIX_PNG = 'confusion_matrix.png'
 ACCURACY_INTERVALS_PNG = 'accuracy_intervals.png'
 COST_QUALITY_PNG = 'accuracy_vs_latency.png'
 SEED_ACCURACY_PNG = 'seed_accuracy.png'
+# The legibility rule of the module docstring.
+MAX_CLASS_COLUMNS = 10
+MAX_TICK_NAMES = 30
+MAX_NUMBER_TICKS = 20
+MAX_CELL_COUNTS = 20
+MAX_LABEL_CHARS = 28
+# Confusions written out in the Markdown, and skipped bad images listed (dataset.json has more).
+MOST_CONFUSED = 5
+MAX_SKIPPED_LISTED = 10
 # Where the rule left each variant, one colour each on every plot that colours by it.
 SELECTED, WITHIN_NOISE, WORSE, NOT_BLESSED = 'selected', 'within_noise', 'worse', 'not_blessed'
 STATUS_COLORS = {
@@ -161,13 +191,26 @@ def _variant_json(row: VariantReport, selection: Selection) -> Dict:
   }
 
 
+def _dataset_json(dataset: DatasetFacts) -> Dict:
+  return {
+    'spec': dataset.spec.to_dict(),
+    'data': dataset.data,
+    'layout': dataset.layout,
+    'counts': {split: dict(by_class) for split, by_class in dataset.counts.items()},
+    'skipped': [dict(skipped) for skipped in dataset.skipped],
+    'skipped_count': dataset.skipped_count,
+  }
+
+
 def _as_json(
+  dataset: DatasetFacts,
   variants: Sequence[VariantReport],
   selection: Selection,
   held_out: Optional[HeldOutResult],
   production: Optional[Production],
 ) -> Dict:
   return {
+    'dataset': _dataset_json(dataset),
     'selection_metric': selection.metric,
     'significance_level': selection.policy.significance_level,
     'replace_production': selection.policy.replace_production,
@@ -202,6 +245,7 @@ def _as_json(
       'examples': held_out.examples,
       'metrics': held_out.metrics,
       'per_class_accuracy': held_out.per_class_accuracy,
+      'classes': list(held_out.classes),
       'confusion_matrix': held_out.confusion_matrix,
     },
   }
@@ -252,22 +296,134 @@ def _cost_table(variants: Sequence[VariantReport], production: Optional[Producti
   return lines
 
 
-def _per_class_table(variants: Sequence[VariantReport]) -> List[str]:
-  """Per-class accuracy, ± half the width of its 95% interval where TFMA computed one."""
+def _cell(text: str) -> str:
+  """A name as a Markdown table cell: a `|` in it would end the cell."""
+  return text.replace('|', '\\|')
+
+
+def _class_accuracy(row: VariantReport, name: str) -> str:
+  """Accuracy of one class, ± half the width of its 95% interval where TFMA computed one."""
+  cell = _number(row.per_class_accuracy.get(name), 3)
+  if name in row.per_class_intervals:
+    low, high = row.per_class_intervals[name]
+    cell += f' ±{(high - low) / 2:.3f}'
+  return cell
+
+
+def _per_class_table(
+  dataset: DatasetFacts,
+  variants: Sequence[VariantReport],
+  held_out: Optional[HeldOutResult],
+  selection: Selection,
+) -> List[str]:
+  """Per-class accuracy of every variant on the eval split and the selected one's on the test
+  split: a column per class up to MAX_CLASS_COLUMNS classes, else a row per class, numbered
+  as the confusion matrix plot is, with the class's examples per split."""
+  classes = dataset.classes
+  test = [] if held_out is None else [held_out.per_class_accuracy]
+  test_name = f'{selection.winner} on test'
+  if len(classes) <= MAX_CLASS_COLUMNS:
+    lines = [
+      '| variant | ' + ' | '.join(map(_cell, classes)) + ' |',
+      '| --- |' + ' ---: |' * len(classes),
+    ]
+    for row in variants:
+      cells = [_class_accuracy(row, name) for name in classes]
+      lines.append(f'| {row.result.variant} | {" | ".join(cells)} |')
+    for accuracy in test:
+      cells = [_number(accuracy.get(name), 3) for name in classes]
+      lines.append(f'| {test_name} | {" | ".join(cells)} |')
+    return lines
+  splits = dataset.splits
+  columns = [*splits, *(row.result.variant for row in variants), *(test_name for _ in test)]
   lines = [
-    '| variant | ' + ' | '.join(CLASS_NAMES) + ' |',
-    '| --- |' + ' ---: |' * len(CLASS_NAMES),
+    '| # | class | ' + ' | '.join(columns) + ' |',
+    '| ---: | --- |' + ' ---: |' * len(columns),
   ]
-  for row in variants:
-    cells = []
-    for name in CLASS_NAMES:
-      cell = _number(row.per_class_accuracy.get(name), 3)
-      if name in row.per_class_intervals:
-        low, high = row.per_class_intervals[name]
-        cell += f' ±{(high - low) / 2:.3f}'
-      cells.append(cell)
-    lines.append(f'| {row.result.variant} | {" | ".join(cells)} |')
+  for index, name in enumerate(classes):
+    cells = [f'{dataset.counts[split].get(name, 0):,}' for split in splits]
+    cells += [_class_accuracy(row, name) for row in variants]
+    cells += [_number(accuracy.get(name), 3) for accuracy in test]
+    lines.append(f'| {index} | {_cell(name)} | {" | ".join(cells)} |')
   return lines
+
+
+def _counts_table(dataset: DatasetFacts) -> List[str]:
+  """Examples per split: by class up to MAX_CLASS_COLUMNS classes, else the total and the
+  fewest and most per class (the per-class table has them all)."""
+  classes, splits = dataset.classes, dataset.splits
+  if not splits:
+    return []
+  if len(classes) <= MAX_CLASS_COLUMNS:
+    lines = [
+      '| split | ' + ' | '.join(map(_cell, classes)) + ' | total |',
+      '| --- |' + ' ---: |' * (len(classes) + 1),
+    ]
+    for split in splits:
+      cells = [f'{dataset.counts[split].get(name, 0):,}' for name in classes]
+      lines.append(f'| {split} | {" | ".join(cells)} | {dataset.split_total(split):,} |')
+    return lines
+  lines = [
+    '| split | examples | fewest of a class | median per class | most of a class |',
+    '| --- | ---: | ---: | ---: | ---: |',
+  ]
+  for split in splits:
+    counts = {name: dataset.counts[split].get(name, 0) for name in classes}
+    fewest, most = min(counts, key=counts.get), max(counts, key=counts.get)
+    lines.append(
+      f'| {split} | {dataset.split_total(split):,} | {counts[fewest]:,} ({_cell(fewest)}) '
+      f'| {np.median(list(counts.values())):,.0f} | {counts[most]:,} ({_cell(most)}) |'
+    )
+  return lines
+
+
+def _dataset_lines(dataset: DatasetFacts) -> List[str]:
+  """The data the variants were compared on: source, decoded size, class counts, skipped images."""
+  spec = dataset.spec
+  colour = 'grayscale' if spec.channels == 1 else 'RGB'
+  source = f' from `{dataset.data}`' if dataset.data else ''
+  layout = f' ({dataset.layout})' if dataset.layout else ''
+  sizes = ', '.join(f'{split} {dataset.split_total(split):,}' for split in dataset.splits)
+  lines = [
+    f'**Data:** {spec.num_classes} classes{source}{layout}, every image decoded to '
+    f'{spec.height}×{spec.width} {colour}{f"; examples: {sizes}" if sizes else ""}.'
+  ]
+  if dataset.layout:
+    count = dataset.skipped_count
+    lines.append(
+      f'{count:,} bad image{"" if count == 1 else "s"} skipped (`bad_images: skip`):'
+      if count
+      else 'No bad image skipped.'
+    )
+    lines += [
+      f'- `{skipped.get("file", "?")}`: {skipped.get("problem", "?")}'
+      for skipped in dataset.skipped[:MAX_SKIPPED_LISTED]
+    ]
+    unlisted = count - min(len(dataset.skipped), MAX_SKIPPED_LISTED)
+    if unlisted > 0:
+      lines.append(f'- and {unlisted:,} more (the examples\' dataset.json lists the first ones).')
+  counts = _counts_table(dataset)
+  return [*lines, *([''] + counts if counts else [])]
+
+
+def _most_confused(held_out: HeldOutResult) -> Optional[str]:
+  """The most frequent mistakes on the test split, `true → predicted`, with the share of the
+  true class each is."""
+  counts = np.array(held_out.confusion_matrix)
+  np.fill_diagonal(counts, 0)
+  if not counts.any():
+    return None
+  order = np.argsort(-counts, axis=None, kind='stable')[:MOST_CONFUSED]
+  totals = np.array(held_out.confusion_matrix).sum(axis=1)
+  pairs = []
+  for true_label, predicted in zip(*np.unravel_index(order, counts.shape)):
+    count = counts[true_label, predicted]
+    if count:
+      pairs.append(
+        f'{held_out.classes[true_label]} → {held_out.classes[predicted]} {count:,} '
+        f'({count / totals[true_label]:.1%})'
+      )
+  return 'Most frequent confusions on the test split (true → predicted): ' + '; '.join(pairs) + '.'
 
 
 def _outcome(
@@ -292,6 +448,9 @@ def _outcome(
       f'loss {_number(held_out.metrics[LOSS])}, '
       f'ECE {_number(held_out.metrics[CALIBRATION_ERROR])}.'
     )
+    confused = _most_confused(held_out)
+    if confused:
+      lines.append(confused)
   lines += ['', f'**Decision:** {selection.decision}']
   if selection.power is not None:
     lines.append(_power_sentence(selection))
@@ -444,6 +603,7 @@ def why_selected(
 
 
 def _markdown(
+  dataset: DatasetFacts,
   variants: Sequence[VariantReport],
   selection: Selection,
   held_out: Optional[HeldOutResult],
@@ -452,6 +612,8 @@ def _markdown(
   level = selection.policy.significance_level
   lines = [
     f'**{why_selected(variants, selection, production)}**',
+    '',
+    *_dataset_lines(dataset),
     '',
     (
       f'Normalization variants on the eval split, ranked by {selection.metric} among blessed '
@@ -463,15 +625,15 @@ def _markdown(
     *_quality_table(variants, selection),
     '',
     (
-      'Serving cost (serving_default on serialized tf.Examples, in process; median and '
+      'Serving cost (serving_default on encoded image bytes, in process; median and '
       'p10–p90 over the timed calls) and training cost:'
     ),
     '',
     *_cost_table(variants, production),
     '',
-    'Per-class accuracy (eval split):',
+    'Per-class accuracy (eval split; the selected variant\'s on the test split too):',
     '',
-    *_per_class_table(variants),
+    *_per_class_table(dataset, variants, held_out, selection),
     '',
     *_outcome(selection, held_out, production),
   ]
@@ -482,7 +644,8 @@ def _save(figure, path: str) -> None:
   """Writes the figure as PNG through tf.io.gfile, so a gs:// artifact URI works too."""
   figure.tight_layout()
   with tf.io.gfile.GFile(path, 'wb') as png:
-    figure.savefig(png, format='png', dpi=100)
+    # bbox_inches: long class names and axis labels stay inside the image.
+    figure.savefig(png, format='png', dpi=100, bbox_inches='tight')
   pyplot.close(figure)
 
 
@@ -525,18 +688,60 @@ def _plot_learning_curves(variants: Sequence[VariantReport], selection: Selectio
   _save(figure, path)
 
 
-def _plot_per_class_accuracy(variants: Sequence[VariantReport], selection: Selection, path: str):
-  figure, axis = pyplot.subplots(figsize=(12, 4.5))
-  width = 0.8 / max(len(variants), 1)
+def _label(name: str) -> str:
+  """A class name short enough for a plot label; the Markdown has it whole."""
+  return name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + '…'
+
+
+def _numbered(classes: Sequence[str]) -> bool:
+  """Whether the confusion matrix shows class numbers rather than names (too many to read)."""
+  return len(classes) > MAX_TICK_NAMES
+
+
+def per_class_accuracy_figure(
+  classes: Sequence[str], variants: Sequence[VariantReport], selection: Selection
+):
+  """One row per class, a dot per variant (its 95% interval where TFMA computed one), the rows
+  sorted by the selected variant's accuracy (else the first variant's), lowest at the top."""
+  reference = next(
+    (row for row in variants if row.result.variant == selection.winner), variants[0]
+  ).per_class_accuracy
+
+  def lowest_first(label: int):
+    value = reference.get(classes[label], math.nan)
+    return (value if math.isfinite(value) else math.inf, label)
+
+  order = sorted(range(len(classes)), key=lowest_first)
+  # Row height shrinks past 150 classes so that the figure stays a size a viewer opens.
+  row_inches = min(0.25, 38 / len(classes))
+  figure, axis = pyplot.subplots(figsize=(10, 1.6 + row_inches * len(classes)))
   colors = _variant_colors(variants)
+  spacing = min(0.7 / max(len(variants), 1), 0.2)
   for index, row in enumerate(variants):
     variant = row.result.variant
-    positions = [c + (index - (len(variants) - 1) / 2) * width for c in range(len(CLASS_NAMES))]
-    values = [row.per_class_accuracy.get(name, math.nan) for name in CLASS_NAMES]
-    axis.bar(
-      positions, values, width, color=colors[variant], label=_variant_label(variant, selection)
+    offset = (index - (len(variants) - 1) / 2) * spacing
+    values = [row.per_class_accuracy.get(classes[label], math.nan) for label in order]
+    errors = np.zeros((2, len(order)))
+    for position, label in enumerate(order):
+      interval = row.per_class_intervals.get(classes[label])
+      if interval is not None:
+        errors[:, position] = (values[position] - interval[0], interval[1] - values[position])
+    axis.errorbar(
+      values,
+      [position + offset for position in range(len(order))],
+      xerr=errors,
+      fmt='o',
+      markersize=6 if variant == selection.winner else 4,
+      elinewidth=0.8,
+      color=colors[variant],
+      label=_variant_label(variant, selection),
     )
-  axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=30, ha='right')
+  numbered = _numbered(classes)
+  names = [
+    f'{_label(classes[label])} ({label})' if numbered else _label(classes[label]) for label in order
+  ]
+  axis.set_yticks(range(len(order)), names, fontsize=min(10, row_inches * 72 * 0.75))
+  axis.set_ylim(len(order) - 0.5, -0.5)  # the first (lowest) class at the top
   lowest = min(
     (
       value for row in variants for value in row.per_class_accuracy.values() if math.isfinite(value)
@@ -545,30 +750,47 @@ def _plot_per_class_accuracy(variants: Sequence[VariantReport], selection: Selec
   )
   # Variants differ by a few points; an axis from 0 would hide that.
   axis.set(
-    title='Per-class accuracy (eval split)',
-    ylabel='accuracy',
-    ylim=(max(0.0, math.floor(lowest * 10) / 10 - 0.05), 1),
+    title='Per-class accuracy (eval split), lowest first',
+    xlabel='accuracy',
+    xlim=(max(0.0, math.floor(lowest * 10) / 10 - 0.05), 1.01),
   )
-  axis.grid(axis='y', alpha=0.3)
-  axis.legend(ncol=len(variants), fontsize='small', loc='lower left')
-  _save(figure, path)
+  axis.grid(axis='x', alpha=0.3)
+  axis.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1))
+  return figure
 
 
-def _plot_confusion_matrix(held_out: HeldOutResult, variant: str, path: str) -> None:
-  figure, axis = pyplot.subplots(figsize=(7.5, 6.5))
-  image = axis.imshow(held_out.confusion_matrix, cmap='Blues')
-  dark_above = max(map(max, held_out.confusion_matrix)) / 2
-  for true_label, row in enumerate(held_out.confusion_matrix):
-    for predicted, count in enumerate(row):
-      color = 'white' if count > dark_above else 'black'
-      axis.text(predicted, true_label, count, ha='center', va='center', fontsize=7, color=color)
-  axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha='right')
-  axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
-  axis.set(
-    title=f'{variant}: confusion matrix, test split', xlabel='predicted', ylabel='true label'
-  )
-  figure.colorbar(image, ax=axis)
-  _save(figure, path)
+def confusion_matrix_figure(held_out: HeldOutResult, variant: str):
+  """Colour: the share of each true class (rows sum to 1); counts in the cells, class names or
+  numbers on the axes, as the module docstring says."""
+  classes, counts = held_out.classes, np.array(held_out.confusion_matrix)
+  totals = counts.sum(axis=1, keepdims=True)
+  shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+  side = float(np.clip(3 + 0.45 * len(classes), 6.5, 18))
+  figure, axis = pyplot.subplots(figsize=(side + 1, side))
+  image = axis.imshow(shares, cmap='Blues', vmin=0, vmax=1)
+  if len(classes) <= MAX_CELL_COUNTS:
+    size = 12 if len(classes) <= 5 else 8 if len(classes) <= 12 else 6
+    for (true_label, predicted), count in np.ndenumerate(counts):
+      color = 'white' if shares[true_label, predicted] > 0.5 else 'black'
+      axis.text(
+        predicted, true_label, f'{count:,}', ha='center', va='center', fontsize=size, color=color
+      )
+  if _numbered(classes):
+    for along in (axis.xaxis, axis.yaxis):
+      along.set_major_locator(ticker.MaxNLocator(nbins=MAX_NUMBER_TICKS, integer=True))
+    axis.set(
+      xlabel='predicted class number (the per-class table in report.md names them)',
+      ylabel='true class number',
+    )
+  else:
+    names = [_label(name) for name in classes]
+    fontsize = 9 if len(classes) <= 15 else 7
+    axis.set_xticks(range(len(classes)), names, rotation=45, ha='right', fontsize=fontsize)
+    axis.set_yticks(range(len(classes)), names, fontsize=fontsize)
+    axis.set(xlabel='predicted', ylabel='true class')
+  axis.set_title(f'{variant}: confusion matrix, test split ({held_out.examples:,} examples)')
+  figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label='share of the true class')
+  return figure
 
 
 def _status(variant: str, selection: Selection) -> str:
@@ -682,13 +904,15 @@ def _plot_cost_quality(
 
 def write(
   directory: str,
+  dataset: DatasetFacts,
   variants: Sequence[VariantReport],
   selection: Selection,
   held_out: Optional[HeldOutResult],
   production: Optional[Production] = None,
   seed_runs: Optional[Mapping[str, Sequence[seeds.SeedRun]]] = None,
 ) -> List[str]:
-  """Writes the report files into `directory` and returns their paths; `seed_runs[variant]`
+  """Writes the report files into `directory` and returns their paths; `dataset` is the data
+  the variants were compared on (its classes name the per-class results), `seed_runs[variant]`
   (with repeated seeds) are its runs, the one selection used first."""
   tf.io.gfile.makedirs(directory)
   paths = {
@@ -702,21 +926,23 @@ def write(
       COST_QUALITY_PNG,
     )
   }
-  content = _as_json(variants, selection, held_out, production)
+  content = _as_json(dataset, variants, selection, held_out, production)
   content['seeds'] = _seeds_as_json(seed_runs) if seed_runs else None
   with tf.io.gfile.GFile(paths[REPORT_JSON], 'w') as report_json:
     json.dump(content, report_json, indent=1)
   with tf.io.gfile.GFile(paths[REPORT_MARKDOWN], 'w') as report_markdown:
-    report_markdown.write(_markdown(variants, selection, held_out, production))
+    report_markdown.write(_markdown(dataset, variants, selection, held_out, production))
     if seed_runs:
       report_markdown.write(_seeds_markdown(seed_runs))
   _plot_learning_curves(variants, selection, paths[LEARNING_CURVES_PNG])
-  _plot_per_class_accuracy(variants, selection, paths[PER_CLASS_ACCURACY_PNG])
+  _save(
+    per_class_accuracy_figure(dataset.classes, variants, selection), paths[PER_CLASS_ACCURACY_PNG]
+  )
   _plot_accuracy_intervals(variants, selection, paths[ACCURACY_INTERVALS_PNG])
   _plot_cost_quality(variants, selection, production, paths[COST_QUALITY_PNG])
   if held_out is not None:
     paths[CONFUSION_MATRIX_PNG] = os.path.join(directory, CONFUSION_MATRIX_PNG)
-    _plot_confusion_matrix(held_out, selection.winner, paths[CONFUSION_MATRIX_PNG])
+    _save(confusion_matrix_figure(held_out, selection.winner), paths[CONFUSION_MATRIX_PNG])
   if seed_runs:
     paths[SEED_ACCURACY_PNG] = os.path.join(directory, SEED_ACCURACY_PNG)
     _plot_seed_accuracy(seed_runs, paths[SEED_ACCURACY_PNG])

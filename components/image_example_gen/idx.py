@@ -9,27 +9,29 @@ import dataclasses
 import gzip
 import struct
 import zlib
-from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from trainer import features
+from contract.features import FASHION_MNIST
+from dataset.errors import DatasetError
 
 IMAGES_MAGIC = 0x00000803  # uint8 payload, 3 dimensions (count, rows, cols)
 LABELS_MAGIC = 0x00000801  # uint8 payload, 1 dimension (count)
-IMAGE_SHAPE = (features.IMAGE_HEIGHT, features.IMAGE_WIDTH)
+IMAGE_SHAPE = (FASHION_MNIST.height, FASHION_MNIST.width)
 _KINDS = {IMAGES_MAGIC: 'images', LABELS_MAGIC: 'labels'}
-NUM_CLASSES = features.NUM_CLASSES
+NUM_CLASSES = FASHION_MNIST.num_classes
+# The four files' names: train-*-ubyte.gz are the 60k training images, t10k-*-ubyte.gz the test set.
+TRAIN_PATTERN = 'train-*-ubyte.gz'
+TEST_PATTERN = 't10k-*-ubyte.gz'
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(DatasetError):
   """An IDX file is missing, unreadable, or not what the pipeline expects."""
 
-  def __init__(self, path: str, problem: str):
-    super().__init__(f'{path}: {problem}')
-    self.path = path
-    self.problem = problem
+  @property
+  def path(self) -> str:
+    return self.source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +57,7 @@ def _read_gzip(path: str) -> bytes:
     raise IdxFormatError(path, f'gzip stream is truncated or corrupt ({error})') from error
 
 
-def _parse(path: str, data: bytes, magic: int) -> Tuple[Tuple[int, ...], np.ndarray]:
+def _parse(path: str, data: bytes, magic: int) -> tuple[tuple[int, ...], np.ndarray]:
   """Returns (dims, payload) after checking magic number and payload length."""
   # The kind first: a labels file where images belong says so, whatever its length.
   (found_magic,) = struct.unpack('>I', data[:4]) if len(data) >= 4 else (None,)
@@ -100,7 +102,7 @@ def read_labels(path: str) -> np.ndarray:
   return labels
 
 
-def read_pair(pair: IdxPair) -> Tuple[np.ndarray, np.ndarray]:
+def read_pair(pair: IdxPair) -> tuple[np.ndarray, np.ndarray]:
   """Reads images and labels and checks they describe the same examples."""
   images = read_images(pair.images_path)
   labels = read_labels(pair.labels_path)

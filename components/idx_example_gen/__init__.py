@@ -1,1 +1,0 @@
-"""ExampleGen for the IDX gz files that MNIST-style datasets ship in."""

@@ -1,0 +1,1 @@
+"""ExampleGen for images in any layout dataset.layouts reads: folders, manifests, TFRecords, IDX."""
