@@ -29,6 +29,10 @@ def pytest_configure(config):
 _SLOW_MODULES = (
   "test_kubeflow_v2",
   "test_pipeline_e2e",
+  "test_image_formats_e2e",
+  "test_image_manifests_e2e",
+  "test_image_folders_e2e",
+  "test_image_compiled_steps",
   "test_multiworker",
   "test_beam_workers",
   "test_preemption",
