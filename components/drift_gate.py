@@ -69,9 +69,8 @@ def drift_config(
     feature.path.CopyFrom(path_pb2.Path(step=[name]))
     feature.distribution_comparator.CopyFrom(
       schema_pb2.FeatureComparator(
-        jensen_shannon_divergence=schema_pb2.JensenShannonDivergence(
-        threshold=threshold
-      ))
+        jensen_shannon_divergence=schema_pb2.JensenShannonDivergence(threshold=threshold)
+      )
     )
 
   compare(features.LABEL_KEY, label_threshold)

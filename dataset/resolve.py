@@ -201,9 +201,7 @@ def resolve(
     )
     numbers = ', '.join(str(span.number) for span in spans)
     line = f'spans: {numbers} (newest {newest.number}: {newest.path}; template {template})'
-    return dataclasses.replace(
-      resolved, facts=[line, *resolved.facts], span_template=template
-    )
+    return dataclasses.replace(resolved, facts=[line, *resolved.facts], span_template=template)
   layout = layouts.detect(data)
   size_option = parse_image_size(image_size)
   adopted = _read_text(schema_path) if schema_path else None

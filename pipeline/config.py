@@ -187,8 +187,7 @@ class PipelineConfig:
   )
   drift_image_threshold: float = option(
     0.1,
-    'with spans: the same for each image feature: height, width, channels and mean pixel '
-    'intensity',
+    'with spans: the same for each image feature: height, width, channels and mean pixel intensity',
     check=between(0, 1),
   )
   accept_drift: bool = option(

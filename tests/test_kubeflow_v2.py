@@ -659,7 +659,10 @@ def test_spans_compile_with_the_drift_step_and_no_resolver(tmp_path):
   assert _parameter(spec, 'ImageExampleGen', 'input_base') == 'gs://bucket/images'
   input_config = json.loads(_parameter(spec, 'ImageExampleGen', 'input_config'))
   assert [split['name'] for split in input_config['splits']] == [
-    'train', 'eval', 'test', 'previous'
+    'train',
+    'eval',
+    'test',
+    'previous',
   ]
   assert {split['pattern'] for split in input_config['splits']} == {'span-{SPAN}/*-ubyte.gz'}
   # TFX's file-based ExampleGen driver resolves {SPAN} (newest, numerically) before the step.
@@ -673,7 +676,9 @@ def test_spans_compile_with_the_drift_step_and_no_resolver(tmp_path):
   assert json.loads(_parameter(spec, 'DriftValidator', 'include_split_pairs')) == [
     ['eval', 'previous']
   ]
-  assert 'jensenShannonDivergence' in _parameter(spec, 'DriftValidator', 'distribution_validator_config')
+  assert 'jensenShannonDivergence' in _parameter(
+    spec, 'DriftValidator', 'distribution_validator_config'
+  )
   assert _artifact_source(spec, 'DriftGate', 'drift') == ('DriftValidator', 'anomalies')
   assert _parameter(spec, 'DriftGate', 'accept_drift') == 1
   assert 'DriftGate' in tasks['Transform']['dependentTasks']

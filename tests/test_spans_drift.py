@@ -277,4 +277,6 @@ def test_the_first_span_passes_with_a_note(tmp_path):
   write_span(tmp_path / 'data' / 'span-1', seed=1)
   result = run_drift_check(tmp_path / 'data', tmp_path)
   assert result['status'] == 'first span'
-  assert result['lines'] == ['span 1 is the first span: no previous span to compare, drift not checked']
+  assert result['lines'] == [
+    'span 1 is the first span: no previous span to compare, drift not checked'
+  ]
