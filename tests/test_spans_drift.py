@@ -1,8 +1,10 @@
 """Spans and drift: ImageExampleGen's span window, and DistributionValidator + DriftGate on tiny
 Fashion-MNIST-like IDX spans (Beam and TFDV in-process, TFX's own span resolution)."""
 
+import glob
 import json
 import os
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -280,3 +282,77 @@ def test_the_first_span_passes_with_a_note(tmp_path):
   assert result['lines'] == [
     'span 1 is the first span: no previous span to compare, drift not checked'
   ]
+
+
+# One short whole-pipeline flow through the CLI (one variant, a few steps): three spans train
+# and pass the drift gate; a brighter fourth span stops the next run before Transform.
+
+
+@pytest.fixture(scope='module')
+def span_runs(tmp_path_factory):
+  from pipeline import cli
+
+  data = tmp_path_factory.mktemp('span_data')
+  for number in (1, 2, 3):
+    write_span(data / f'span-{number}', seed=20 + number)
+  output_root = str(tmp_path_factory.mktemp('span_outputs'))
+
+  def run(*extra):
+    return cli.main(
+      [
+        'run',
+        '--data',
+        str(data),
+        '--output-root',
+        output_root,
+        '--variants',
+        'none',
+        '--epochs',
+        '1',
+        '--batch-size',
+        '32',
+        '--train-steps',
+        '3',
+        '--eval-percent',
+        '40',
+        '--train-spans',
+        '2',
+        '--accuracy-threshold',
+        '0',
+        *extra,
+      ]
+    )
+
+  return data, output_root, run
+
+
+def test_three_spans_train_on_the_window_pass_the_drift_gate_and_record_the_spans(
+  span_runs, capfd
+):
+  data, output_root, run = span_runs
+  assert run() == 0
+  out = capfd.readouterr().out
+  assert re.search(r'spans: newest 3 \(eval, test\), trained on 2, 3, drift baseline span 2', out)
+  assert 'drift: no drift' in out
+  (report_uri,) = re.findall(r'^Comparison report: (.+)$', out, re.MULTILINE)
+  with open(os.path.join(report_uri, 'report.json')) as report_json:
+    report = json.load(report_json)
+  assert report['spans'] == {'newest': 3, 'train': [2, 3], 'previous': 2}
+  assert report['drift']['status'] == 'no drift'
+  (version,) = glob.glob(os.path.join(output_root, 'serving', 'fashion_mnist', '*'))
+  with open(os.path.join(version, 'assets.extra', 'push_record.json')) as record:
+    assert json.load(record)['spans'] == ['2', '3']
+  with open(os.path.join(version, 'assets.extra', 'model_card.md')) as card:
+    assert 'no feature drifted past its threshold' in card.read()
+
+  # A brighter span arrives: the next run stops before Transform, naming the drift.
+  write_span(data / 'span-4', seed=24, brightness=90)
+  assert run() == 1
+  err = capfd.readouterr().err
+  assert 'run failed in DriftGate' in err
+  assert re.search(
+    r'image_mean_intensity: Jensen-Shannon divergence 0\.\d+ > threshold 0\.1 '
+    r'\(span 4 \(eval\) vs span 3\)',
+    err,
+  )
+  assert len(glob.glob(os.path.join(output_root, 'serving', 'fashion_mnist', '*'))) == 1
