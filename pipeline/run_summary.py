@@ -171,8 +171,13 @@ def _outputs_by_type(
     event.artifact_id for event in events if event.type == metadata_store_pb2.Event.OUTPUT
   ]
   outputs = {}
-  for artifact in store.get_artifacts_by_id(artifact_ids):
-    outputs[store.get_artifact_types_by_id([artifact.type_id])[0].name] = artifact
+  for artifact in sorted(store.get_artifacts_by_id(artifact_ids), key=lambda found: found.id):
+    name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+    # Examples come out of ExampleGen and of Transform (transformed_examples): ExampleGen's,
+    # the first, is the one with dataset.json.
+    if name == 'Examples' and name in outputs:
+      continue
+    outputs[name] = artifact
   return outputs
 
 
