@@ -155,7 +155,7 @@ def check_drift(anomalies_uri: str, examples_uri: str, accept_drift: bool) -> Di
     logging.warning('drift: %s', line)
   if result['status'] == 'drift':
     raise DataDriftError(
-      f'the newest span\'s data drifted from the previous span\'s (pass --accept-drift to train '
+      'the newest span\'s data drifted from the previous span\'s (pass --accept-drift to train '
       'on it anyway for this run):\n  ' + '\n  '.join(result['lines'])
     )
   return result
