@@ -16,6 +16,11 @@
   `label.labels.txt` names the int labels. A file named like `*-train.tfrecord*`,
   `*-validation.tfrecord*`, `*-test.tfrecord*` gives its split.
 
+Spans (data that keeps arriving): `data` holding `{SPAN}` (`gs://b/images/span-{SPAN}`,
+`root/span-{SPAN}/manifest.csv`), or a directory whose subfolders are all `span-<N>` (then the
+template is `<data>/span-{SPAN}`). Each span is any one of the layouts above; spans order by
+their number (span-9 < span-10, span-09 < span-10). See span_template and list_spans.
+
 Every path goes through tf.io.gfile, so local paths and gs:// read alike. Bad input raises
 DatasetError with one line naming the file, manifest line or record and the problem.
 """
@@ -58,6 +63,94 @@ DIRECTORY_PATTERNS = {'idx': '*-ubyte.gz', 'folders': '*/*', 'tfrecord': '*.tfre
 _SPLIT_IN_NAME = re.compile(r'(?:^|[-_.])(train|training|eval|validation|val|test)(?=[-_.]|$)')
 
 
+SPAN_TOKEN = '{SPAN}'
+SPAN_FOLDER = re.compile(r'^span-([0-9]+)$')
+
+
+class Span(NamedTuple):
+  number: int
+  path: str  # the template with {SPAN} replaced by this span's own spelling (span-09)
+
+
+def span_template(data: str) -> str | None:
+  """`data` when it holds {SPAN}; `<data>/span-{SPAN}` when data is a directory whose
+  subfolders are all span-<N>; None for data without spans. Lists at most one directory."""
+  data = data.rstrip('/')
+  if SPAN_TOKEN in data:
+    if data.count(SPAN_TOKEN) > 1:
+      raise DatasetError(data, 'holds {SPAN} more than once')
+    return data
+  if _has_glob(data) or not tf.io.gfile.isdir(data):
+    return None
+  names = [name.rstrip('/') for name in tf.io.gfile.listdir(data)]
+  spans = [name for name in names if SPAN_FOLDER.match(name)]
+  if not spans:
+    return None
+  others = sorted(
+    name for name in names if not SPAN_FOLDER.match(name) and tf.io.gfile.isdir(_join(data, name))
+  )
+  if others:
+    raise DatasetError(
+      data,
+      f'mixes span folders ({", ".join(sorted(spans)[:3])}) with other folders '
+      f'({", ".join(others[:3])}): put all the data in span-<N> folders, or none',
+    )
+  return posixpath.join(data, 'span-' + SPAN_TOKEN)
+
+
+def _span_root_and_rest(template: str) -> tuple[str, str]:
+  """(the directory above the path segment holding {SPAN}, the template from that segment)."""
+  before, _, _ = template.partition(SPAN_TOKEN)
+  root = before.rpartition('/')[0]
+  return root, template[len(root) + 1 :]
+
+
+def _is_empty(path: str) -> bool:
+  if not tf.io.gfile.isdir(path):
+    return False
+  return not any(files for _, _, files in tf.io.gfile.walk(path))
+
+
+def list_spans(template: str) -> list[Span]:
+  """Every span of `template`, oldest first, numerically; DatasetError on an empty span folder
+  or when there is none."""
+  root, rest = _span_root_and_rest(template)
+  segment, _, below = rest.partition('/')
+  matcher = re.compile('^' + re.escape(segment).replace(re.escape(SPAN_TOKEN), '([0-9]+)') + '$')
+  if not tf.io.gfile.isdir(root):
+    raise DatasetError(root, 'not found (the folder holding the spans)')
+  found = {}
+  for name in tf.io.gfile.listdir(root):
+    name = name.rstrip('/')
+    matched = matcher.match(name)
+    if not matched:
+      continue
+    folder = _join(root, name)
+    number = int(matched.group(1))
+    if _is_empty(folder):
+      raise DatasetError(folder, f'empty span folder: span {number} holds no files')
+    if number in found:
+      raise DatasetError(folder, f'span {number} is also {found[number]}: one folder per span')
+    found[number] = posixpath.join(folder, below) if below else folder
+  if not found:
+    raise DatasetError(template, 'matches no span folder')
+  return [Span(number, found[number]) for number in sorted(found)]
+
+
+def span_input_base_and_pattern(template: str, layout: str) -> tuple[str, str]:
+  """ExampleGen's input_base and {SPAN} pattern: TFX's driver resolves the newest span (by its
+  number) and fingerprints its files for the cache."""
+  root, rest = _span_root_and_rest(template)
+  last = posixpath.basename(rest)
+  if layout in DIRECTORY_PATTERNS and not _has_glob(last) and not _is_file_name(last, layout):
+    return root, f'{rest}/{DIRECTORY_PATTERNS[layout]}'
+  return root, rest
+
+
+def _is_file_name(name: str, layout: str) -> bool:
+  return layout == 'tfrecord' and _is_tfrecord_name(name)
+
+
 class Item(NamedTuple):
   """One image as a layout yields it, before it is read or checked."""
 
@@ -89,9 +182,13 @@ def input_base_and_pattern(data: str, layout: str) -> tuple[str, str]:
 
 
 def data_from_input(input_base: str, pattern: str) -> str:
-  """`data` back from input_base_and_pattern's result."""
+  """`data` back from input_base_and_pattern's (or span_input_base_and_pattern's, its span
+  resolved) result."""
   if pattern in DIRECTORY_PATTERNS.values():
     return input_base
+  for directory_pattern in DIRECTORY_PATTERNS.values():
+    if pattern.endswith('/' + directory_pattern):
+      return posixpath.join(input_base, pattern[: -len(directory_pattern) - 1])
   return posixpath.join(input_base, pattern)
 
 

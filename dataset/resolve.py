@@ -36,6 +36,8 @@ class ResolvedDataset:
   schema_text: str
   proposed: bool  # True: schema_text was inferred here, for the user to review and adopt
   facts: list[str]  # lines for the run summary
+  # data that keeps arriving: the data with {SPAN} (layouts.span_template); None without spans
+  span_template: str | None = None
 
 
 def parse_image_size(image_size: int | str | Sequence[int] | None) -> tuple[int, int] | None:
@@ -155,7 +157,8 @@ def fashion_mnist_dataset(
   schema_path: str | None = None,
   adopted: str | None = None,
 ) -> ResolvedDataset:
-  """The Fashion-MNIST IDX files in `data`, told without reading them (compiling reads no data)."""
+  """The Fashion-MNIST IDX files in `data`, told without reading them (compiling reads no data).
+  `data` may hold {SPAN}: spans of IDX files."""
   height, width = size_option or (FASHION_MNIST.height, FASHION_MNIST.width)
   spec = DatasetSpec(FASHION_MNIST.classes, height, width, channels or FASHION_MNIST.channels)
   return ResolvedDataset(
@@ -168,6 +171,7 @@ def fashion_mnist_dataset(
       f'schema: {schema_path or "the shipped Fashion-MNIST curated schema"}',
       f'images: {height}x{width}, {spec.channels} channel(s)',
     ],
+    data if layouts.SPAN_TOKEN in data else None,
   )
 
 
@@ -179,7 +183,25 @@ def resolve(
   channels: int | None = None,
   served_classes: Sequence[str] | None = None,
 ) -> ResolvedDataset:
-  """The DatasetSpec, schema text and summary lines for `data`; DatasetError on bad input."""
+  """The DatasetSpec, schema text and summary lines for `data`; DatasetError on bad input.
+
+  Spans (layouts.span_template): every span folder is listed (an empty one stops), and the
+  newest span decides as `data` would alone.
+  """
+  template = layouts.span_template(data)
+  if template is not None:
+    spans = layouts.list_spans(template)
+    newest = spans[-1]
+    resolved = resolve(
+      newest.path,
+      schema_path=schema_path,
+      image_size=image_size,
+      channels=channels,
+      served_classes=served_classes,
+    )
+    numbers = ', '.join(str(span.number) for span in spans)
+    line = f'spans: {numbers} (newest {newest.number}: {newest.path}; template {template})'
+    return dataclasses.replace(resolved, facts=[line, *resolved.facts], span_template=template)
   layout = layouts.detect(data)
   size_option = parse_image_size(image_size)
   adopted = _read_text(schema_path) if schema_path else None

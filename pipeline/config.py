@@ -172,6 +172,29 @@ class PipelineConfig:
   max_image_pixels: int = option(
     50_000_000, 'an image of more pixels (height x width) is a bad image', check=at_least(1)
   )
+  # Data that keeps arriving (docs/own-images.md): spans and the drift check.
+  train_spans: int = option(
+    1,
+    'with spans (span-<N> folders or {SPAN} in --data): train on the newest span and the ones '
+    'before it, this many in all; eval and test are always the newest span\'s',
+    check=at_least(1),
+  )
+  drift_label_threshold: float = option(
+    0.1,
+    "with spans: the largest Jensen-Shannon divergence (0..1) between the newest span's label "
+    "distribution (its eval split) and the previous span's before the run stops as drift",
+    check=between(0, 1),
+  )
+  drift_image_threshold: float = option(
+    0.1,
+    'with spans: the same for each image feature: height, width, channels and mean pixel intensity',
+    check=between(0, 1),
+  )
+  accept_drift: bool = option(
+    False,
+    'with spans: train even though the newest span drifted past a threshold (the drift lines are '
+    'logged and recorded in the report and model card)',
+  )
   accuracy_threshold: float = option(
     0.85, 'eval accuracy a candidate needs to be blessed', check=between(0, 1)
   )

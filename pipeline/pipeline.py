@@ -7,14 +7,18 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from google.protobuf import wrappers_pb2
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
+from tfx.components.distribution_validator.component import DistributionValidator
 
 from components.curated_schema import CuratedSchema
 from components.anomalies_gate import AnomaliesGate
+from components import drift_gate
+from components.drift_gate import DriftGate
 from components.training_parameters import TrainingParameters
 from components.variant_selection import keys as selector_keys
 from components.variant_selection.component import VariantSelector
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.component import input_config_for
+from components.image_example_gen import executor as executor_keys
 from contract import features
 from contract import signatures
 from dataset.resolve import ResolvedDataset
@@ -40,7 +44,10 @@ EXAMPLE_GEN_OPTIONS = (
   'bad_images',
   'max_image_bytes',
   'max_image_pixels',
+  'train_spans',
 )
+DRIFT_VALIDATOR_ID = 'DriftValidator'
+DRIFT_GATE_ID = 'DriftGate'
 
 
 def parameter_values(config: PipelineConfig) -> Dict[str, Union[int, float]]:
@@ -151,22 +158,50 @@ def create_pipeline(
   dataset = dataset or fashion_mnist_dataset(config.data_dir)
   # Every step that reads images or labels gets the one DatasetSpec decided before the build.
   spec_config = {features.DATASET_SPEC_KEY: dataset.spec.to_json()}
-  input_base, input_config = input_config_for(config.data_dir, dataset.layout)
+  # Spans (data that keeps arriving): the input pattern holds {SPAN}, TFX's driver picks the
+  # newest span, and a `previous` split carries the span before it for the drift check.
+  spans = dataset.span_template
+  input_base, input_config = input_config_for(config.data_dir, dataset.layout, spans)
+  example_gen_options = {name: getattr(config, name) for name in EXAMPLE_GEN_OPTIONS}
+  if not spans:
+    del example_gen_options['train_spans']  # plain data: ExampleGen's properties as before
   example_gen = ImageExampleGen(
     input_base=input_base,
     input_config=input_config,
     custom_config={
       **spec_config,
-      **{name: getattr(config, name) for name in EXAMPLE_GEN_OPTIONS},
+      **example_gen_options,
+      **({executor_keys.SPAN_TEMPLATE_KEY: spans} if spans else {}),
       CODE_FINGERPRINT_KEY: code_fingerprint,
     },
   )
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema = CuratedSchema(schema_text=dataset.schema_text)
   example_validator = tfx.components.ExampleValidator(
-    statistics=statistics_gen.outputs['statistics'], schema=schema.outputs['schema']
+    statistics=statistics_gen.outputs['statistics'],
+    schema=schema.outputs['schema'],
+    # The previous span passed its own run's validation; this run's contract is its splits'.
+    exclude_splits=[executor_keys.PREVIOUS_SPLIT] if spans else None,
   )
   anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+  data_gates = [anomalies_gate]
+  drift_components: List = []
+  if spans:
+    # The baseline is this run's own statistics of the previous span: no resolver (on Vertex
+    # only LatestArtifact-style ones compile, and they do not stay within this pipeline).
+    drift_validator = DistributionValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      baseline_statistics=statistics_gen.outputs['statistics'],
+      include_split_pairs=[(drift_gate.COMPARED_SPLIT, drift_gate.BASELINE_SPLIT)],
+      config=drift_gate.drift_config(config.drift_label_threshold, config.drift_image_threshold),
+    ).with_id(DRIFT_VALIDATOR_ID)
+    drift_check = DriftGate(
+      drift=drift_validator.outputs['anomalies'],
+      examples=example_gen.outputs['examples'],
+      accept_drift=int(config.accept_drift),
+    ).with_id(DRIFT_GATE_ID)
+    drift_components = [drift_validator, drift_check]
+    data_gates.append(drift_check)
 
   transform = tfx.components.Transform(
     examples=example_gen.outputs['examples'],
@@ -179,8 +214,9 @@ def create_pipeline(
       CODE_FINGERPRINT_KEY: code_fingerprint,
     },
   )
-  # Transform reads the examples directly; this edge makes it wait for the gate to pass.
-  transform.add_upstream_node(anomalies_gate)
+  # Transform reads the examples directly; these edges make it wait for the gates to pass.
+  for gate in data_gates:
+    transform.add_upstream_node(gate)
   training_parameters = TrainingParameters(
     **{name: parameters[name] for name in TRAINING_PARAMETERS}
   )
@@ -276,6 +312,7 @@ def create_pipeline(
     schema,
     example_validator,
     anomalies_gate,
+    *drift_components,
     transform,
     training_parameters,
     *variant_components,

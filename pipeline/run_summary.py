@@ -2,6 +2,7 @@
 Metadata for a local run, from the pipeline root's files (local or gs://) for a deployed one."""
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -170,8 +171,13 @@ def _outputs_by_type(
     event.artifact_id for event in events if event.type == metadata_store_pb2.Event.OUTPUT
   ]
   outputs = {}
-  for artifact in store.get_artifacts_by_id(artifact_ids):
-    outputs[store.get_artifact_types_by_id([artifact.type_id])[0].name] = artifact
+  for artifact in sorted(store.get_artifacts_by_id(artifact_ids), key=lambda found: found.id):
+    name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+    # Examples come out of ExampleGen and of Transform (transformed_examples): ExampleGen's,
+    # the first, is the one with dataset.json.
+    if name == 'Examples' and name in outputs:
+      continue
+    outputs[name] = artifact
   return outputs
 
 
@@ -218,9 +224,38 @@ def dataset_lines(examples_uri: str) -> List[str]:
   spec = facts.spec
   return [
     f'Data: {facts.data} ({facts.layout}): {splits} images{skipped}',
+    *_span_lines(examples_uri),
     f'  {spec.num_classes} classes: {", ".join(spec.classes)}',
     f'  every image decoded to {spec.height}x{spec.width}, {spec.channels} channel(s)',
   ]
+
+
+def _read_json_file(path: str) -> Optional[dict]:
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as file:
+    try:
+      return json.load(file)
+    except ValueError:
+      return None
+
+
+def _span_lines(examples_uri: str) -> List[str]:
+  """With spans: which ones the run used (dataset.json) and the drift check's result."""
+  spans = (_read_json_file(os.path.join(examples_uri, 'dataset.json')) or {}).get('spans')
+  if not spans:
+    return []
+  train = ', '.join(str(span) for span in spans.get('train') or [])
+  previous = spans.get('previous')
+  lines = [
+    f"  spans: newest {spans.get('newest')} (eval, test), trained on {train}, "
+    + (f'drift baseline span {previous}' if previous is not None else 'no previous span')
+  ]
+  drift = _read_json_file(os.path.join(examples_uri, 'drift.json'))
+  if drift:
+    lines.append(f"  drift: {drift.get('status')}")
+    lines += [f'    {line}' for line in drift.get('lines') or []]
+  return lines
 
 
 def summarize_last_run(metadata_path: str, in_progress: bool = True) -> Optional[RunSummary]:

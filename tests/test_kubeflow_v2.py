@@ -634,3 +634,52 @@ def test_compiled_steps_run_through_the_container_entrypoint(tmp_path, container
     tmp_path / 'out' / 'serving' / 'fashion_mnist' / version
   )
   assert comparison['already_in_production'] is True
+
+
+def test_spans_compile_with_the_drift_step_and_no_resolver(tmp_path):
+  """Data in spans: ExampleGen's pattern keeps {SPAN} for the driver to resolve in the job, and
+  the drift check compares two splits of this run's own statistics, so no resolver is needed."""
+  config = _write_config(
+    str(tmp_path),
+    {
+      **VERTEX,
+      'data_dir': 'gs://bucket/images/span-{SPAN}',
+      'train_spans': 2,
+      'drift_label_threshold': 0.2,
+      'accept_drift': True,
+    },
+  )
+  path = str(tmp_path / 'pipeline.json')
+  assert cli.main(['compile', '--config', config, '--output', path]) == 0
+  with open(path) as source:
+    spec = json.load(source)['pipelineSpec']
+  executors = spec['deploymentSpec']['executors']
+  assert [label for label, executor in executors.items() if 'resolver' in executor] == []
+  tasks = spec['root']['dag']['tasks']
+  assert _parameter(spec, 'ImageExampleGen', 'input_base') == 'gs://bucket/images'
+  input_config = json.loads(_parameter(spec, 'ImageExampleGen', 'input_config'))
+  assert [split['name'] for split in input_config['splits']] == [
+    'train',
+    'eval',
+    'test',
+    'previous',
+  ]
+  assert {split['pattern'] for split in input_config['splits']} == {'span-{SPAN}/*-ubyte.gz'}
+  # TFX's file-based ExampleGen driver resolves {SPAN} (newest, numerically) before the step.
+  lifecycle = _executor(spec, 'ImageExampleGen')['container']['lifecycle']
+  assert 'file_based_example_gen.driver' in json.dumps(lifecycle['preCacheCheck'])
+  example_gen_config = json.loads(_parameter(spec, 'ImageExampleGen', 'custom_config'))
+  assert example_gen_config['train_spans'] == 2
+  assert example_gen_config['span_template'] == 'gs://bucket/images/span-{SPAN}'
+  for name in ('statistics', 'baseline_statistics'):
+    assert _artifact_source(spec, 'DriftValidator', name) == ('StatisticsGen', 'statistics')
+  assert json.loads(_parameter(spec, 'DriftValidator', 'include_split_pairs')) == [
+    ['eval', 'previous']
+  ]
+  assert 'jensenShannonDivergence' in _parameter(
+    spec, 'DriftValidator', 'distribution_validator_config'
+  )
+  assert _artifact_source(spec, 'DriftGate', 'drift') == ('DriftValidator', 'anomalies')
+  assert _parameter(spec, 'DriftGate', 'accept_drift') == 1
+  assert 'DriftGate' in tasks['Transform']['dependentTasks']
+  assert 'previous' in _parameter(spec, 'ExampleValidator', 'exclude_splits')

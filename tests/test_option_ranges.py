@@ -69,6 +69,10 @@ CONFIG_OPTIONS = {
   'bad_images': Bad('ignore', "must be one of stop, skip, got 'ignore'"),
   'max_image_bytes': AT_LEAST_1,
   'max_image_pixels': AT_LEAST_1,
+  'train_spans': AT_LEAST_1,
+  'drift_label_threshold': Bad(1.5, 'must be between 0 and 1, got 1.5'),
+  'drift_image_threshold': Bad(-0.5, 'must be between 0 and 1, got -0.5'),
+  'accept_drift': _switch('sometimes'),
   'accuracy_threshold': Bad(1.5, 'must be between 0 and 1, got 1.5'),
   'max_accuracy_drop': Bad(-0.1, 'must be between 0 and 1, got -0.1'),
   'selection_metric': Bad(

@@ -49,6 +49,12 @@ BAD_IMAGES_CHOICES = ('stop', 'skip')
 SUMMARY_FILE = 'dataset.json'
 SKIPPED_LISTED = 100  # dataset.json lists the first skipped images (by file), counts them all
 SPLITS = layouts.SPLITS
+# With spans: the previous span's images (every split of it), the baseline of the drift check.
+PREVIOUS_SPLIT = 'previous'
+SPAN_SPLITS = SPLITS + (PREVIOUS_SPLIT,)
+SPAN_TEMPLATE_KEY = 'span_template'
+TRAIN_SPANS_KEY = 'train_spans'
+DEFAULT_TRAIN_SPANS = 1
 BATCH_SIZE = 200
 
 
@@ -59,8 +65,12 @@ class IngestOptions:
   test_percent: int = DEFAULT_TEST_PERCENT
   bad_images: str = 'stop'
   limits: images.ImageLimits = dataclasses.field(default_factory=images.ImageLimits)
+  span_template: str | None = None  # data with {SPAN}: see dataset.layouts.span_template
+  train_spans: int = DEFAULT_TRAIN_SPANS
 
   def __post_init__(self):
+    if self.train_spans < 1:
+      raise ValueError(f'train_spans must be at least 1, got {self.train_spans}')
     if self.bad_images not in BAD_IMAGES_CHOICES:
       raise ValueError(f'bad_images must be stop or skip, got {self.bad_images!r}')
     if min(self.eval_percent, self.test_percent) < 0 or self.eval_percent + self.test_percent > 90:
@@ -81,6 +91,8 @@ class IngestOptions:
         max_image_bytes=int(config.get(MAX_IMAGE_BYTES_KEY) or images.DEFAULT_MAX_IMAGE_BYTES),
         max_image_pixels=int(config.get(MAX_IMAGE_PIXELS_KEY) or images.DEFAULT_MAX_IMAGE_PIXELS),
       ),
+      span_template=config.get(SPAN_TEMPLATE_KEY) or None,
+      train_spans=int(config.get(TRAIN_SPANS_KEY) or DEFAULT_TRAIN_SPANS),
     )
 
 
@@ -311,15 +323,11 @@ def _read_shard_batches(shard: layouts.Shard) -> Iterator[list]:
   return batches(layouts.read_shard(shard))
 
 
-def generate_splits(
-  pipeline: beam.Pipeline, data: str, options: IngestOptions, summary_path: str | None = None
-) -> dict[str, beam.pvalue.PCollection]:
-  """Serialized tf.Examples of `data` per split; writes dataset.json to `summary_path` if given.
-
-  The launcher lists only the shards (class folders, manifests, IDX pairs, TFRecord files), so
-  a wrong directory fails before any worker starts and the pipeline graph stays small however
-  many images there are; workers list, read and decode them, a batch at a time.
-  """
+def _span_splits(
+  pipeline: beam.Pipeline, data: str, options: IngestOptions, prefix: str = ''
+) -> tuple[dict[str, beam.pvalue.PCollection], beam.pvalue.PCollection, HeldOut, str]:
+  """(the splits of `data`, its merged Tally as a one-element PCollection, the holdouts, the
+  layout). Beam labels start with `prefix` (one per span)."""
   layout = layouts.detect(data)
   shards = layouts.shards(data, layout)
   known = set(options.spec.classes)
@@ -343,17 +351,140 @@ def generate_splits(
   to_examples = _ToExamples(options, held_out, bool(named_splits))
   outputs = (
     pipeline
-    | 'ListShards' >> beam.Create(shards)
-    | 'ReadShards' >> beam.FlatMap(_read_shard_batches)
-    | 'Spread' >> beam.Reshuffle()
-    | 'ToExamples' >> beam.ParDo(to_examples).with_outputs(*SPLITS, main='tally')
+    | f'{prefix}ListShards' >> beam.Create(shards)
+    | f'{prefix}ReadShards' >> beam.FlatMap(_read_shard_batches)
+    | f'{prefix}Spread' >> beam.Reshuffle()
+    | f'{prefix}ToExamples' >> beam.ParDo(to_examples).with_outputs(*SPLITS, main='tally')
   )
+  tally = outputs.tally | f'{prefix}TallyAll' >> beam.CombineGlobally(_TallyAll())
+  return {name: outputs[name] for name in SPLITS}, tally, held_out, layout
+
+
+def generate_splits(
+  pipeline: beam.Pipeline,
+  data: str,
+  options: IngestOptions,
+  summary_path: str | None = None,
+  newest_span: int | None = None,
+) -> dict[str, beam.pvalue.PCollection]:
+  """Serialized tf.Examples of `data` per split; writes dataset.json to `summary_path` if given.
+
+  The launcher lists only the shards (class folders, manifests, IDX pairs, TFRecord files), so
+  a wrong directory fails before any worker starts and the pipeline graph stays small however
+  many images there are; workers list, read and decode them, a batch at a time.
+
+  With options.span_template (spans), see generate_span_splits; `newest_span` is the span TFX's
+  driver resolved (the newest one listed when not given).
+  """
+  if options.span_template:
+    return generate_span_splits(pipeline, options, summary_path, newest_span)
+  splits, tally, held_out, layout = _span_splits(pipeline, data, options)
+  _ = tally | 'Finish' >> beam.Map(_finish, held_out, summary_path, options.spec, data, layout)
+  return splits
+
+
+def spans_used(spans: list[layouts.Span], newest: int | None, train_spans: int) -> dict[str, Any]:
+  """{'newest': N, 'train': [the last train_spans spans up to N], 'previous': the span before N
+  or None}. `newest` None: the newest listed."""
+  numbers = [span.number for span in spans]
+  if newest is None:
+    newest = numbers[-1]
+  if newest not in numbers:
+    raise DatasetError(
+      f'span {newest}', f'not among the span folders found ({", ".join(map(str, numbers))})'
+    )
+  upto = [number for number in numbers if number <= newest]
+  return {
+    'newest': newest,
+    'train': upto[-train_spans:],
+    'previous': upto[-2] if len(upto) > 1 else None,
+  }
+
+
+def generate_span_splits(
+  pipeline: beam.Pipeline,
+  options: IngestOptions,
+  summary_path: str | None = None,
+  newest: int | None = None,
+) -> dict[str, beam.pvalue.PCollection]:
+  """Spans: train holds the train split of the last `train_spans` spans up to the newest; eval
+  and test the newest span's; `previous` every image of the span before the newest (empty for
+  the first span), the drift check's baseline. Each span is read once, whatever it feeds."""
+  spans = layouts.list_spans(options.span_template)
+  used = spans_used(spans, newest, options.train_spans)
+  path_of = dict(spans)
+  wanted = sorted(set(used['train']) | {used['newest']} | {used['previous']} - {None})
+  per_span = {
+    number: _span_splits(pipeline, path_of[number], options, prefix=f'Span{number}')
+    for number in wanted
+  }
+  newest_splits = per_span[used['newest']][0]
+  train = [per_span[number][0]['train'] for number in used['train']]
+  outputs = {
+    'train': train | 'TrainSpans' >> beam.Flatten(),
+    'eval': newest_splits['eval'],
+    'test': newest_splits['test'],
+  }
+  if used['previous'] is None:
+    outputs[PREVIOUS_SPLIT] = pipeline | 'NoPreviousSpan' >> beam.Create([], reshuffle=False)
+  else:
+    previous = per_span[used['previous']][0]
+    outputs[PREVIOUS_SPLIT] = [previous[name] for name in SPLITS] | 'PreviousSpan' >> beam.Flatten()
+  tallies = {
+    str(number): beam.pvalue.AsSingleton(tally) for number, (_, tally, _, _) in per_span.items()
+  }
+  facts = {
+    number: (held_out, path_of[number], layout)
+    for number, (_, _, held_out, layout) in per_span.items()
+  }
   _ = (
-    outputs.tally
-    | 'TallyAll' >> beam.CombineGlobally(_TallyAll())
-    | 'Finish' >> beam.Map(_finish, held_out, summary_path, options.spec, data, layout)
+    pipeline
+    | 'SpansSummary' >> beam.Create([None])
+    | 'FinishSpans' >> beam.Map(_finish_spans, facts, used, summary_path, options, **tallies)
   )
-  return {name: outputs[name] for name in SPLITS}
+  return outputs
+
+
+def _finish_spans(
+  _, facts: dict, used: dict, path: str | None, options: IngestOptions, **tallies: Tally
+) -> None:
+  """Checks every span's class sizes, then writes dataset.json with the spans used: counts of
+  the splits as trained on (train summed over the train spans) plus the previous span's."""
+  spec = options.spec
+  for number, (held_out, _, _) in facts.items():
+    check_class_sizes(tallies[str(number)], spec, held_out)
+  if path is None:
+    return
+  newest = tallies[str(used['newest'])]
+  counts = Counter()
+  for number in used['train']:
+    for (split, index), count in tallies[str(number)].counts.items():
+      if split == 'train':
+        counts[('train', index)] += count
+  for (split, index), count in newest.counts.items():
+    if split != 'train':
+      counts[(split, index)] += count
+  if used['previous'] is not None:
+    for (_, index), count in tallies[str(used['previous'])].counts.items():
+      counts[(PREVIOUS_SPLIT, index)] += count
+  merged = newest._replace(
+    counts=counts,
+    skipped=sorted(sum((tally.skipped for tally in tallies.values()), []))[:SKIPPED_LISTED],
+    skipped_count=sum(tally.skipped_count for tally in tallies.values()),
+  )
+  _, data, layout = facts[used['newest']]
+  record = summary(merged, spec, data, layout)
+  record['counts'][PREVIOUS_SPLIT] = {
+    name: counts[(PREVIOUS_SPLIT, index)] for index, name in enumerate(spec.classes)
+  }
+  record['spans'] = {
+    **used,
+    'template': options.span_template,
+    'paths': {str(number): facts[number][1] for number in facts},
+  }
+  tf.io.gfile.makedirs(posixpath.dirname(path))
+  with tf.io.gfile.GFile(path, 'w') as out:
+    json.dump(record, out, indent=2, sort_keys=True)
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -384,18 +515,25 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     proto_utils.json_to_proto(
       exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
     )
-    names = utils.generate_output_split_names(input_config, output_config)
-    if output_config.split_config.splits or sorted(names) != sorted(SPLITS):
-      raise ValueError(
-        f'ImageExampleGen writes the splits {list(SPLITS)}: give input_config those three '
-        '(component.input_config_for) and leave output_config empty'
-      )
     custom_config = json_utils.loads(
       exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or 'null'
     )
+    options = IngestOptions.from_custom_config(custom_config)
+    expected = SPAN_SPLITS if options.span_template else SPLITS
+    names = utils.generate_output_split_names(input_config, output_config)
+    if output_config.split_config.splits or sorted(names) != sorted(expected):
+      raise ValueError(
+        f'ImageExampleGen writes the splits {list(expected)}: give input_config those '
+        '(component.input_config_for) and leave output_config empty'
+      )
     data = layouts.data_from_input(
       exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern
     )
+    span = exec_properties.get(utils.SPAN_PROPERTY_NAME)
     return generate_splits(
-      pipeline, data, IngestOptions.from_custom_config(custom_config), self._summary_path
+      pipeline,
+      data,
+      options,
+      self._summary_path,
+      newest_span=int(span) if options.span_template and span is not None else None,
     )

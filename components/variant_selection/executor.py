@@ -27,6 +27,7 @@ from components.variant_selection import seeds
 from components.variant_selection import selection
 from contract import signatures
 from contract.features import DATASET_RECORD
+from components.drift_gate import DRIFT_FILE as DRIFT_RECORD
 from contract.features import DATASET_SPEC_KEY
 from contract.features import LABEL_KEY
 from contract.features import MODEL_INFO_FILE
@@ -88,6 +89,21 @@ def _dataset(
         f'{list(facts.classes)}'
       )
   return facts
+
+
+def _spans_and_drift(examples_uri: str) -> Dict[str, Any]:
+  """With spans: dataset.json's record of them and the drift gate's drift.json, for the report
+  (and through it the model card and push record)."""
+  found = {}
+  dataset_record = os.path.join(examples_uri, DATASET_RECORD)
+  if tf.io.gfile.exists(dataset_record):
+    spans = _read_json(dataset_record).get('spans')
+    if spans:
+      found['spans'] = {key: spans.get(key) for key in ('newest', 'train', 'previous')}
+  drift_record = os.path.join(examples_uri, DRIFT_RECORD)
+  if tf.io.gfile.exists(drift_record):
+    found['drift'] = _read_json(drift_record)
+  return found
 
 
 def _reads_encoded_examples(path: str) -> bool:
@@ -371,6 +387,7 @@ class Executor(base_executor.BaseExecutor):
       test_result,
       in_service,
       seed_runs=_seed_runs(input_dict, exec_properties, rows),
+      **_spans_and_drift(examples.uri),
     )
     model_card.write(
       report_artifact.uri,

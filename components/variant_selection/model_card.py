@@ -314,7 +314,15 @@ def context(
   row = next((r for r in report.get('variants', []) if r.get('variant') == variant), {})
   dataset = _dataset(dataset_json, report, model_info, _classes_in(report, row))
   test = _test(report, dataset['classes'])
-  spans = model_info.get('spans')
+  # The spans trained on: the model's own record, else ExampleGen's (dataset.json), else the
+  # report's copy of it.
+  spans = (
+    model_info.get('spans')
+    or ((dataset_json or {}).get('spans') or {}).get('train')
+    or (report.get('spans') or {}).get('train')
+  )
+  if isinstance(spans, Mapping):
+    spans = spans.get('train')
   training = model_info.get('training') or {}
   moment = now or datetime.datetime.now(datetime.timezone.utc)
   return {

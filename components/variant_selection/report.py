@@ -23,7 +23,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import matplotlib
 
@@ -404,6 +404,24 @@ def _dataset_lines(dataset: DatasetFacts) -> List[str]:
       lines.append(f'- and {unlisted:,} more (the examples\' dataset.json lists the first ones).')
   counts = _counts_table(dataset)
   return [*lines, *([''] + counts if counts else [])]
+
+
+def spans_and_drift_lines(
+  spans: Optional[Mapping[str, Any]], drift: Optional[Mapping[str, Any]]
+) -> List[str]:
+  """Markdown: which spans the run trained and evaluated on, and the drift check's result."""
+  lines = ['## Spans and drift', '']
+  if spans:
+    train = ', '.join(str(span) for span in spans.get('train') or [])
+    previous = spans.get('previous')
+    lines.append(
+      f"**Spans:** newest {spans.get('newest')} (eval and test); trained on span(s) {train}; "
+      + (f'drift baseline: span {previous}.' if previous is not None else 'no previous span.')
+    )
+  if drift:
+    lines += ['', f"**Drift check:** {drift.get('status', '?')}", '']
+    lines += [f'- {line}' for line in drift.get('lines') or []]
+  return lines
 
 
 def _most_confused(held_out: HeldOutResult) -> Optional[str]:
@@ -910,10 +928,14 @@ def write(
   held_out: Optional[HeldOutResult],
   production: Optional[Production] = None,
   seed_runs: Optional[Mapping[str, Sequence[seeds.SeedRun]]] = None,
+  spans: Optional[Mapping[str, Any]] = None,
+  drift: Optional[Mapping[str, Any]] = None,
 ) -> List[str]:
   """Writes the report files into `directory` and returns their paths; `dataset` is the data
   the variants were compared on (its classes name the per-class results), `seed_runs[variant]`
-  (with repeated seeds) are its runs, the one selection used first."""
+  (with repeated seeds) are its runs, the one selection used first. With spans, `spans` is
+  dataset.json's record of them ({newest, train, previous}) and `drift` the drift gate's
+  result (drift.json): both go into report.json and the Markdown."""
   tf.io.gfile.makedirs(directory)
   paths = {
     name: os.path.join(directory, name)
@@ -928,10 +950,16 @@ def write(
   }
   content = _as_json(dataset, variants, selection, held_out, production)
   content['seeds'] = _seeds_as_json(seed_runs) if seed_runs else None
+  if spans:
+    content['spans'] = dict(spans)
+  if drift:
+    content['drift'] = dict(drift)
   with tf.io.gfile.GFile(paths[REPORT_JSON], 'w') as report_json:
     json.dump(content, report_json, indent=1)
   with tf.io.gfile.GFile(paths[REPORT_MARKDOWN], 'w') as report_markdown:
     report_markdown.write(_markdown(dataset, variants, selection, held_out, production))
+    if spans or drift:
+      report_markdown.write('\n'.join(['', *spans_and_drift_lines(spans, drift), '']))
     if seed_runs:
       report_markdown.write(_seeds_markdown(seed_runs))
   _plot_learning_curves(variants, selection, paths[LEARNING_CURVES_PNG])
