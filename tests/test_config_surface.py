@@ -66,6 +66,8 @@ def _other_value(field, kind):
     value = default + 0.125
   elif field.name.endswith(('_root', '_dir')):
     value = 'gs://bucket/elsewhere'  # paths stay as given when they are URIs
+  elif field.name == 'image_size':
+    value = '32x48'
   else:
     value = 'other-name'
   return value, str(value)

@@ -12,6 +12,7 @@ from tfx.utils import proto_utils
 
 from components.image_example_gen import executor, idx
 from components.image_example_gen.component import input_config_for
+from dataset import layouts
 from contract import features
 from contract.features import FASHION_MNIST
 from dataset import export, images
@@ -112,7 +113,7 @@ def test_missing_files_fail_before_the_pipeline_runs(tmp_path):
 
 def test_do_writes_the_splits_and_dataset_json_into_the_examples_artifact(tmp_path):
   data_dir = idx_files.write_fashion_mnist_like(str(tmp_path / 'idx'), 200, test_count=5)
-  input_base, input_config = input_config_for(data_dir)
+  input_base, input_config = input_config_for(data_dir, layouts.detect(data_dir))
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'examples')
   executor.Executor().Do(

@@ -15,8 +15,10 @@ import yaml
 from pipeline import cli
 from pipeline import options
 from pipeline import vertex_config
+from pipeline.config import PipelineConfig
 from pipeline.vertex_config import VertexConfig
 from tests.test_config_surface import DEPLOY_REQUIRED
+from trainer.config import ALIASES
 from trainer.config import INTERNAL
 from trainer.config import OptionValueError
 
@@ -149,7 +151,13 @@ COMMAND_FLAGS = {
     'notaurl',
     "must be an http://, https:// or file:// URL, got 'notaurl'",
   ),
+  ('export-images', '--data-dir'): ('', "must be a non-empty path, got ''"),
+  ('export-images', '--out'): ('', "must be a non-empty path, got ''"),
+  ('export-images', '--per-class'): ('0', 'must be between 1 and 7000, got 0'),
   ('summary', '--output-root'): ('', "must be a non-empty path, got ''"),
+  ('history', '--output-root'): ('', "must be a non-empty path, got ''"),
+  ('history', '--serving-root'): ('', "must be a non-empty path, got ''"),
+  ('history', '--model-name'): ('a/b', "must be letters, digits, _, - and . (no /), got 'a/b'"),
   ('report', '--output-root'): ('', "must be a non-empty path, got ''"),
   ('tensorboard', '--output-root'): ('', "must be a non-empty path, got ''"),
   ('tensorboard', '--port'): ('70000', 'must be between 0 and 65535, got 70000'),
@@ -264,7 +272,8 @@ def test_a_bad_run_flag_is_refused_naming_the_flag_and_nothing_is_written(tmp_pa
     word for name, value in safe.items() if name != path for word in (options.flag(name), value)
   ]
   line = _refusal(capsys, ['run', *elsewhere, *given])
-  name = f'{flag}/--no-{flag[2:]}' if bad.cli_message else flag
+  aliases = options.leaf_options(PipelineConfig)[path.split('.')[-1]].metadata.get(ALIASES, ())
+  name = f'{flag}/--no-{flag[2:]}' if bad.cli_message else '/'.join([flag, *aliases])
   assert line == f'fmnist-pipeline run: error: argument {name}: {bad.cli_message or bad.message}'
   assert not output_root.exists()
 

@@ -25,7 +25,6 @@ from components.variant_selection import production
 from components.variant_selection import report
 from components.variant_selection import seeds
 from components.variant_selection import selection
-from contract import signatures
 from contract.features import DATASET_RECORD
 from components.drift_gate import DRIFT_FILE as DRIFT_RECORD
 from contract.features import DATASET_SPEC_KEY
@@ -104,10 +103,6 @@ def _spans_and_drift(examples_uri: str) -> Dict[str, Any]:
   if tf.io.gfile.exists(drift_record):
     found['drift'] = _read_json(drift_record)
   return found
-
-
-def _reads_encoded_examples(path: str) -> bool:
-  return signatures.EXAMPLES_SIGNATURE in tf.saved_model.load(path).signatures
 
 
 def _check_production_classes(path: str, classes: Sequence[str]) -> None:
@@ -265,19 +260,20 @@ class Executor(base_executor.BaseExecutor):
       skipped.append(line)
 
     served = production.in_production(serving_model_dir, warn=skip)
-    if served is not None and not _reads_encoded_examples(served.path):
-      skip(
-        f'{served.path}: exported before examples carried encoded images (it has no '
-        f'{signatures.EXAMPLES_SIGNATURE} signature), so it cannot be evaluated on these '
-        'examples; only the accuracy threshold applies and a blessed candidate replaces it'
-      )
-      served = None
+    if served is not None:
+      _check_production_classes(served.path, classes)
+      if DATASET_SPEC_KEY not in production.model_info(served.path):
+        skip(
+          f'{served.path}: exported before examples carried encoded images (its model_info.json '
+          'has no dataset), so it cannot be evaluated on these examples; only the accuracy '
+          'threshold applies and a blessed candidate replaces it'
+        )
+        served = None
     production_path = served.path if served else None
     if served is None:
       logging.info('No model under %s yet: only the accuracy threshold applies.', serving_model_dir)
     else:
       logging.info('Production: %s, %s', served.path, served.reason)
-      _check_production_classes(served.path, classes)
     measured = dict(model_dirs, **({PRODUCTION: production_path} if production_path else {}))
     # Per-example correctness of every model on the same eval examples, for the paired tests.
     started = time.perf_counter()
