@@ -362,7 +362,7 @@ def _run(args: argparse.Namespace) -> int:
   try:
     dataset = datasets.resolve_for(config)
   except DatasetError as error:
-    return _failed(str(error))
+    return _failed(f'{error}{_fashion_mnist_hint(config.data_dir)}')
   # Imported here: TFX takes seconds to import, which `--help` and `download` need not pay.
   from pipeline import local_runner  # pylint: disable=import-outside-toplevel
   from pipeline.progress import console_progress  # pylint: disable=import-outside-toplevel
@@ -402,6 +402,16 @@ def _run(args: argparse.Namespace) -> int:
     f'fmnist-pipeline tensorboard --output-root {config.output_root}'
   )
   return 0
+
+
+def _fashion_mnist_hint(data_dir: str) -> str:
+  """For a data directory that is missing or empty, how to get the default dataset."""
+  if os.path.isdir(data_dir) and os.listdir(data_dir) or '://' in data_dir:
+    return ''
+  return (
+    '; for Fashion-MNIST install the Debian package dataset-fashion-mnist or run '
+    '`fmnist-pipeline download`'
+  )
 
 
 def _write_proposed_schema(config: PipelineConfig, dataset) -> Optional[str]:

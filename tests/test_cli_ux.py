@@ -77,8 +77,9 @@ def test_every_flag_of_every_command_has_help_with_its_default():
       if isinstance(action, argparse._HelpAction) or not action.option_strings:
         continue
       text = parser._get_formatter()._expand_help(action) if action.help else ''
-      # Switches say what they do, one of a required choice has no default; the rest name it.
-      needs_default = action.nargs != 0 and action not in required
+      # Switches say what they do, a required flag or one of a required choice has no default;
+      # the rest name it.
+      needs_default = action.nargs != 0 and action not in required and not action.required
       if not text or (needs_default and 'default' not in text):
         undocumented.append(f'{name} {action.option_strings[0]}: {text!r}')
   assert not undocumented
@@ -266,8 +267,11 @@ def test_run_prints_progress_on_stderr_and_only_results_on_stdout(tmp_path, caps
   for name in data.IDX_SHA256:  # `run` only checks that they are there before it starts
     (data_dir / name).write_bytes(b'')
 
-  def fake_run(config):
-    for message in ('Component ImageExampleGen is running.', 'Component ImageExampleGen is finished.'):
+  def fake_run(config, dataset):
+    for message in (
+      'Component ImageExampleGen is running.',
+      'Component ImageExampleGen is finished.',
+    ):
       logging.getLogger('absl').info(message)
     return run_summary.RunSummary(
       run_id='run-7', components=[run_summary.ComponentRun('ImageExampleGen', 'COMPLETE', 1.5)]

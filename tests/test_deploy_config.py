@@ -61,7 +61,8 @@ def _without(key):
     ({**GOOD, 'labels': ['team']}, "labels must be a mapping, got ['team']"),
     (
       {**GOOD, 'epochs': 3},
-      'unknown key epochs (an option of training: put it under training:); known: accuracy_threshold, data_dir, dataflow, ',
+      'unknown key epochs (an option of training: put it under training:); known: accept_drift, '
+      'accuracy_threshold, bad_images, channels, data_dir, dataflow, ',
     ),
     (
       {**GOOD, 'dataflow': {**DATAFLOW, 'max_workers': 3}},
