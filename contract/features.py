@@ -23,7 +23,9 @@ IMAGE_FORMATS = ('jpeg', 'png', 'bmp', 'gif')
 MAX_PIXEL_VALUE = 255
 # In every exported version, beside the SavedModel where TF Serving keeps files that are not part
 # of the graph: which variant it is, its training options and its DatasetSpec (trainer/export.py).
-MODEL_INFO_FILE = 'assets.extra/model_info.json'
+# Where TF Serving keeps a version's files that are not part of the graph.
+ASSETS_EXTRA = 'assets.extra'
+MODEL_INFO_FILE = f'{ASSETS_EXTRA}/model_info.json'
 # What ExampleGen writes beside its splits: the spec, the data, its layout and the split counts.
 DATASET_RECORD = 'dataset.json'
 # custom_config key under which ExampleGen, Transform and the Trainers get the DatasetSpec.

@@ -125,7 +125,7 @@ def _card(tmp_path, report=None, model_info=MODEL_INFO, dataset=DATASET, propert
   _write_json(os.path.join(model_dir, model_card.MODEL_INFO_FILE), model_info)
   os.makedirs(examples)
   if dataset is not None:
-    _write_json(os.path.join(examples, model_card.DATASET_JSON), dataset)
+    _write_json(os.path.join(examples, model_card.DATASET_RECORD), dataset)
   paths = model_card.write(
     report_dir, model_dir, examples, properties or {'code_fingerprint': 'f1ngerpr1nt'}, NOW
   )

@@ -41,10 +41,14 @@ CLOCK = {'A': 1700000100, 'B': 1700000200, 'C': 1700000300}
 
 
 def _trained_model(uri, tiny_saved_model, name):
-  """A Trainer's model output: the SavedModel, saying which trained model it is."""
+  """A Trainer's model output: the SavedModel, saying which trained model it is; models trained
+  apart differ in their graph or weights (here an asset), not only in their model_info."""
   model = _artifact(standard_artifacts.Model, uri)
   serving = os.path.join(model.uri, 'Format-Serving')
   shutil.copytree(tiny_saved_model, serving)
+  os.makedirs(os.path.join(serving, 'assets'), exist_ok=True)
+  with open(os.path.join(serving, 'assets', 'trained.txt'), 'w') as out:
+    out.write(name)
   os.makedirs(os.path.join(serving, os.path.dirname(MODEL_INFO_FILE)), exist_ok=True)
   with open(os.path.join(serving, MODEL_INFO_FILE), 'w') as out:
     info = {'variant': 'layer', 'parameters': 1000, 'trained': name}

@@ -19,6 +19,7 @@ from tfx.utils import json_utils, proto_utils
 from components import drift_gate
 from components.image_example_gen import executor
 from components.image_example_gen.component import input_config_for
+from contract.features import MODEL_INFO_FILE
 from contract.features import FASHION_MNIST, LABEL_KEY
 from dataset import layouts, resolve
 from dataset.errors import DatasetError
@@ -340,6 +341,8 @@ def test_three_spans_train_on_the_window_pass_the_drift_gate_and_record_the_span
   (version,) = glob.glob(os.path.join(output_root, 'serving', 'fashion_mnist', '*'))
   with open(os.path.join(version, 'assets.extra', 'push_record.json')) as record:
     assert json.load(record)['spans'] == ['2', '3']
+  with open(os.path.join(version, MODEL_INFO_FILE)) as info:
+    assert json.load(info)['spans'] == [2, 3]
   with open(os.path.join(version, 'assets.extra', 'model_card.md')) as card:
     assert 'no feature drifted past its threshold' in card.read()
 

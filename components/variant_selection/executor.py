@@ -90,6 +90,15 @@ def _dataset(
   return facts
 
 
+def _record_spans(model_dir: str, spans: Sequence[int]) -> None:
+  """Adds the spans the model was trained on to its model_info.json (the Trainer sees only
+  transformed examples; the selector has ExampleGen's record of them)."""
+  path = os.path.join(model_dir, MODEL_INFO_FILE)
+  info = _read_json(path)
+  with tf.io.gfile.GFile(path, 'w') as out:
+    json.dump({**info, 'spans': list(spans)}, out, indent=1)
+
+
 def _spans_and_drift(examples_uri: str) -> Dict[str, Any]:
   """With spans: dataset.json's record of them and the drift gate's drift.json, for the report
   (and through it the model card and push record)."""
@@ -375,6 +384,7 @@ class Executor(base_executor.BaseExecutor):
       )
       logging.info('%s on the test split: %s', chosen.winner, test_result.metrics)
     report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT])
+    spans_and_drift = _spans_and_drift(examples.uri)
     report.write(
       report_artifact.uri,
       dataset,
@@ -383,11 +393,9 @@ class Executor(base_executor.BaseExecutor):
       test_result,
       in_service,
       seed_runs=_seed_runs(input_dict, exec_properties, rows),
-      **_spans_and_drift(examples.uri),
+      **spans_and_drift,
     )
-    model_card.write(
-      report_artifact.uri,
-      path_utils.serving_model_path(output_model.uri),
-      examples.uri,
-      exec_properties,
-    )
+    output_model_dir = path_utils.serving_model_path(output_model.uri)
+    if 'spans' in spans_and_drift:
+      _record_spans(output_model_dir, spans_and_drift['spans']['train'])
+    model_card.write(report_artifact.uri, output_model_dir, examples.uri, exec_properties)

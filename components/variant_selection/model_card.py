@@ -21,7 +21,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import jinja2
 import tensorflow as tf
 
-ASSETS_EXTRA = 'assets.extra'
+from contract.features import ASSETS_EXTRA
+from contract.features import DATASET_RECORD
+from contract.features import MODEL_INFO_FILE
+
 MARKDOWN_NAME = 'model_card.md'
 HTML_NAME = 'model_card.html'
 PUSH_RECORD_NAME = 'push_record.json'
@@ -30,13 +33,11 @@ MARKDOWN_FILE = f'{ASSETS_EXTRA}/{MARKDOWN_NAME}'
 HTML_FILE = f'{ASSETS_EXTRA}/{HTML_NAME}'
 PUSH_RECORD_FILE = f'{ASSETS_EXTRA}/{PUSH_RECORD_NAME}'
 # What the selector adds to the model it copies: documents about it, not part of it. A pushed
-# version's SavedModel digest leaves them out (production.saved_model_digest), so a retrained
-# copy of the served model is still recognised as that model.
+# version's SavedModel digest leaves assets.extra/ out (production.saved_model_digest), so a
+# retrained copy of the served model is still recognised as that model.
 ADDED_FILES = (MARKDOWN_FILE, HTML_FILE, PUSH_RECORD_FILE)
-# The files read back (the report's and ExampleGen's names, repeated so as not to import them).
+# The report's file, read back (its name repeated: report.py imports matplotlib).
 REPORT_JSON = 'report.json'
-DATASET_JSON = 'dataset.json'
-MODEL_INFO_FILE = f'{ASSETS_EXTRA}/model_info.json'
 # custom_config / execution property key of the pipeline's code fingerprint (pipeline.py).
 CODE_FINGERPRINT_KEY = 'code_fingerprint'
 ACCURACY = 'sparse_categorical_accuracy'
@@ -437,7 +438,7 @@ def write(
   report; returns the paths written."""
   report = _read_json(os.path.join(report_dir, REPORT_JSON)) or {}
   model_info = _read_json(os.path.join(model_dir, MODEL_INFO_FILE)) or {}
-  dataset_json = _read_json(os.path.join(examples_uri, DATASET_JSON)) if examples_uri else None
+  dataset_json = _read_json(os.path.join(examples_uri, DATASET_RECORD)) if examples_uri else None
   card = context(report, model_info, dataset_json, exec_properties, report_dir, now)
   markdown, html = render_markdown(card), render_html(card)
   files = {

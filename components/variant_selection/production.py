@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional
 from absl import logging
 import tensorflow as tf
 
+from contract.features import ASSETS_EXTRA
 from contract.features import MODEL_INFO_FILE
 from serving import server_config
 
@@ -139,20 +140,19 @@ def model_info(version_dir: str) -> Dict[str, Any]:
 
 
 def saved_model_digest(path: str) -> str:
-  """SHA-256 over a SavedModel directory's relative file names and contents.
+  """SHA-256 over a SavedModel's graph and weights: its files' relative names and contents,
+  leaving out assets.extra/.
 
-  Pusher copies the selected model byte for byte, so a pushed version and the
-  Trainer output it came from have the same digest. The model card and push record
-  the selector adds (model_card.ADDED_FILES) describe the model and are left out.
+  Pusher copies the selected model byte for byte, so a pushed version and the Trainer output
+  it came from have the same digest. assets.extra/ is where TF Serving keeps files that are not
+  part of the graph: what describes the model (model_info.json, to which the selector adds the
+  spans trained on; the model card and push record) and its warmup requests.
   """
-  # pylint: disable-next=import-outside-toplevel
-  from components.variant_selection.model_card import ADDED_FILES
-
   sha = hashlib.sha256()
   files = []
   for directory, _, names in tf.io.gfile.walk(path):
     files.extend(os.path.join(directory, name) for name in names)
-  files = [file for file in files if os.path.relpath(file, path) not in ADDED_FILES]
+  files = [file for file in files if not os.path.relpath(file, path).startswith(ASSETS_EXTRA + '/')]
   for file in sorted(files):
     sha.update(os.path.relpath(file, path).encode())
     with tf.io.gfile.GFile(file, 'rb') as content:
