@@ -57,6 +57,14 @@ def run_pipeline(built: Built, output_root: str, options: Sequence[str]) -> Pipe
   return PipelineRun(code, out, err, pushed[0] if pushed else '')
 
 
+def pushed(tmp_path_factory, name: str, write, options: Sequence[str] = CHEAPEST):
+  """The dataset `write(directory)` builds and a run of it that must push: (built, run)."""
+  built = write(str(tmp_path_factory.mktemp(name)))
+  run = run_pipeline(built, str(tmp_path_factory.mktemp(f'{name}_outputs')), options)
+  assert run.code == 0, run.err
+  return built, run
+
+
 def predicted_classes(
   version_dir: str, classes: Sequence[str], files: Sequence[str]
 ) -> Tuple[Dict[str, str], str]:

@@ -13,20 +13,12 @@ from tests import image_pipeline_runs
 
 @pytest.fixture(scope='module')
 def digits(tmp_path_factory):
-  built = image_datasets.write_digits_tree(str(tmp_path_factory.mktemp('digits')))
-  output_root = str(tmp_path_factory.mktemp('digits_outputs'))
-  run = image_pipeline_runs.run_pipeline(built, output_root, image_pipeline_runs.CHEAPEST)
-  assert run.code == 0, run.err
-  return built, run
+  return image_pipeline_runs.pushed(tmp_path_factory, 'digits', image_datasets.write_digits_tree)
 
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-  built = image_datasets.write_shapes(str(tmp_path_factory.mktemp('shapes')))
-  output_root = str(tmp_path_factory.mktemp('shapes_outputs'))
-  run = image_pipeline_runs.run_pipeline(built, output_root, image_pipeline_runs.CHEAPEST)
-  assert run.code == 0, run.err
-  return built, run
+  return image_pipeline_runs.pushed(tmp_path_factory, 'shapes', image_datasets.write_shapes)
 
 
 def test_digit_folders_give_an_8x8_grayscale_model_of_ten_classes(digits):

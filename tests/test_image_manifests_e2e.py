@@ -12,21 +12,19 @@ from tests import image_pipeline_runs
 
 @pytest.fixture(scope='module')
 def digits_csv(tmp_path_factory):
-  built = image_datasets.write_digits_manifest(str(tmp_path_factory.mktemp('digits_csv')))
-  output_root = str(tmp_path_factory.mktemp('digits_csv_outputs'))
-  options = (*image_pipeline_runs.CHEAPEST, '--image-size', '16', '--channels', '3')
-  run = image_pipeline_runs.run_pipeline(built, output_root, options)
-  assert run.code == 0, run.err
-  return built, run
+  return image_pipeline_runs.pushed(
+    tmp_path_factory,
+    'digits_csv',
+    image_datasets.write_digits_manifest,
+    (*image_pipeline_runs.CHEAPEST, '--image-size', '16', '--channels', '3'),
+  )
 
 
 @pytest.fixture(scope='module')
 def tfrecords(tmp_path_factory):
-  built = image_datasets.write_fashion_mnist_tfrecords(str(tmp_path_factory.mktemp('tfds')))
-  output_root = str(tmp_path_factory.mktemp('tfds_outputs'))
-  run = image_pipeline_runs.run_pipeline(built, output_root, image_pipeline_runs.CHEAPEST)
-  assert run.code == 0, run.err
-  return built, run
+  return image_pipeline_runs.pushed(
+    tmp_path_factory, 'tfrecords', image_datasets.write_fashion_mnist_tfrecords
+  )
 
 
 def test_csv_manifest_gives_a_model_of_the_size_and_channels_asked_for(digits_csv):
