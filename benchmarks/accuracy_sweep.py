@@ -36,7 +36,6 @@ from trainer.config import TrainingConfig
 from trainer.devices import Hardware
 from trainer.devices import use_jit_compile
 from trainer.model import VARIANTS
-from trainer.task import SHUFFLE_BUFFER
 from trainer.task import build_model_and_optimizer
 
 DATA_DIR = '/usr/share/datasets/fashion-mnist'
@@ -89,7 +88,7 @@ def train_and_test(config: TrainingConfig, splits: dict, hardware: Hardware) -> 
     model, optimizer, strategy, use_jit_compile(config.jit_compile, hardware)
   )
   train = tf.data.Dataset.from_tensor_slices((train_images, train_labels))
-  train = train.shuffle(SHUFFLE_BUFFER, seed=config.seed, reshuffle_each_iteration=True).repeat()
+  train = train.shuffle(len(train_labels), seed=config.seed, reshuffle_each_iteration=True).repeat()
   train = train.batch(config.batch_size)
   if config.random_mirror:
     train = augmentation.random_mirror(train, config.seed)

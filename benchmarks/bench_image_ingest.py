@@ -105,8 +105,14 @@ def _pipeline_run(data: str, output_root: str, flags: Sequence[str]) -> Dict[str
     if line.startswith('Comparison report: ')
   ]
   with open(os.path.join(report_dir, report.REPORT_JSON)) as report_json:
-    test = json.load(report_json)['test']
+    compared = json.load(report_json)
+  test = compared['test']
   accuracy = test['metrics']['sparse_categorical_accuracy']
+  on_eval = ', '.join(
+    f'{row["variant"]} {row["eval"][compared["selection_metric"]]:.4f}'
+    for row in compared['variants']
+  )
+  print(f'  {data}: pushed {test["variant"]}; {compared["selection_metric"]} on eval: {on_eval}')
   low, high = wilson_interval(accuracy, test['examples'])
   return {'seconds': seconds, 'accuracy': accuracy, 'low': low, 'high': high}
 

@@ -63,9 +63,7 @@ def _fn_args(tmp_path):
 
 def test_training_batches_are_spec_shaped_images_and_labels_and_samples_are_the_files(tmp_path):
   fn_args, transform_output, files = _fn_args(tmp_path)
-  batches = task._dataset(
-    fn_args, transform_output, fn_args.eval_files, batch_size=4, seed=0, training=False
-  )
+  batches = task._dataset(fn_args, transform_output, fn_args.eval_files, batch_size=4, seed=0)
   assert batches.element_spec[0].shape.as_list() == [None, 10, 14, 3]
   images, labels = next(iter(batches))
   assert images.shape == (4, 10, 14, 3) and labels.numpy().ravel().tolist() == [0, 1, 0, 1]
@@ -80,3 +78,40 @@ def test_a_trainer_spec_other_than_transforms_is_one_line_naming_both_shapes(tmp
   other = DatasetSpec(SPEC.classes, height=14, width=10, channels=3)
   with pytest.raises(ValueError, match=r"images are \[10, 14, 3\] but .* says \[14, 10, 3\]"):
     task.check_transform_matches(transform_output, other)
+
+
+def test_training_batches_mix_the_classes_of_files_written_one_class_after_another(tmp_path):
+  # ExampleGen writes a class folder's images together: 12,000 of one class, then 12,000 of the
+  # other, more than any fixed shuffle buffer of a few thousand examples would span.
+  spec = DatasetSpec(('left', 'right'), height=1, width=1, channels=1)
+  transform_output = serving_model.write_transform_graph(str(tmp_path / 'transform'), spec)
+  path = str(tmp_path / 'train.gz')
+  per_class = 12_000
+  with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type='GZIP')) as out:
+    for label in (0, 1):
+      for _ in range(per_class):
+        example = tf.train.Example()
+        example.features.feature[IMAGE_KEY].float_list.value.append(float(label))
+        example.features.feature[LABEL_KEY].int64_list.value.append(label)
+        example.features.feature[IMAGE_RAW_KEY].bytes_list.value.append(b'')
+        out.write(example.SerializeToString())
+  fn_args = types.SimpleNamespace(
+    data_accessor=tfx.components.DataAccessor(
+      lambda patterns, options, schema: tfxio.TFExampleRecord(
+        file_pattern=patterns, schema=schema
+      ).TensorFlowDataset(options),
+      None,
+      None,
+    )
+  )
+  examples = task.count_records([path])
+  assert examples == 2 * per_class
+  batches = task._dataset(
+    fn_args, transform_output, [path], batch_size=500, seed=0, training_examples=examples
+  )
+  for images, labels in batches.take(3):
+    share = float(tf.reduce_mean(tf.cast(labels, tf.float32)))
+    assert 0.4 < share < 0.6, f'a training batch of class-sorted files is {share:.0%} one class'
+    np.testing.assert_array_equal(
+      tf.reshape(images, [-1]), tf.cast(tf.reshape(labels, [-1]), tf.float32)
+    )

@@ -36,7 +36,6 @@ from trainer.model import build_model
 from trainer.summaries import RunSummaries
 
 CHECKPOINT_DIR = 'checkpoints'
-SHUFFLE_BUFFER = 10_000
 PARSE_BATCH = 256
 # Eval images the export's warmup requests are built from.
 WARMUP_SAMPLES = 16
@@ -55,19 +54,26 @@ def _dataset(
   file_patterns,
   batch_size: int,
   seed: int,
-  training: bool,
+  training_examples: int | None = None,
   mirror: bool = False,
 ) -> tf.data.Dataset:
-  """Batches of (images, labels); for training, shuffled by `seed` and repeated forever,
-  and randomly mirrored if `mirror`.
+  """Batches of (images, labels). For training (`training_examples`, the split's size) they are
+  shuffled over the whole split by `seed`, repeat forever, and are randomly mirrored if
+  `mirror`; otherwise one pass in file order.
 
   Parsed images (not their encoded bytes, `image_raw`) are cached in memory (Fashion-MNIST's 54k
   training images are 170 MB as float32), so epochs after the first skip the tf.Example parsing.
+  The shuffle buffer spans the split because ExampleGen writes a class folder's images together:
+  a smaller buffer over such files gives batches of one or two classes, and batch statistics and
+  the optimizer then see a different class every few hundred steps. The cache holds the split
+  in memory already.
   """
   parsed = _transformed(fn_args, transform_output, file_patterns, PARSE_BATCH)
   examples = parsed.map(lambda batch, labels: (batch[IMAGE_KEY], labels)).unbatch().cache()
-  if training:
-    examples = examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
+  if training_examples is not None:
+    examples = examples.shuffle(
+      training_examples, seed=seed, reshuffle_each_iteration=True
+    ).repeat()
   batches = examples.batch(batch_size)
   if mirror:
     batches = augmentation.random_mirror(batches, seed)
@@ -167,7 +173,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   # examples, and the learning rate applies to that global batch as configured.
   global_batch_size = config.batch_size * strategy.num_replicas_in_sync
 
-  per_epoch = loop.steps_per_epoch(count_records(fn_args.train_files), global_batch_size)
+  training_examples = count_records(fn_args.train_files)
+  per_epoch = loop.steps_per_epoch(training_examples, global_batch_size)
   total_steps = config.epochs * per_epoch
   if fn_args.train_steps:
     total_steps = min(total_steps, fn_args.train_steps)
@@ -210,7 +217,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
           fn_args.train_files,
           global_batch_size,
           config.seed,
-          training=True,
+          training_examples=training_examples,
           mirror=config.random_mirror,
         ),
         _dataset(
@@ -219,7 +226,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
           fn_args.eval_files,
           global_batch_size,
           config.seed,
-          training=False,
         ),
         schedule,
         checkpoints,
