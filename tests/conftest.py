@@ -4,6 +4,8 @@ The device split must happen before any TensorFlow op initializes the runtime,
 hence a pytest_configure hook rather than a fixture.
 """
 
+import fcntl
+import json
 import pathlib
 import re
 import tempfile
@@ -66,12 +68,29 @@ def two_cpu_strategy():
 
 
 @pytest.fixture(scope="session")
-def container_data_steps(tmp_path_factory):
+def container_data_steps(tmp_path_factory, worker_id):
   """CuratedSchema, ImageExampleGen and Transform of a compiled one-variant pipeline on generated
-  files, run once through TFX's container entrypoint for every test that runs later steps."""
+  files, run once through TFX's container entrypoint for every test that runs later steps.
+
+  Once per test session, not per xdist worker (the three modules that use it may run on
+  different workers): the first worker to need it builds it under a lock in the session's shared
+  temporary directory, the others read what it wrote (xdist's documented pattern)."""
   from tests.test_kubeflow_v2 import run_data_steps  # pylint: disable=import-outside-toplevel
 
-  return run_data_steps(str(tmp_path_factory.mktemp("container_steps")))
+  if worker_id == "master":  # not under xdist
+    return run_data_steps(str(tmp_path_factory.mktemp("container_steps")))
+  shared = tmp_path_factory.getbasetemp().parent / "container_steps"
+  shared.mkdir(exist_ok=True)
+  built = shared / "data_steps.json"
+  with open(shared / "lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not built.exists():
+      work = shared / "work"
+      work.mkdir(exist_ok=True)
+      steps = run_data_steps(str(work))
+      built.write_text(json.dumps(steps))
+  data_dir, upstream = json.loads(built.read_text())
+  return data_dir, upstream
 
 
 @pytest.fixture
