@@ -49,12 +49,18 @@ def class_folders(root, counts: dict, split: str | None = None, first_seed: int 
   return str(root)
 
 
-def run_executor(data, out_dir, custom_config=None):
-  """The executor's Beam pipeline as TFX runs it: ({split: [tf.Example]}, dataset.json)."""
-  input_base, input_config = input_config_for(str(data), layouts.detect(str(data)))
+def run_executor(data, out_dir, custom_config=None, resolved=None):
+  """The executor's Beam pipeline as TFX runs it: ({split: [tf.Example]}, dataset.json), the
+  examples written in TFX's layout, <out_dir>/Split-<name>/data-*. `resolved` is what TFX's
+  driver gives the executor (input base and config, span); default: those of plain `data`."""
+  if resolved is None:
+    input_base, input_config = input_config_for(str(data), layouts.detect(str(data)))
+    resolved = {
+      standard_component_specs.INPUT_BASE_KEY: input_base,
+      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+    }
   exec_properties = {
-    standard_component_specs.INPUT_BASE_KEY: input_base,
-    standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+    **resolved,
     standard_component_specs.OUTPUT_CONFIG_KEY: '{}',
     standard_component_specs.CUSTOM_CONFIG_KEY: json_utils.dumps(custom_config or {}),
   }
@@ -64,11 +70,15 @@ def run_executor(data, out_dir, custom_config=None):
   with beam.Pipeline() as pipeline:
     splits = gen.GenerateExamplesByBeam(pipeline, exec_properties)
     for name, records in splits.items():
-      _ = records | f'Write[{name}]' >> beam.io.WriteToTFRecord(os.path.join(out_dir, name))
+      _ = records | f'Write[{name}]' >> beam.io.WriteToTFRecord(
+        os.path.join(out_dir, f'Split-{name}', 'data')
+      )
   written = {
     name: [
       tf.train.Example.FromString(record.numpy())
-      for record in tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(out_dir, name) + '*'))
+      for record in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(os.path.join(out_dir, f'Split-{name}', 'data*'))
+      )
     ]
     for name in splits
   }

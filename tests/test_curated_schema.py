@@ -57,6 +57,6 @@ def test_the_shipped_schema_accepts_what_image_example_gen_makes_of_the_idx_file
   image_data.run_executor(data_dir, tmp_path / 'out')
   schema = dataset_schema.parse(_shipped(), curated_schema.SCHEMA_FILE)
   for split in ('train', 'test'):
-    records = glob.glob(str(tmp_path / 'out' / split) + '*')[0]
+    records = glob.glob(str(tmp_path / 'out' / f'Split-{split}' / 'data*'))[0]
     stats = tfdv.generate_statistics_from_tfrecord(records)
     assert not tfdv.validate_statistics(stats, schema).anomaly_info

@@ -27,7 +27,6 @@ from tests.test_kubeflow_v2 import _executor
 from tests.test_kubeflow_v2 import _write_config
 from tests.test_kubeflow_v2 import compile_for_local_files
 from tests.test_kubeflow_v2 import container_commands
-from tests.test_kubeflow_v2 import run_in_container
 from trainer import devices
 from trainer import export
 from trainer.config import TrainingConfig

@@ -121,6 +121,6 @@ def test_the_proposed_schema_accepts_what_image_example_gen_writes(tmp_path):
   schema = dataset_schema.parse(resolved.schema_text, 'proposed')
   for split in ('train',):
     stats = tfdv.generate_statistics_from_tfrecord(
-      glob.glob(str(tmp_path / 'out' / split) + '*')[0]
+      glob.glob(str(tmp_path / 'out' / f'Split-{split}' / 'data*'))[0]
     )
     assert not tfdv.validate_statistics(stats, schema).anomaly_info

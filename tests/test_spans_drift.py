@@ -6,7 +6,6 @@ import json
 import os
 import re
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -24,7 +23,8 @@ from contract.features import FASHION_MNIST, LABEL_KEY
 from dataset import layouts, resolve
 from dataset.errors import DatasetError
 from tests import idx_files
-from tests.image_data import value
+from tests import image_pipeline_runs
+from tests.image_data import run_executor, value
 
 TRAIN, TEST = 240, 60
 
@@ -51,39 +51,20 @@ def run_span_executor(data, out_dir, train_spans=1, eval_percent=10):
   _, span, _ = example_gen_utils.calculate_splits_fingerprint_span_and_version(
     input_base, input_config.splits
   )
-  exec_properties = {
-    standard_component_specs.INPUT_BASE_KEY: input_base,
-    standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
-    standard_component_specs.OUTPUT_CONFIG_KEY: '{}',
-    standard_component_specs.CUSTOM_CONFIG_KEY: json_utils.dumps(
-      {
-        executor.SPAN_TEMPLATE_KEY: template,
-        executor.TRAIN_SPANS_KEY: train_spans,
-        executor.EVAL_PERCENT_KEY: eval_percent,
-      }
-    ),
-    example_gen_utils.SPAN_PROPERTY_NAME: span,
-  }
-  out_dir = str(out_dir)
-  gen = executor.Executor()
-  gen._summary_path = os.path.join(out_dir, executor.SUMMARY_FILE)
-  with beam.Pipeline() as pipeline:
-    splits = gen.GenerateExamplesByBeam(pipeline, exec_properties)
-    for name, records in splits.items():
-      _ = records | f'Write[{name}]' >> beam.io.WriteToTFRecord(
-        os.path.join(out_dir, f'Split-{name}', 'data')
-      )
-  written = {
-    name: [
-      tf.train.Example.FromString(record.numpy())
-      for record in tf.data.TFRecordDataset(
-        tf.io.gfile.glob(os.path.join(out_dir, f'Split-{name}', 'data*'))
-      )
-    ]
-    for name in splits
-  }
-  with open(gen._summary_path) as summary:
-    return written, json.load(summary)
+  return run_executor(
+    data,
+    out_dir,
+    {
+      executor.SPAN_TEMPLATE_KEY: template,
+      executor.TRAIN_SPANS_KEY: train_spans,
+      executor.EVAL_PERCENT_KEY: eval_percent,
+    },
+    resolved={
+      standard_component_specs.INPUT_BASE_KEY: input_base,
+      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+      example_gen_utils.SPAN_PROPERTY_NAME: span,
+    },
+  )
 
 
 @pytest.fixture(scope='module')
@@ -306,20 +287,13 @@ def span_runs(tmp_path_factory):
         str(data),
         '--output-root',
         output_root,
-        '--variants',
-        'none',
-        '--epochs',
-        '1',
-        '--batch-size',
-        '32',
+        *image_pipeline_runs.CHEAPEST,
         '--train-steps',
         '3',
         '--eval-percent',
         '40',
         '--train-spans',
         '2',
-        '--accuracy-threshold',
-        '0',
         *extra,
       ]
     )
